@@ -16,14 +16,14 @@
 //! Here the same life is cut into the events the reactor delivers, in the
 //! order they happen, so it reads top to bottom:
 //!
-//! 1. [`Connection::new`]: after `accept`, register for readability.
-//! 2. [`Connection::on_readable`]: `recv` until the kernel has nothing more
+//! 1. `Connection::new`: after `accept`, register for readability.
+//! 2. `Connection::on_readable`: `recv` until the kernel has nothing more
 //!    (or this turn's budget is spent), frame lines, act on each: print it,
 //!    echo it, or obey a command.
-//! 3. [`Connection::on_writable`]: send what an earlier `send` did not take.
-//! 4. [`Connection::on_stop`]: the server is stopping: read what the client
+//! 3. `Connection::on_writable`: send what an earlier `send` did not take.
+//! 4. `Connection::on_stop`: the server is stopping: read what the client
 //!    already sent, then finish.
-//! 5. [`Connection::close`]: the single exit, printing and logging the reason.
+//! 5. `Connection::close`: the single exit, printing and logging the reason.
 //!
 //! Idle time-outs are not here: the reactor owns the deadlines and closes
 //! the connection with [`CloseReason::Idle`] (the seed's `if not inp: break`).
@@ -147,7 +147,7 @@ pub(crate) enum Status {
     /// reading just resumed), and edge-triggered readiness will not say so
     /// again: serve it next turn without waiting for an event.
     Open { active: bool, again: bool },
-    /// Finished: call [`Connection::close`] with this reason.
+    /// Finished: call `Connection::close` with this reason.
     Closed(CloseReason),
 }
 
