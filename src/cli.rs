@@ -64,6 +64,17 @@ pub struct ServeArgs {
     /// Accept `stop` from clients that are not on this machine.
     #[arg(long)]
     pub allow_remote_stop: bool,
+    /// Serve at most N clients at once; more get `error: server full`.
+    /// Default: the file descriptor limit (raised to the hard limit) minus 32.
+    #[arg(long, value_name = "N")]
+    pub max_conns: Option<usize>,
+    /// Close a client whose line is unfinished this long after its first
+    /// byte (slowloris); 0 or off disables.
+    #[arg(long, value_name = "DUR", default_value = "30s")]
+    pub line_timeout: String,
+    /// Log the counters (accepted, closed by reason, bytes, ...) every DUR.
+    #[arg(long, value_name = "DUR")]
+    pub stats: Option<String>,
 }
 
 impl ServeArgs {
@@ -100,6 +111,12 @@ impl ServeArgs {
                     }),
             )?,
             allow_remote_stop: self.allow_remote_stop,
+            max_conns: self.max_conns,
+            line_timeout: flag("line-timeout", parse_optional_duration(&self.line_timeout))?,
+            stats_interval: match &self.stats {
+                Some(every) => flag("stats", parse_optional_duration(every))?,
+                None => None,
+            },
             handle_signals: true,
         };
         config.validate()?;

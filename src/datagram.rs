@@ -20,18 +20,15 @@ use crate::command::Command;
 use crate::config::Config;
 use crate::line::LineBuffer;
 use crate::output::Output;
+use crate::stats::Counters;
 
 /// Datagrams read from one socket per loop turn before the others get a turn.
 const DATAGRAM_BUDGET: usize = 256;
 
-/// Per-socket bookkeeping that outlives one datagram.
+/// What the server remembers about UDP between datagrams: only whether it
+/// has already warned that commands are ignored.
 #[derive(Debug, Default)]
-pub struct DatagramStats {
-    /// Datagrams received.
-    pub received: u64,
-    /// Echo replies dropped because the send buffer was full.
-    pub replies_dropped: u64,
-    /// Whether the "commands are ignored over UDP" warning was logged.
+pub struct DatagramState {
     warned_commands: bool,
 }
 
@@ -42,7 +39,8 @@ pub(crate) fn on_readable(
     scratch: &mut [u8],
     output: &mut Output,
     config: &Config,
-    stats: &mut DatagramStats,
+    state: &mut DatagramState,
+    counters: &mut Counters,
 ) -> bool {
     for _ in 0..DATAGRAM_BUDGET {
         // The scratch buffer (64 KiB) holds the largest UDP payload
@@ -58,14 +56,15 @@ pub(crate) fn on_readable(
                 continue;
             }
         };
-        stats.received += 1;
+        counters.datagrams += 1;
+        counters.bytes_in += n as u64;
         let datagram = &scratch[..n];
-        print_lines(datagram, from, output, config, stats);
+        print_lines(datagram, from, output, config, state, counters);
         if config.echo {
             match socket.send_to(datagram, from) {
-                Ok(_) => {}
+                Ok(sent) => counters.bytes_out += sent as u64,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    stats.replies_dropped += 1;
+                    counters.datagram_replies_dropped += 1;
                     log::debug!("udp reply to {from} dropped: send buffer full");
                 }
                 Err(err) => log::debug!("udp reply to {from} failed: {err}"),
@@ -81,14 +80,16 @@ fn print_lines(
     from: SocketAddr,
     output: &mut Output,
     config: &Config,
-    stats: &mut DatagramStats,
+    state: &mut DatagramState,
+    counters: &mut Counters,
 ) {
     let label = from.to_string();
     let mut act = |text: &[u8]| {
+        counters.lines += 1;
         if Command::parse(text).is_some() {
-            if !stats.warned_commands {
+            if !state.warned_commands {
                 log::warn!("{label}: commands are ignored over UDP (a sender can be forged)");
-                stats.warned_commands = true;
+                state.warned_commands = true;
             }
         } else {
             output.line(&label, text);

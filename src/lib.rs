@@ -43,11 +43,13 @@ pub mod connection;
 pub mod datagram;
 pub mod deadline;
 pub mod error;
+pub mod limits;
 pub mod line;
 pub mod listen;
 pub mod output;
 pub mod reactor;
 pub mod slots;
+pub mod stats;
 pub mod stream;
 pub mod units;
 
@@ -55,3 +57,4 @@ pub use config::Config;
 pub use error::Error;
 pub use output::Format;
 pub use reactor::{Server, ServerHandle};
+pub use stats::Counters;

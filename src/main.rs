@@ -8,7 +8,11 @@ use selectd::Server;
 use selectd::cli::{Cli, Command, ServeArgs};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // Warnings by default, and the counters that `--stats` asks for.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,selectd::stats=info"),
+    )
+    .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -20,6 +24,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(message) => return fail(&message, 2),
     };
+    match selectd::limits::raise_fd_limit() {
+        Ok(limit) => log::debug!("file descriptor limit: {limit}"),
+        Err(err) => log::warn!("cannot raise the file descriptor limit: {err}"),
+    }
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(err) => return fail(&err.to_string(), 1),

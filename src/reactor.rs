@@ -44,14 +44,19 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::connection::{CloseReason, Connection, Context, Status};
-use crate::datagram::{self, DatagramStats};
+use crate::connection::{CloseReason, Connection, Context, LineTimer, Status};
+use crate::datagram::{self, DatagramState};
 use crate::deadline::DeadlineList;
 use crate::error::Error;
+use crate::limits;
 use crate::listen::{BoundAddr, ListenOptions, Listener};
 use crate::output::Output;
 use crate::slots::{self, Slot};
+use crate::stats::{Counters, SharedCounters};
 use crate::stream::{Peer, Stream};
+
+/// Sent to a client beyond `--max-conns` before it is closed.
+pub const SERVER_FULL: &[u8] = b"error: server full\r\n";
 
 /// Events fetched per `poll` call; more simply wait for the next turn.
 const EVENTS_PER_TURN: usize = 1024;
@@ -74,6 +79,7 @@ macro_rules! context {
             output: &mut $server.output,
             config: &$server.config,
             stop_requested: &mut $server.stop_requested,
+            counters: &mut $server.counters,
         }
     };
 }
@@ -103,11 +109,23 @@ pub struct Server {
     connections: Slab<Connection>,
     /// Idle deadlines by connection key; `None` when `--idle-timeout off`.
     idle: Option<DeadlineList>,
+    /// Deadlines of unfinished lines (`--line-timeout`), by connection key.
+    line_deadlines: Option<DeadlineList>,
+    /// `--max-conns`, or the default derived from the file descriptor limit.
+    max_conns: usize,
+    counters: Counters,
+    published: SharedCounters,
+    /// When to log the counters next (`--stats DUR`).
+    next_stats: Option<Instant>,
+    /// Refusals not yet logged, and when the last log line was written: a
+    /// flood of refused clients is reported at most once a second.
+    refusals_unlogged: u64,
+    last_refusal_log: Option<Instant>,
     /// Sockets to read again next turn (their budget ran out with data
     /// still queued), and a spare list to swap with.
     ready_again: Vec<Token>,
     ready_spare: Vec<Token>,
-    datagrams: DatagramStats,
+    datagrams: DatagramState,
     output: Output,
     scratch: Box<[u8]>,
     waker: Arc<Waker>,
@@ -129,6 +147,7 @@ pub struct Server {
 pub struct ServerHandle {
     waker: Arc<Waker>,
     stop_flag: Arc<AtomicBool>,
+    counters: SharedCounters,
 }
 
 impl ServerHandle {
@@ -138,6 +157,11 @@ impl ServerHandle {
         if let Err(err) = self.waker.wake() {
             log::error!("cannot wake the server to stop it: {err}");
         }
+    }
+
+    /// The server's counters, as of its last loop turn.
+    pub fn stats(&self) -> Counters {
+        self.counters.snapshot()
     }
 }
 
@@ -175,16 +199,25 @@ impl Server {
         } else {
             None
         };
+        let max_conns = config.max_conns.unwrap_or_else(limits::default_max_conns);
+        log::debug!("serving at most {max_conns} connections");
         Ok(Server {
             poll,
             idle: config.idle_timeout.map(DeadlineList::new),
+            line_deadlines: config.line_timeout.map(DeadlineList::new),
+            max_conns,
+            counters: Counters::default(),
+            published: SharedCounters::default(),
+            next_stats: config.stats_interval.map(|every| Instant::now() + every),
+            refusals_unlogged: 0,
+            last_refusal_log: None,
             output: Output::new(config.format, Box::new(io::stdout())),
             config,
             listeners,
             connections: Slab::new(),
             ready_again: Vec::new(),
             ready_spare: Vec::new(),
-            datagrams: DatagramStats::default(),
+            datagrams: DatagramState::default(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             waker,
             stop_flag: Arc::new(AtomicBool::new(false)),
@@ -213,6 +246,7 @@ impl Server {
         ServerHandle {
             waker: Arc::clone(&self.waker),
             stop_flag: Arc::clone(&self.stop_flag),
+            counters: self.published.clone(),
         }
     }
 
@@ -228,6 +262,7 @@ impl Server {
             }
             let timeout = self.poll_timeout(now);
             self.output.flush();
+            self.published.publish(&self.counters);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -247,7 +282,8 @@ impl Server {
             }
         }
         self.output.flush();
-        log::info!("stopped");
+        self.published.publish(&self.counters);
+        log::info!("stopped: {}", self.counters);
         Ok(())
     }
 
@@ -258,16 +294,45 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let idle = self.idle.as_ref().and_then(DeadlineList::next_deadline);
-        [idle, self.grace_deadline, self.accept_paused_until]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|deadline| deadline.saturating_duration_since(now))
+        let line = self
+            .line_deadlines
+            .as_ref()
+            .and_then(DeadlineList::next_deadline);
+        [
+            idle,
+            line,
+            self.grace_deadline,
+            self.accept_paused_until,
+            self.next_stats,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(now))
     }
 
     fn on_deadlines(&mut self, now: Instant) {
         while let Some(key) = self.idle.as_mut().and_then(|idle| idle.pop_expired(now)) {
             self.close(key, CloseReason::Idle);
+        }
+        while let Some(key) = self
+            .line_deadlines
+            .as_mut()
+            .and_then(|l| l.pop_expired(now))
+        {
+            let Some(connection) = self.connections.get_mut(key) else {
+                continue;
+            };
+            let mut ctx = context!(self);
+            let reason = connection.on_line_timeout(&mut ctx);
+            self.close(key, reason);
+        }
+        if let Some(due) = self.next_stats
+            && due <= now
+        {
+            log::info!(target: "selectd::stats", "{}", self.counters);
+            let every = self.config.stats_interval.unwrap_or(Duration::from_secs(1));
+            self.next_stats = Some(now + every);
         }
         if self.grace_deadline.is_some_and(|deadline| deadline <= now) {
             log::warn!(
@@ -364,6 +429,15 @@ impl Server {
                 if active && let Some(idle) = &mut self.idle {
                     idle.touch(key, now);
                 }
+                if let (Some(lines), Some(connection)) =
+                    (&mut self.line_deadlines, self.connections.get_mut(key))
+                {
+                    match connection.line_timer() {
+                        LineTimer::Unchanged => {}
+                        LineTimer::Start => lines.touch(key, now),
+                        LineTimer::Stop => lines.remove(key),
+                    }
+                }
                 if again {
                     self.ready_again.push(Token(key));
                 }
@@ -383,6 +457,7 @@ impl Server {
             &mut self.output,
             &self.config,
             &mut self.datagrams,
+            &mut self.counters,
         );
         if more {
             self.ready_again.push(slots::listener_token(index));
@@ -399,6 +474,9 @@ impl Server {
                 return;
             };
             match listener.accept() {
+                Ok((stream, peer)) if self.connections.len() >= self.max_conns => {
+                    self.refuse(stream, &peer, now);
+                }
                 Ok((stream, peer)) => self.open(stream, peer, now),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -407,6 +485,7 @@ impl Server {
                 Err(err) => {
                     // EMFILE/ENFILE (out of file descriptors) and anything
                     // unexpected: retrying at once would spin, so pause.
+                    self.counters.errors += 1;
                     self.pause_accepting(&err, now);
                     return;
                 }
@@ -421,6 +500,28 @@ impl Server {
         );
         self.accept_paused_until = Some(now + self.accept_backoff);
         self.accept_backoff = (self.accept_backoff * 2).min(ACCEPT_BACKOFF_MAX);
+    }
+
+    /// `--max-conns` are open: tell the client and close it at once. The
+    /// accept itself is what keeps the backlog from filling with clients
+    /// that would wait for nothing.
+    fn refuse(&mut self, mut stream: Stream, peer: &Peer, now: Instant) {
+        self.counters.refused_full += 1;
+        // A fresh socket's send buffer is empty: this short write fits.
+        let _ = stream.write(SERVER_FULL);
+        self.refusals_unlogged += 1;
+        if self
+            .last_refusal_log
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
+        {
+            log::warn!(
+                "server full ({} connections): refused {} (latest {peer})",
+                self.max_conns,
+                self.refusals_unlogged
+            );
+            self.refusals_unlogged = 0;
+            self.last_refusal_log = Some(now);
+        }
     }
 
     fn open(&mut self, stream: Stream, peer: Peer, now: Instant) {
@@ -441,6 +542,8 @@ impl Server {
         ) {
             Ok(connection) => {
                 entry.insert(connection);
+                self.counters.accepted += 1;
+                self.counters.open += 1;
                 if let Some(idle) = &mut self.idle {
                     idle.touch(key, now);
                 }
@@ -456,6 +559,10 @@ impl Server {
         if let Some(idle) = &mut self.idle {
             idle.remove(key);
         }
+        if let Some(lines) = &mut self.line_deadlines {
+            lines.remove(key);
+        }
+        self.counters.count_close(reason);
         connection.close(reason, self.poll.registry(), &mut self.output);
     }
 
