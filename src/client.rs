@@ -471,6 +471,13 @@ impl Stream {
         }
     }
 
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Stream::Tcp(s) => s.take_error(),
+            Stream::Unix(s) => s.take_error(),
+        }
+    }
+
     fn shutdown_write(&self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
@@ -522,6 +529,10 @@ struct Session {
     source: Source,
     /// The write side is finished: shut down, or left open by `--no-shutdown`.
     write_done: bool,
+    /// Held here as well as by the standard input thread: when that thread
+    /// ends, its copy is dropped, and if it were the last, closing the waker
+    /// would take its final, still unseen wake-up out of the poll with it.
+    _waker: Option<Arc<Waker>>,
 }
 
 impl Session {
@@ -536,14 +547,12 @@ impl Session {
         stream
             .register(&poll, SOCKET, Interest::READABLE | Interest::WRITABLE)
             .map_err(poll_failed)?;
-        let (pending, source) = match &config.payload {
-            Payload::Bytes(bytes) => (bytes.clone(), Source::Fixed),
+        let (pending, source, waker) = match &config.payload {
+            Payload::Bytes(bytes) => (bytes.clone(), Source::Fixed, None),
             Payload::Stdin => {
-                let waker = Waker::new(poll.registry(), STDIN).map_err(poll_failed)?;
-                (
-                    Vec::new(),
-                    Source::Stdin(spawn_stdin_reader(Arc::new(waker))?),
-                )
+                let waker = Arc::new(Waker::new(poll.registry(), STDIN).map_err(poll_failed)?);
+                let rx = spawn_stdin_reader(Arc::clone(&waker))?;
+                (Vec::new(), Source::Stdin(rx), Some(waker))
             }
         };
         Ok(Session {
@@ -556,6 +565,7 @@ impl Session {
             sent: 0,
             source,
             write_done: false,
+            _waker: waker,
         })
     }
 
@@ -646,10 +656,17 @@ impl Session {
                 // The input has ended and all of it is written.
                 self.write_done = true;
                 if self.shutdown {
-                    self.stream
-                        .shutdown_write()
-                        .map_err(|source| self.failed("send to", source))?;
-                    log::debug!("shut down the write side to {}", self.name);
+                    match self.stream.shutdown_write() {
+                        Ok(()) => log::debug!("shut down the write side to {}", self.name),
+                        // The peer reset the connection first, so there is no
+                        // write side left to shut; the socket's pending error
+                        // (`SO_ERROR`) says why, which is what the user needs.
+                        Err(error) if error.kind() == io::ErrorKind::NotConnected => {
+                            let cause = self.stream.take_error().ok().flatten();
+                            return Err(self.failed("send to", cause.unwrap_or(error)));
+                        }
+                        Err(source) => return Err(self.failed("send to", source)),
+                    }
                 }
                 break;
             }
