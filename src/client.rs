@@ -302,7 +302,9 @@ pub fn run(args: SendArgs) -> Result<(), SendError> {
     match send(&config, &mut stdout.lock()) {
         // Whoever reads our output has gone (`selectd send .. | head`): they
         // have what they wanted, so this is success, as in ripgrep.
-        Err(SendError::Local { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
+        Err(SendError::Local { what, source })
+            if what == WRITE_STDOUT && source.kind() == io::ErrorKind::BrokenPipe =>
+        {
             Ok(())
         }
         result => result,
@@ -312,7 +314,37 @@ pub fn run(args: SendArgs) -> Result<(), SendError> {
 /// Connects to `config.addr`, sends the payload while writing whatever
 /// arrives to `out`, and returns when the peer closes its side.
 ///
-/// A [`Payload::Stdin`] is read from this process's standard input.
+/// A [`Payload::Stdin`] is read from this process's standard input by a
+/// helper thread. If the peer closes first, that thread may stay blocked in
+/// `read` until more input comes or the process exits; `selectd` exits.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::net::TcpListener;
+/// use std::time::Duration;
+/// use selectd::client::{Payload, SendConfig, send};
+///
+/// // A one-shot echo server: read until our shutdown(SHUT_WR), answer, close.
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?.to_string().parse()?;
+/// std::thread::spawn(move || -> std::io::Result<()> {
+///     let (mut peer, _) = listener.accept()?;
+///     let mut request = Vec::new();
+///     peer.read_to_end(&mut request)?;
+///     peer.write_all(&request)
+/// });
+///
+/// let config = SendConfig {
+///     addr,
+///     payload: Payload::Bytes(b"ping\n".to_vec()),
+///     timeout: Duration::from_secs(20),
+///     shutdown: true,
+/// };
+/// let mut out = Vec::new();
+/// send(&config, &mut out)?;
+/// assert_eq!(out, b"ping\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn send(config: &SendConfig, out: &mut dyn Write) -> Result<(), SendError> {
     let name = spell(&config.addr);
     let started = Instant::now();
@@ -721,9 +753,11 @@ impl Session {
     }
 }
 
+const WRITE_STDOUT: &str = "write standard output";
+
 fn stdout_failed(source: io::Error) -> SendError {
     SendError::Local {
-        what: "write standard output",
+        what: WRITE_STDOUT,
         source,
     }
 }
