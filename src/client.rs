@@ -90,7 +90,7 @@ pub struct SendConfig {
     pub addr: Address,
     /// Where the outgoing bytes come from.
     pub payload: Payload,
-    /// See [`SendArgs::timeout`]; always greater than zero.
+    /// See [`SendArgs::timeout`]; greater than zero, at most [`LONGEST_TIMEOUT`].
     pub timeout: Duration,
     /// Shut down the write side after the payload (the seed's `shutdown(1)`).
     pub shutdown: bool,
@@ -119,11 +119,16 @@ impl TryFrom<SendArgs> for SendConfig {
         Ok(SendConfig {
             addr: args.addr,
             payload,
-            timeout: args.timeout,
+            timeout: args.timeout.min(LONGEST_TIMEOUT),
             shutdown: !args.no_shutdown,
         })
     }
 }
+
+/// The longest `--timeout` taken literally. Longer ones are cut to this: a
+/// century is no bound in practice, and deadlines (`now + timeout`) must not
+/// overflow [`Instant`], which would panic.
+pub const LONGEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// Turns `\n`, `\r`, `\t`, `\\`, `\0` and `\xHH` into the bytes they name.
 ///
@@ -347,20 +352,16 @@ pub fn run(args: SendArgs) -> Result<(), SendError> {
 /// ```
 pub fn send(config: &SendConfig, out: &mut dyn Write) -> Result<(), SendError> {
     let name = spell(&config.addr);
-    let started = Instant::now();
-    let socket = connect(
-        &config.addr,
-        &name,
-        started + config.timeout,
-        config.timeout,
-    )?;
+    // Fields are public, so a caller may have skipped the check in `try_from`.
+    let timeout = config.timeout.min(LONGEST_TIMEOUT);
+    let socket = connect(&config.addr, &name, Instant::now() + timeout, timeout)?;
     let stream = Stream::from_socket(socket, &config.addr).map_err(|source| SendError::Socket {
         addr: name.clone(),
         doing: "connect to",
         source,
     })?;
     log::info!("connected to {name}");
-    Session::new(stream, name, config)?.run(out)
+    Session::new(stream, name, timeout, config)?.run(out)
 }
 
 /// The address as people write it, without the `tcp://` of [`Address`]'s
@@ -568,7 +569,12 @@ struct Session {
 }
 
 impl Session {
-    fn new(mut stream: Stream, name: String, config: &SendConfig) -> Result<Session, SendError> {
+    fn new(
+        mut stream: Stream,
+        name: String,
+        timeout: Duration,
+        config: &SendConfig,
+    ) -> Result<Session, SendError> {
         let poll_failed = |source| SendError::Local {
             what: "set up poll",
             source,
@@ -591,7 +597,7 @@ impl Session {
             name,
             stream,
             poll,
-            timeout: config.timeout,
+            timeout,
             shutdown: config.shutdown,
             pending,
             sent: 0,
@@ -854,6 +860,15 @@ mod tests {
             SendConfig::try_from(zero).map_err(|e| e.exit_code()).err(),
             Some(2)
         );
+    }
+
+    #[test]
+    fn huge_timeouts_are_cut_to_a_century() {
+        let mut huge = args("127.0.0.1:9");
+        huge.timeout = Duration::MAX;
+        let config = SendConfig::try_from(huge).expect("valid");
+        assert_eq!(config.timeout, LONGEST_TIMEOUT);
+        assert!(Instant::now().checked_add(LONGEST_TIMEOUT).is_some());
     }
 
     #[test]

@@ -188,6 +188,17 @@ fn refused_connection_exits_4() {
     assert!(out.stdout.is_empty());
 }
 
+/// A time-out too long to add to the clock is cut, not a panic.
+#[test]
+fn huge_timeout_is_no_panic() {
+    let addr = support::closed_port();
+    let out = send(
+        &[&addr, "--data", "x", "--timeout", "9999999999999999999s"],
+        Input::Null,
+    );
+    assert_eq!(out.code, Some(4), "{out:?}");
+}
+
 /// `gaierror`: a `.invalid` name never resolves; exit code 3.
 #[test]
 fn unresolvable_host_exits_3() {
