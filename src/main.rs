@@ -1,36 +1,48 @@
-//! The `selectd` command: parse the arguments, run one subcommand, and turn
-//! its error into one line on stderr and an exit code.
+//! The `selectd` binary: parse the command line, run, map the outcome to an
+//! exit code. Errors are printed once, as one line on stderr.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use selectd::client;
-
-/// The select() line server from the socket notes, done right.
-#[derive(Debug, Parser)]
-#[command(name = "selectd", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Connect to ADDR, send standard input (or --data, or an HTTP GET), print what comes back
-    Send(client::SendArgs),
-}
+use clap::Parser;
+use selectd::cli::{Cli, Command, ServeArgs};
+use selectd::{Server, client};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Send(args) => client::run(args).map_err(|err| (err.exit_code(), err.to_string())),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
-        }
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Send(args) => send(args),
     }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(message) => return fail(&message, 2),
+    };
+    let server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(err) => return fail(&err.to_string(), 1),
+    };
+    for addr in server.local_addrs() {
+        eprintln!("listening on {addr}");
+    }
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err.to_string(), 1),
+    }
+}
+
+fn send(args: client::SendArgs) -> ExitCode {
+    match client::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        // Codes are 1..=6 (see `SendError::exit_code`), so they fit a u8.
+        Err(err) => fail(&err.to_string(), u8::try_from(err.exit_code()).unwrap_or(1)),
+    }
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
 }
