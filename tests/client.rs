@@ -176,6 +176,43 @@ fn closed_stdout_is_not_an_error() {
     assert!(stderr.is_empty(), "{stderr}");
 }
 
+// ---- against the real `selectd serve --echo` -----------------------------
+
+/// Lines on standard input go through `selectd serve --echo` and come back
+/// unchanged, CRLF and a last line without newline included.
+#[test]
+fn stdin_lines_come_back_from_selectd_echo() {
+    let server = support::EchoServe::start("127.0.0.1:0");
+    let lines = b"hello\r\nworld\n\nlast".to_vec();
+    let out = send(&[&server.addr], Input::Bytes(lines.clone()));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, lines);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+/// 64 MiB through `selectd serve --echo`, which stops reading from a client
+/// while its replies are unread: no deadlock, every byte back in order.
+#[test]
+fn tens_of_mib_through_selectd_echo_do_not_deadlock() {
+    let server = support::EchoServe::start("127.0.0.1:0");
+    let data = support::numbered_lines(64 << 20);
+    let out = send(&[&server.addr], Input::Bytes(data.clone()));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), data.len());
+    assert!(out.stdout == data, "echoed bytes differ");
+}
+
+/// The same conversation over a Unix socket served by selectd.
+#[test]
+fn unix_socket_through_selectd_echo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = format!("unix:{}", dir.path().join("selectd.sock").display());
+    let server = support::EchoServe::start(&listen);
+    let out = send(&[&server.addr, "--data", r"one\ntwo\n"], Input::Null);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"one\ntwo\n");
+}
+
 // ---- errors: the notes' four exceptions ---------------------------------
 
 /// `error` (refused): nothing listens on the port; exit code 4.

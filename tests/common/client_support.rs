@@ -170,6 +170,61 @@ pub fn tcp_server(serve: impl Fn(TcpStream) + Send + 'static) -> String {
     addr
 }
 
+/// The real `selectd serve --echo --format none` on one address, killed
+/// when dropped.
+pub struct EchoServe {
+    child: Child,
+    /// What `send` should connect to: `127.0.0.1:PORT` or `unix:PATH`.
+    pub addr: String,
+}
+
+impl EchoServe {
+    /// Starts the server on `listen` (`127.0.0.1:0`, `unix:PATH`, ...) and
+    /// waits (at most 30 s) for its `listening on ADDR` line on stderr.
+    pub fn start(listen: &str) -> EchoServe {
+        let mut child = selectd(&["serve", "--echo", "--format", "none", "--listen", listen])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn selectd serve");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keep draining stderr after the first line, so the server never
+        // blocks on a full pipe.
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        break addr.strip_prefix("tcp://").unwrap_or(addr).to_string();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("selectd serve did not say where it listens");
+                }
+            }
+        };
+        EchoServe { child, addr }
+    }
+}
+
+impl Drop for EchoServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A `HOST:PORT` on loopback where nothing listens: bound, then closed.
 pub fn closed_port() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
