@@ -369,16 +369,19 @@ fn missing_unix_socket_exits_6() {
 
 // ---- usage ----------------------------------------------------------------
 
-/// Mistakes on the command line exit 2 with a message, before any traffic.
+/// Mistakes on the command line exit 2 with one line naming the value,
+/// before any traffic.
 #[test]
-fn usage_errors_exit_2() {
-    for args in [
-        &["udp://127.0.0.1:9", "--data", "x"][..],
-        &["127.0.0.1:9", "--data", "x", "--http", "/"],
-        &["127.0.0.1", "--data", "x"],
-        &["127.0.0.1:9", "--timeout", "soon"],
-        &["127.0.0.1:9", "--timeout", "0"],
-        &["127.0.0.1:9", "--http", "/a b"],
+fn usage_errors_exit_2_in_one_line() {
+    for (args, says) in [
+        (
+            &["udp://127.0.0.1:9", "--data", "x"][..],
+            "udp://127.0.0.1:9",
+        ),
+        (&["127.0.0.1", "--data", "x"], "invalid address '127.0.0.1'"),
+        (&["127.0.0.1:9", "--timeout", "soon"], "--timeout"),
+        (&["127.0.0.1:9", "--timeout", "0"], "--timeout"),
+        (&["127.0.0.1:9", "--http", "/a b"], "--http"),
     ] {
         let out = send(args, Input::Null);
         assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
@@ -387,5 +390,15 @@ fn usage_errors_exit_2() {
             "{args:?}: {}",
             out.stderr
         );
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     }
+}
+
+/// `--data` and `--http` are two payloads; clap refuses both at once.
+#[test]
+fn data_and_http_conflict() {
+    let out = send(&["127.0.0.1:9", "--data", "x", "--http", "/"], Input::Null);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
 }
