@@ -36,7 +36,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::thread;
@@ -46,6 +46,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{SockAddr, Socket, Type};
 
 use crate::addr::{Address, AddressError};
+use crate::stream::Stream;
 use crate::units::{format_duration, parse_duration};
 
 /// The command line of `selectd send`, as clap parses it; see [`SendConfig`]
@@ -363,7 +364,7 @@ pub fn send(config: &SendConfig, out: &mut dyn Write) -> Result<(), SendError> {
     // Fields are public, so a caller may have skipped the check in `try_from`.
     let timeout = config.timeout.min(LONGEST_TIMEOUT);
     let socket = connect(&config.addr, &name, Instant::now() + timeout, timeout)?;
-    let stream = Stream::from_socket(socket, &config.addr).map_err(|source| SendError::Socket {
+    let stream = into_stream(socket, &config.addr).map_err(|source| SendError::Socket {
         addr: name.clone(),
         doing: "connect to",
         source,
@@ -476,55 +477,13 @@ fn resolve(
     }
 }
 
-/// The connected socket, in whichever family the address named.
-enum Stream {
-    Tcp(mio::net::TcpStream),
-    Unix(mio::net::UnixStream),
-}
-
-impl Stream {
-    fn from_socket(socket: Socket, addr: &Address) -> io::Result<Stream> {
-        socket.set_nonblocking(true)?;
-        Ok(match addr {
-            Address::Unix(_) => Stream::Unix(mio::net::UnixStream::from_std(socket.into())),
-            _ => Stream::Tcp(mio::net::TcpStream::from_std(socket.into())),
-        })
-    }
-
-    fn register(&mut self, poll: &Poll, token: Token, interest: Interest) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => poll.registry().register(s, token, interest),
-            Stream::Unix(s) => poll.registry().register(s, token, interest),
-        }
-    }
-
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-
-    fn take_error(&self) -> io::Result<Option<io::Error>> {
-        match self {
-            Stream::Tcp(s) => s.take_error(),
-            Stream::Unix(s) => s.take_error(),
-        }
-    }
-
-    fn shutdown_write(&self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
-            Stream::Unix(s) => s.shutdown(Shutdown::Write),
-        }
-    }
+/// Hands the connected socket to mio, in whichever family the address named.
+fn into_stream(socket: Socket, addr: &Address) -> io::Result<Stream> {
+    socket.set_nonblocking(true)?;
+    Ok(match addr {
+        Address::Unix(_) => Stream::Unix(mio::net::UnixStream::from_std(socket.into())),
+        _ => Stream::Tcp(mio::net::TcpStream::from_std(socket.into())),
+    })
 }
 
 const SOCKET: Token = Token(0);
@@ -590,8 +549,8 @@ impl Session {
         let poll = Poll::new().map_err(poll_failed)?;
         // Both interests at once and never changed: mio is edge-triggered, so
         // an idle writable socket costs no wake-ups.
-        stream
-            .register(&poll, SOCKET, Interest::READABLE | Interest::WRITABLE)
+        poll.registry()
+            .register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)
             .map_err(poll_failed)?;
         let (pending, source, waker) = match &config.payload {
             Payload::Bytes(bytes) => (bytes.clone(), Source::Fixed, None),
