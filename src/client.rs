@@ -493,6 +493,19 @@ const STDIN: Token = Token(1);
 /// bulk data in few system calls and is nothing next to the socket buffers.
 const CHUNK: usize = 64 * 1024;
 
+/// Reads (or writes) per turn of the loop before the other direction gets
+/// its go: 16 × [`CHUNK`] = 1 MiB. A server that talks without pause cannot
+/// starve our sending, nor a fast input our receiving.
+const TURN: usize = 16;
+
+/// How much one turn of [`Session::receive`] or [`Session::transmit`] moved.
+struct Moved {
+    bytes: usize,
+    /// The turn ended on its budget, not on `WouldBlock`: there may be more
+    /// to do at once, and with edge-triggered readiness no event will say so.
+    more: bool,
+}
+
 /// Chunks standard input may run ahead of the socket: with [`CHUNK`], at most
 /// 256 KiB waits in the channel however large the input.
 const STDIN_AHEAD: usize = 4;
@@ -587,14 +600,13 @@ impl Session {
         loop {
             // Read before write: what the server has already said is free to
             // print, and reading first makes room for it to read our data.
-            let (received, eof) = self.receive(&mut buf, out)?;
-            if eof {
+            let Some(received) = self.receive(&mut buf, out)? else {
                 log::info!("{} closed the connection", self.name);
                 return Ok(());
-            }
+            };
             let sent = self.transmit()?;
             let now = Instant::now();
-            if received + sent > 0 {
+            if received.bytes + sent.bytes > 0 {
                 last_progress = now;
             }
             let deadline = last_progress + self.timeout;
@@ -604,7 +616,14 @@ impl Session {
                     after: self.timeout,
                 });
             }
-            match self.poll.poll(&mut events, Some(deadline - now)) {
+            // Work left over from a turn cut short: look for events, but
+            // do not sleep.
+            let wait = if received.more || sent.more {
+                Duration::ZERO
+            } else {
+                deadline - now
+            };
+            match self.poll.poll(&mut events, Some(wait)) {
                 Ok(()) => {}
                 // A signal arrived; not a failure, look again.
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -618,42 +637,56 @@ impl Session {
         }
     }
 
-    /// The seed's `recv` loop: drain the socket to `WouldBlock`, copying
-    /// everything to `out`. Returns the bytes read and whether the peer
+    /// The seed's `recv` loop: read the socket until `WouldBlock` (or the
+    /// turn's budget), copying everything to `out`. `None` when the peer has
     /// closed its side (the seed's `if not cevap: break`).
-    fn receive(&mut self, buf: &mut [u8], out: &mut dyn Write) -> Result<(usize, bool), SendError> {
-        let mut total = 0;
+    fn receive(&mut self, buf: &mut [u8], out: &mut dyn Write) -> Result<Option<Moved>, SendError> {
+        let mut moved = Moved {
+            bytes: 0,
+            more: true,
+        };
+        let mut reads = 0;
         let result = loop {
+            if reads == TURN {
+                break Ok(Some(moved));
+            }
             match self.stream.read(buf) {
-                Ok(0) => break Ok(true),
+                Ok(0) => break Ok(None),
                 Ok(n) => {
                     out.write_all(&buf[..n]).map_err(stdout_failed)?;
-                    total += n;
+                    moved.bytes += n;
+                    reads += 1;
                 }
                 // Would block "errors" are the OS's way of saying that the
                 // connection is not actually ready to perform this I/O operation.
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break Ok(false),
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    break Err(SendError::Socket {
-                        addr: self.name.clone(),
-                        doing: "receive from",
-                        source,
-                    });
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    moved.more = false;
+                    break Ok(Some(moved));
                 }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => break Err(self.failed("receive from", source)),
             }
         };
-        // Flush once per batch: prompt for a person watching, cheap in bulk.
+        // Flush once per turn: prompt for a person watching, cheap in bulk.
         out.flush().map_err(stdout_failed)?;
-        result.map(|eof| (total, eof))
+        result
     }
 
     /// The seed's `sendall`, without blocking: write pending bytes, taking
-    /// more input as it comes, until the socket would block or the input
-    /// has nothing ready. At the end of the input, `shutdown(SHUT_WR)`.
-    fn transmit(&mut self) -> Result<usize, SendError> {
-        let mut total = 0;
+    /// more input as it comes, until the socket would block, the input has
+    /// nothing ready, or the turn's budget is spent. At the end of the
+    /// input, `shutdown(SHUT_WR)`.
+    fn transmit(&mut self) -> Result<Moved, SendError> {
+        let mut moved = Moved {
+            bytes: 0,
+            more: false,
+        };
+        let mut writes = 0;
         while !self.write_done {
+            if writes == TURN {
+                moved.more = true;
+                break;
+            }
             if self.sent == self.pending.len() && !self.refill()? {
                 break;
             }
@@ -678,14 +711,15 @@ impl Session {
             match self.stream.write(&self.pending[self.sent..]) {
                 Ok(n) => {
                     self.sent += n;
-                    total += n;
+                    moved.bytes += n;
+                    writes += 1;
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => return Err(self.failed("send to", source)),
             }
         }
-        Ok(total)
+        Ok(moved)
     }
 
     /// Moves the next input chunk into `pending`. Returns `false` when there

@@ -142,6 +142,43 @@ fn no_shutdown_leaves_write_side_open() {
     assert_eq!(open.stdout, b"open");
 }
 
+/// A server that talks without pause until it reads `stop` still gets our
+/// input: reading never starves writing.
+#[test]
+fn nonstop_talker_still_hears_us() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let heard = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&heard);
+    let addr = support::tcp_server(move |mut stream| {
+        let mut reader = stream.try_clone().expect("clone");
+        let seen = Arc::clone(&flag);
+        let listener = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0; 64];
+            while !got.ends_with(b"stop\n") {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            seen.store(true, Ordering::SeqCst);
+        });
+        let chunk = vec![b'.'; 64 * 1024];
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !flag.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            if stream.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = listener.join();
+    });
+    let out = send(&[&addr, "--data", r"stop\n"], Input::Null);
+    assert!(heard.load(Ordering::SeqCst), "server never read stop");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.iter().all(|&b| b == b'.'));
+}
+
 /// When whoever reads our output goes away (`| head -c 1`), the client stops
 /// quietly with success, as `cat` under a shell would be expected to.
 #[test]
