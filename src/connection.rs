@@ -16,14 +16,14 @@
 //! Here the same life is cut into the events the reactor delivers, in the
 //! order they happen, so it reads top to bottom:
 //!
-//! 1. [`Connection::new`]: after `accept`, register for readability.
-//! 2. [`Connection::on_readable`]: `recv` until the kernel has nothing more
+//! 1. `Connection::new`: after `accept`, register for readability.
+//! 2. `Connection::on_readable`: `recv` until the kernel has nothing more
 //!    (or this turn's budget is spent), frame lines, act on each: print it,
 //!    echo it, or obey a command.
-//! 3. [`Connection::on_writable`]: send what an earlier `send` did not take.
-//! 4. [`Connection::on_stop`]: the server is stopping: read what the client
+//! 3. `Connection::on_writable`: send what an earlier `send` did not take.
+//! 4. `Connection::on_stop`: the server is stopping: read what the client
 //!    already sent, then finish.
-//! 5. [`Connection::close`]: the single exit, printing and logging the reason.
+//! 5. `Connection::close`: the single exit, printing and logging the reason.
 //!
 //! Idle time-outs are not here: the reactor owns the deadlines and closes
 //! the connection with [`CloseReason::Idle`] (the seed's `if not inp: break`).
@@ -147,7 +147,7 @@ pub(crate) enum Status {
     /// reading just resumed), and edge-triggered readiness will not say so
     /// again: serve it next turn without waiting for an event.
     Open { active: bool, again: bool },
-    /// Finished: call [`Connection::close`] with this reason.
+    /// Finished: call `Connection::close` with this reason.
     Closed(CloseReason),
 }
 
@@ -255,7 +255,7 @@ impl Connection {
             };
             active = true;
             budget -= n;
-            if let Err(reason) = self.receive(&scratch[..n], ctx) {
+            if let Err(reason) = self.receive(Some(&scratch[..n]), ctx) {
                 return Status::Closed(reason);
             }
             if self.phase != Phase::Reading {
@@ -314,14 +314,14 @@ impl Connection {
                 Err(err) => return self.on_read_error(&err, ctx),
             };
             remaining = remaining.saturating_sub(n);
-            if let Err(reason) = self.receive(&scratch[..n], ctx) {
+            if let Err(reason) = self.receive(Some(&scratch[..n]), ctx) {
                 return Status::Closed(reason);
             }
             if let Phase::Closing(_) = self.phase {
                 return self.settle(ctx, true, false);
             }
         }
-        if let Err(reason) = self.receive_tail(ctx) {
+        if let Err(reason) = self.receive(None, ctx) {
             return Status::Closed(reason);
         }
         if !matches!(self.phase, Phase::Closing(_)) {
@@ -351,7 +351,7 @@ impl Connection {
     /// last line is still a line; pending replies are flushed before closing
     /// (so a client that half-closes gets every byte back, then EOF).
     fn on_eof(&mut self, ctx: &mut Context<'_>) -> Status {
-        if let Err(reason) = self.receive_tail(ctx) {
+        if let Err(reason) = self.receive(None, ctx) {
             return Status::Closed(reason);
         }
         if !matches!(self.phase, Phase::Closing(_)) {
@@ -368,12 +368,13 @@ impl Connection {
             log::warn!("{}: read failed: {err}", self.label);
         }
         self.out.clear(); // The peer is gone: there is nobody to send to.
-        let _ = self.receive_tail(ctx);
+        let _ = self.receive(None, ctx);
         Status::Closed(reason)
     }
 
-    /// Frames one read's bytes and acts on each complete line.
-    fn receive(&mut self, chunk: &[u8], ctx: &mut Context<'_>) -> Result<(), CloseReason> {
+    /// Frames one read's bytes and acts on each complete line; with `None`
+    /// (end of input), acts on the unterminated last line, if any.
+    fn receive(&mut self, chunk: Option<&[u8]>, ctx: &mut Context<'_>) -> Result<(), CloseReason> {
         let Connection {
             stream,
             peer,
@@ -389,18 +390,20 @@ impl Connection {
             peer,
             label,
             ctx,
-            chunk,
+            chunk: chunk.unwrap_or_default(),
             echo_run: 0..0,
             next_phase: None,
             failure: None,
         };
-        let framed = lines.feed(chunk, |line| act.on_line(line));
+        let framed = match chunk {
+            Some(chunk) => lines.feed(chunk, |line| act.on_line(line)),
+            None => lines.finish(|line| act.on_line(line)),
+        };
         act.flush_echo_run();
         if let Err(too_long) = framed {
             log::info!("{}: {too_long}", act.label);
             act.reply(LINE_TOO_LONG);
-            act.next_phase
-                .get_or_insert(Phase::Closing(CloseReason::LineTooLong));
+            act.next_phase = Some(Phase::Closing(CloseReason::LineTooLong));
         }
         if let Some(err) = act.failure {
             return Err(self.write_failed_reason(&err));
@@ -410,41 +413,6 @@ impl Connection {
         } else if *phase == Phase::Reading && out.len() > ctx.config.high_watermark {
             log::debug!("{label}: {} bytes unsent, pausing reads", out.len());
             *phase = Phase::Backpressured;
-        }
-        Ok(())
-    }
-
-    /// At end of input: the unterminated last line, if any, as a line.
-    fn receive_tail(&mut self, ctx: &mut Context<'_>) -> Result<(), CloseReason> {
-        let Connection {
-            stream,
-            peer,
-            label,
-            lines,
-            out,
-            phase,
-            ..
-        } = self;
-        let mut act = Act {
-            stream,
-            out,
-            peer,
-            label,
-            ctx,
-            chunk: &[],
-            echo_run: 0..0,
-            next_phase: None,
-            failure: None,
-        };
-        if lines.finish(|line| act.on_line(line)).is_err() {
-            act.reply(LINE_TOO_LONG);
-            act.next_phase = Some(Phase::Closing(CloseReason::LineTooLong));
-        }
-        if let Some(err) = act.failure {
-            return Err(self.write_failed_reason(&err));
-        }
-        if let Some(next) = act.next_phase {
-            *phase = next;
         }
         Ok(())
     }

@@ -13,7 +13,7 @@
 //!   dispatches each event by token, stops gracefully. Owns every socket.
 //! - [`connection`]: one client's life (`new`, `on_readable`, `on_writable`,
 //!   `on_stop`, `close`), its buffers and its backpressure.
-//! - [`line`]: bytes to lines; pure, no I/O. [`command`]: what a line means.
+//! - [`line`](mod@line): bytes to lines; pure, no I/O. [`command`]: what a line means.
 //! - [`deadline`]: idle deadlines in O(1); the poll time-out comes from here.
 //! - [`output`]: the `--format`s and terminal-safe escaping; one buffered sink.
 //! - [`listen`] and [`stream`]: sockets of each family; [`addr`]: their
@@ -29,7 +29,7 @@
 //! | `socket()`, `setsockopt(SO_REUSEADDR)`, `bind()`, `listen(5)` | [`listen`] (backlog 1024)  |
 //! | `accept()`                         | [`reactor`], until `WouldBlock`                  |
 //! | `select([conn], [], [], TIMEOUT)`  | one `poll` for all sockets; time-out from [`deadline`] |
-//! | `recv(1024)`                       | [`connection`] reads 64 KiB into a shared buffer, then [`line`] frames it |
+//! | `recv(1024)`                       | [`connection`] reads 64 KiB into a shared buffer, then [`line`](mod@line) frames it |
 //! | `send()` / `sendall()`             | write now, queue the rest, wait for `WRITABLE`   |
 //! | `setblocking(0)`                   | every socket, always (mio does it)               |
 //! | `close()`                          | `Connection::close`, the single exit             |

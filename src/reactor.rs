@@ -63,6 +63,20 @@ const SCRATCH_SIZE: usize = 64 * 1024;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// What a connection handler borrows from the server for one event. A
+/// macro, not a method, so that the borrow of `self.connections` (the
+/// connection being served) stays apart from the borrows of these fields.
+macro_rules! context {
+    ($server:ident) => {
+        Context {
+            registry: $server.poll.registry(),
+            output: &mut $server.output,
+            config: &$server.config,
+            stop_requested: &mut $server.stop_requested,
+        }
+    };
+}
+
 /// A bound server, ready to [`run`](Server::run).
 ///
 /// ```
@@ -285,12 +299,7 @@ impl Server {
         let Some(connection) = self.connections.get_mut(key) else {
             return; // Closed earlier in this batch.
         };
-        let mut ctx = Context {
-            registry: self.poll.registry(),
-            output: &mut self.output,
-            config: &self.config,
-            stop_requested: &mut self.stop_requested,
-        };
+        let mut ctx = context!(self);
         // Read before write, as redis does: the reply to what we read may
         // go out in the same turn.
         let mut status = Status::Open {
@@ -330,12 +339,7 @@ impl Server {
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
             };
-            let mut ctx = Context {
-                registry: self.poll.registry(),
-                output: &mut self.output,
-                config: &self.config,
-                stop_requested: &mut self.stop_requested,
-            };
+            let mut ctx = context!(self);
             let status = connection.on_readable(&mut ctx, &mut self.scratch, false);
             self.settle(key, status, now);
         }
@@ -464,12 +468,7 @@ impl Server {
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
             };
-            let mut ctx = Context {
-                registry: self.poll.registry(),
-                output: &mut self.output,
-                config: &self.config,
-                stop_requested: &mut self.stop_requested,
-            };
+            let mut ctx = context!(self);
             let status = connection.on_stop(&mut ctx, &mut self.scratch);
             self.settle(key, status, now);
         }
