@@ -56,8 +56,12 @@ use crate::units::{format_duration, parse_duration};
 /// bad one is reported in one line naming the flag, not a usage dump.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SendArgs {
-    /// Where to connect: HOST:PORT, [V6]:PORT or unix:PATH
-    #[arg(value_name = "ADDR")]
+    /// Where to connect: `HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
+    // Help text spelled out: in the doc comment, rustdoc reads `[V6]` as a link.
+    #[arg(
+        value_name = "ADDR",
+        help = "Where to connect: HOST:PORT, [V6]:PORT or unix:PATH"
+    )]
     pub addr: String,
 
     /// Send TEXT instead of standard input (\n, \r, \t, \\, \0 and \xHH understood)
