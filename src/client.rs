@@ -46,6 +46,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{SockAddr, Socket, Type};
 
 use crate::addr::{Address, AddressError};
+use crate::error::os_reason;
 use crate::stream::Stream;
 use crate::units::{format_duration, parse_duration};
 
@@ -279,7 +280,9 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::Usage(message) => f.write_str(message),
-            SendError::Resolve { addr, source } => write!(f, "cannot resolve {addr}: {source}"),
+            SendError::Resolve { addr, source } => {
+                write!(f, "cannot resolve {addr}: {}", os_reason(source))
+            }
             SendError::Refused { addr } => write!(f, "connection to {addr} refused"),
             SendError::TimedOut { addr, after } => write!(
                 f,
@@ -295,8 +298,8 @@ impl fmt::Display for SendError {
                 addr,
                 doing,
                 source,
-            } => write!(f, "cannot {doing} {addr}: {source}"),
-            SendError::Local { what, source } => write!(f, "cannot {what}: {source}"),
+            } => write!(f, "cannot {doing} {addr}: {}", os_reason(source)),
+            SendError::Local { what, source } => write!(f, "cannot {what}: {}", os_reason(source)),
         }
     }
 }
