@@ -93,6 +93,26 @@ pub enum Payload {
 
 /// A checked `send` command: a stream address, the bytes to send, and a
 /// non-zero time-out.
+///
+/// ```
+/// use std::time::Duration;
+/// use selectd::client::{Payload, SendArgs, SendConfig};
+///
+/// let args = SendArgs {
+///     addr: "[::1]:8000".into(),
+///     data: None,
+///     http: Some("/".into()),
+///     timeout: "500ms".into(),
+///     no_shutdown: false,
+/// };
+/// let config = SendConfig::try_from(args)?;
+/// assert_eq!(config.timeout, Duration::from_millis(500));
+/// assert_eq!(
+///     config.payload,
+///     Payload::Bytes(b"GET / HTTP/1.0\r\nHost: [::1]\r\n\r\n".to_vec())
+/// );
+/// # Ok::<(), selectd::client::SendError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SendConfig {
     /// A TCP or Unix address; never UDP.
@@ -191,6 +211,17 @@ pub fn unescape(text: &str) -> Vec<u8> {
 /// An IPv6 host is bracketed, as RFC 3986 requires; a Unix socket has no host,
 /// so it sends `localhost`. A path with spaces or control characters would
 /// change the request line itself, so it is refused.
+///
+/// ```
+/// use selectd::client::http_request;
+/// let addr = "localhost:8000".parse()?;
+/// assert_eq!(
+///     http_request(&addr, "/index.html")?,
+///     b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n"
+/// );
+/// assert!(http_request(&addr, "/a b").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn http_request(addr: &Address, path: &str) -> Result<Vec<u8>, SendError> {
     if path.is_empty() || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(SendError::Usage(format!(
