@@ -28,6 +28,19 @@
 //! Afterwards the same duration bounds every wait for progress: if no byte
 //! moves across the socket in either direction for that long, we give up.
 //!
+//! # Taking turns
+//!
+//! Each turn of the loop reads at most 1 MiB, then writes at most 1 MiB, then
+//! polls (without sleeping if a side stopped on its budget). Draining one
+//! side to `WouldBlock` first would let a server that never pauses starve
+//! our sending, so that it never hears the `stop` we are trying to send.
+//!
+//! # Streams only
+//!
+//! A `udp://` address is refused as a usage error: the client's contract
+//! (half-close when the input ends, print until EOF) has no meaning for
+//! datagrams, which have neither.
+//!
 //! # Exit codes
 //!
 //! Each of the notes' four exceptions gets its own code, see
