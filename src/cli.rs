@@ -33,7 +33,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
-    /// `[V6]:PORT`, unix:PATH. Port 0 picks a free port.
+    /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT. Port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10001")]
     pub listen: Vec<String>,
     /// Close a client silent this long: 250ms, 5s, 2m; 0 or off disables.

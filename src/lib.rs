@@ -16,6 +16,7 @@
 //! - [`line`](mod@line): bytes to lines; pure, no I/O. [`command`]: what a line means.
 //! - [`deadline`]: idle deadlines in O(1); the poll time-out comes from here.
 //! - [`output`]: the `--format`s and terminal-safe escaping; one buffered sink.
+//! - [`datagram`]: UDP, where each datagram is read whole with its sender.
 //! - [`listen`] and [`stream`]: sockets of each family; [`addr`]: their
 //!   addresses as written. [`slots`]: which token means what.
 //! - [`config`], [`cli`], [`units`], [`error`]: settings, flags, errors.
@@ -42,6 +43,7 @@ pub mod client;
 pub mod command;
 pub mod config;
 pub mod connection;
+pub mod datagram;
 pub mod deadline;
 pub mod error;
 pub mod line;

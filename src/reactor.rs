@@ -45,6 +45,7 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::connection::{CloseReason, Connection, Context, Status};
+use crate::datagram::{self, DatagramStats};
 use crate::deadline::DeadlineList;
 use crate::error::Error;
 use crate::listen::{BoundAddr, ListenOptions, Listener};
@@ -102,9 +103,11 @@ pub struct Server {
     connections: Slab<Connection>,
     /// Idle deadlines by connection key; `None` when `--idle-timeout off`.
     idle: Option<DeadlineList>,
-    /// Keys to read again next turn, and a spare list to swap with.
-    ready_again: Vec<usize>,
-    ready_spare: Vec<usize>,
+    /// Sockets to read again next turn (their budget ran out with data
+    /// still queued), and a spare list to swap with.
+    ready_again: Vec<Token>,
+    ready_spare: Vec<Token>,
+    datagrams: DatagramStats,
     output: Output,
     scratch: Box<[u8]>,
     waker: Arc<Waker>,
@@ -181,6 +184,7 @@ impl Server {
             connections: Slab::new(),
             ready_again: Vec::new(),
             ready_spare: Vec::new(),
+            datagrams: DatagramStats::default(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             waker,
             stop_flag: Arc::new(AtomicBool::new(false)),
@@ -285,7 +289,7 @@ impl Server {
     fn on_event(&mut self, event: &mio::event::Event, now: Instant) {
         match Slot::of(event.token()) {
             Slot::Connection(key) => self.on_connection_event(key, event, now),
-            Slot::Listener(index) => self.accept_from(index, now),
+            Slot::Listener(index) => self.on_listener(index, now),
             Slot::Waker => {
                 if self.stop_flag.load(Ordering::SeqCst) {
                     self.stop_requested = true;
@@ -327,7 +331,7 @@ impl Server {
         self.settle(key, status, now);
     }
 
-    /// Serves the connections that had more to read when their budget ran
+    /// Serves the sockets that had more to read when their budget ran
     /// out, in the order they were queued.
     fn serve_ready_again(&mut self, now: Instant) {
         if self.ready_again.is_empty() {
@@ -335,13 +339,19 @@ impl Server {
         }
         let mut batch = std::mem::take(&mut self.ready_spare);
         std::mem::swap(&mut batch, &mut self.ready_again);
-        for &key in &batch {
-            let Some(connection) = self.connections.get_mut(key) else {
-                continue;
-            };
-            let mut ctx = context!(self);
-            let status = connection.on_readable(&mut ctx, &mut self.scratch, false);
-            self.settle(key, status, now);
+        for &token in &batch {
+            match Slot::of(token) {
+                Slot::Connection(key) => {
+                    let Some(connection) = self.connections.get_mut(key) else {
+                        continue;
+                    };
+                    let mut ctx = context!(self);
+                    let status = connection.on_readable(&mut ctx, &mut self.scratch, false);
+                    self.settle(key, status, now);
+                }
+                Slot::Listener(index) => self.on_listener(index, now),
+                Slot::Waker | Slot::Signals => {}
+            }
         }
         batch.clear();
         self.ready_spare = batch;
@@ -355,10 +365,27 @@ impl Server {
                     idle.touch(key, now);
                 }
                 if again {
-                    self.ready_again.push(key);
+                    self.ready_again.push(Token(key));
                 }
             }
             Status::Closed(reason) => self.close(key, reason),
+        }
+    }
+
+    /// A listener is readable: new connections to accept, or datagrams.
+    fn on_listener(&mut self, index: usize, now: Instant) {
+        let Some(Listener::Udp(socket)) = self.listeners.get(index) else {
+            return self.accept_from(index, now);
+        };
+        let more = datagram::on_readable(
+            socket,
+            &mut self.scratch,
+            &mut self.output,
+            &self.config,
+            &mut self.datagrams,
+        );
+        if more {
+            self.ready_again.push(slots::listener_token(index));
         }
     }
 
