@@ -20,6 +20,8 @@
 //! - [`listen`] and [`stream`]: sockets of each family; [`addr`]: their
 //!   addresses as written. [`slots`]: which token means what.
 //! - [`config`], [`cli`], [`units`], [`error`]: settings, flags, errors.
+//! - [`client`]: `selectd send`, the notes' sample client, reading and
+//!   writing at once so any amount of input goes through.
 //!
 //! # The notes, call by call
 //!
@@ -37,6 +39,7 @@
 
 pub mod addr;
 pub mod cli;
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod connection;

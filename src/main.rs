@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use selectd::Server;
 use selectd::cli::{Cli, Command, ServeArgs};
+use selectd::{Server, client};
 
 fn main() -> ExitCode {
     // Warnings by default, and the counters that `--stats` asks for.
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Send(args) => send(args),
     }
 }
 
@@ -38,6 +39,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err.to_string(), 1),
+    }
+}
+
+fn send(args: client::SendArgs) -> ExitCode {
+    match client::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        // Codes are 1..=6 (see `SendError::exit_code`), so they fit a u8.
+        Err(err) => fail(&err.to_string(), u8::try_from(err.exit_code()).unwrap_or(1)),
     }
 }
 
