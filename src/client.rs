@@ -475,7 +475,9 @@ fn connect(
             }
         }
     }
-    let error = last.expect("resolve returns at least one address");
+    // `resolve` never returns an empty list, but an error beats a panic.
+    let error =
+        last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to"));
     Err(match error.kind() {
         io::ErrorKind::ConnectionRefused => SendError::Refused {
             addr: name.to_string(),

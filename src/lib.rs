@@ -36,6 +36,10 @@
 //! | `close()`                          | `Connection::close`, the single exit             |
 //! | `except: pass`                     | [`error`]: one line naming the culprit           |
 #![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod addr;
 pub mod cli;
