@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// Log the counters (accepted, closed by reason, bytes, ...) every DUR.
     #[arg(long, value_name = "DUR")]
     pub stats: Option<String>,
+    /// Print each reactor turn on stderr, in select() terms (for learning).
+    #[arg(long)]
+    pub trace_loop: bool,
 }
 
 impl ServeArgs {
@@ -119,6 +122,7 @@ impl ServeArgs {
                 Some(every) => flag("stats", parse_optional_duration(every))?,
                 None => None,
             },
+            trace_loop: self.trace_loop,
             handle_signals: true,
         };
         config.validate()?;

@@ -42,6 +42,8 @@ pub struct Config {
     pub line_timeout: Option<Duration>,
     /// Log the counters this often (`None`: never).
     pub stats_interval: Option<Duration>,
+    /// Narrate every loop turn on stderr (`--trace-loop`).
+    pub trace_loop: bool,
     /// Stop gracefully on SIGINT and SIGTERM (a second one stops at once).
     /// The binary turns this on; embedding programs usually keep their own.
     pub handle_signals: bool,
@@ -67,6 +69,7 @@ impl Default for Config {
             max_conns: None,
             line_timeout: Some(Duration::from_secs(30)),
             stats_interval: None,
+            trace_loop: false,
             handle_signals: false,
         }
     }

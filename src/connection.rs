@@ -258,6 +258,11 @@ impl Connection {
         &self.peer
     }
 
+    /// The peer as printed: `127.0.0.1:50312`, `[::1]:5`, `unix:/path`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
     /// Bytes waiting to be sent to this client.
     pub fn pending_output(&self) -> usize {
         self.out.len()

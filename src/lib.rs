@@ -58,6 +58,7 @@ pub mod reactor;
 pub mod slots;
 pub mod stats;
 pub mod stream;
+pub mod trace;
 pub mod units;
 
 pub use config::Config;

@@ -54,6 +54,7 @@ use crate::output::Output;
 use crate::slots::{self, Slot};
 use crate::stats::{Counters, SharedCounters};
 use crate::stream::{Peer, Stream};
+use crate::trace;
 
 /// Sent to a client beyond `--max-conns` before it is closed.
 pub const SERVER_FULL: &[u8] = b"error: server full\r\n";
@@ -270,6 +271,9 @@ impl Server {
                 return Err(Error::Reactor(err));
             }
             let now = Instant::now();
+            if self.config.trace_loop {
+                self.trace_turn(timeout, &events);
+            }
             for event in events.iter() {
                 self.on_event(event, now);
             }
@@ -365,6 +369,7 @@ impl Server {
     }
 
     fn on_connection_event(&mut self, key: usize, event: &mio::event::Event, now: Instant) {
+        let before = self.config.trace_loop.then_some(self.counters);
         let Some(connection) = self.connections.get_mut(key) else {
             return; // Closed earlier in this batch.
         };
@@ -393,7 +398,42 @@ impl Server {
                 closed => closed,
             };
         }
+        if let Some(before) = before {
+            let label = self.connection_label(key);
+            trace::emit(format_args!(
+                "  {label}: {}",
+                trace::work(&before, &self.counters)
+            ));
+        }
         self.settle(key, status, now);
+    }
+
+    /// `conn 7 127.0.0.1:50312`: how `--trace-loop` names a connection.
+    fn connection_label(&self, key: usize) -> String {
+        match self.connections.get(key) {
+            Some(connection) => format!("conn {key} {}", connection.label()),
+            None => format!("conn {key}"),
+        }
+    }
+
+    /// `--trace-loop`: one line per turn, in the notes' `select()` terms.
+    fn trace_turn(&self, timeout: Option<Duration>, events: &Events) {
+        let described: Vec<String> = events
+            .iter()
+            .map(|event| {
+                let what = match Slot::of(event.token()) {
+                    Slot::Connection(key) => self.connection_label(key),
+                    Slot::Listener(index) => match self.listeners.get(index) {
+                        Some(listener) => format!("listener {}", listener.bound_addr()),
+                        None => format!("listener {index}"),
+                    },
+                    Slot::Waker => "waker".into(),
+                    Slot::Signals => "signal".into(),
+                };
+                format!("{what} {}", trace::readiness(event))
+            })
+            .collect();
+        trace::emit(format_args!("{}", trace::turn(timeout, &described)));
     }
 
     /// Serves the sockets that had more to read when their budget ran
@@ -407,11 +447,17 @@ impl Server {
         for &token in &batch {
             match Slot::of(token) {
                 Slot::Connection(key) => {
+                    let before = self.config.trace_loop.then_some(self.counters);
                     let Some(connection) = self.connections.get_mut(key) else {
                         continue;
                     };
                     let mut ctx = context!(self);
                     let status = connection.on_readable(&mut ctx, &mut self.scratch, false);
+                    if let Some(before) = before {
+                        let label = self.connection_label(key);
+                        let work = trace::work(&before, &self.counters);
+                        trace::emit(format_args!("  {label}: ready again: {work}"));
+                    }
                     self.settle(key, status, now);
                 }
                 Slot::Listener(index) => self.on_listener(index, now),
@@ -451,6 +497,7 @@ impl Server {
         let Some(Listener::Udp(socket)) = self.listeners.get(index) else {
             return self.accept_from(index, now);
         };
+        let before = self.config.trace_loop.then_some(self.counters);
         let more = datagram::on_readable(
             socket,
             &mut self.scratch,
@@ -459,6 +506,14 @@ impl Server {
             &mut self.datagrams,
             &mut self.counters,
         );
+        if let (Some(before), Some(listener)) = (before, self.listeners.get(index)) {
+            let work = trace::work(&before, &self.counters);
+            let datagrams = self.counters.datagrams - before.datagrams;
+            trace::emit(format_args!(
+                "  listener {}: {datagrams} datagrams, {work}",
+                listener.bound_addr()
+            ));
+        }
         if more {
             self.ready_again.push(slots::listener_token(index));
         }
@@ -544,6 +599,10 @@ impl Server {
                 entry.insert(connection);
                 self.counters.accepted += 1;
                 self.counters.open += 1;
+                if self.config.trace_loop {
+                    let label = self.connection_label(key);
+                    trace::emit(format_args!("  accepted {label}"));
+                }
                 if let Some(idle) = &mut self.idle {
                     idle.touch(key, now);
                 }
@@ -553,6 +612,10 @@ impl Server {
     }
 
     fn close(&mut self, key: usize, reason: CloseReason) {
+        if self.config.trace_loop {
+            let label = self.connection_label(key);
+            trace::emit(format_args!("  {label}: closed: {reason}"));
+        }
         let Some(connection) = self.connections.try_remove(key) else {
             return;
         };

@@ -388,3 +388,28 @@ fn idle_server_uses_no_cpu() {
         drop(clients);
     }
 }
+
+/// `--trace-loop` narrates each turn on stderr in `select()` terms: the
+/// poll time-out, the events, and what was done. stdout is unchanged.
+#[test]
+fn trace_loop_narrates_each_turn() {
+    let server = ServerProcess::start(&["--trace-loop", "--idle-timeout", "300ms"]);
+    let mut client = server.connect();
+    client.write_all(b"hello\n").unwrap();
+    server.wait_for_output("] hello\n");
+    wait_until("the idle close in the trace", || {
+        server.stderr().contains(": closed: idle")
+    });
+    let trace = server.stderr();
+    let listener = &server.listening[0];
+    assert!(
+        trace.contains(&format!(
+            "poll(timeout=forever) -> 1 event: [listener {listener} readable]"
+        )),
+        "{trace}"
+    );
+    assert!(trace.contains("  accepted conn 0 127.0.0.1:"), "{trace}");
+    assert!(trace.contains(": read 6 bytes, 1 line\n"), "{trace}");
+    assert!(trace.contains("poll(timeout=0.3"), "{trace}");
+    assert!(!server.stdout().contains("poll("));
+}
