@@ -72,7 +72,10 @@ impl FromStr for Address {
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         if let Some(path) = input.strip_prefix("unix:") {
             if path.is_empty() {
-                return Err(AddressError::new(input, "missing socket path after 'unix:'"));
+                return Err(AddressError::new(
+                    input,
+                    "missing socket path after 'unix:'",
+                ));
             }
             if path.contains('\0') {
                 return Err(AddressError::new(input, "socket path contains a NUL byte"));
@@ -237,7 +240,10 @@ mod tests {
             "host:-1",
         ] {
             let err = bad.parse::<Address>().unwrap_err().to_string();
-            assert!(err.starts_with(&format!("invalid address '{bad}': ")), "{err}");
+            assert!(
+                err.starts_with(&format!("invalid address '{bad}': ")),
+                "{err}"
+            );
         }
     }
 

@@ -2,4 +2,5 @@
 #![deny(missing_docs)]
 
 pub mod addr;
+pub mod bench;
 pub mod units;
