@@ -351,6 +351,15 @@ pub enum BenchError {
 }
 
 impl BenchError {
+    /// True for errors in the flags themselves (exit code 2, like `serve`),
+    /// false for failures of the run (exit code 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            BenchError::Address(_) | BenchError::Unit { .. } | BenchError::Flag { .. }
+        )
+    }
+
     fn flag(flag: &'static str, value: &str, reason: &'static str) -> BenchError {
         BenchError::Flag {
             flag,

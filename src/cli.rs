@@ -1,0 +1,110 @@
+//! The command line: flags in, a validated [`Config`] out.
+//!
+//! This is the only module that knows flag names. Flags arrive as strings
+//! and are checked here, so every bad value produces one line naming the flag
+//! and the value (`error: --idle-timeout: invalid duration 'soon'`) instead
+//! of a usage dump; the rest of the program sees only a `Config`.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::addr::Address;
+use crate::config::Config;
+use crate::units::{parse_bytes, parse_duration, parse_optional_duration};
+
+/// selectd: the select() line server from the socket notes, done right.
+#[derive(Debug, Parser)]
+#[command(name = "selectd", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve line clients: print what they send (the notes' server).
+    Serve(ServeArgs),
+    /// Load a line server and measure it (echo, ingest or idle).
+    Bench(crate::bench::BenchArgs),
+}
+
+/// `selectd serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
+    /// [V6]:PORT, unix:PATH. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10001")]
+    pub listen: Vec<String>,
+    /// Close a client silent this long: 250ms, 5s, 2m; 0 or off disables.
+    #[arg(long, value_name = "DUR", default_value = "5s")]
+    pub idle_timeout: String,
+    /// Output format: tagged, plain, json or none.
+    #[arg(long, value_name = "FORMAT", default_value = "tagged")]
+    pub format: String,
+    /// Longest accepted line (bytes, or 64KiB, 1MiB); longer lines close the client.
+    #[arg(long, value_name = "BYTES", default_value = "64KiB")]
+    pub max_line: String,
+    /// Write every line back to its sender.
+    #[arg(long)]
+    pub echo: bool,
+    /// Stop reading from a client while this much output waits for it.
+    #[arg(long, value_name = "BYTES", default_value = "1MiB")]
+    pub high_watermark: String,
+    /// Resume reading once its waiting output falls to this.
+    #[arg(long, value_name = "BYTES", default_value = "256KiB")]
+    pub low_watermark: String,
+    /// At stop, how long to keep flushing replies before closing anyway.
+    #[arg(long, value_name = "DUR", default_value = "5s")]
+    pub grace: String,
+    /// listen() backlog: connections queued by the kernel before accept.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub backlog: i32,
+    /// Permission bits (octal) of Unix socket files.
+    #[arg(long, value_name = "MODE", default_value = "600")]
+    pub unix_mode: String,
+    /// Accept `stop` from clients that are not on this machine.
+    #[arg(long)]
+    pub allow_remote_stop: bool,
+}
+
+impl ServeArgs {
+    /// Checks every flag; the error names the flag and the value.
+    pub fn into_config(self) -> Result<Config, String> {
+        fn flag<T, E: std::fmt::Display>(name: &str, result: Result<T, E>) -> Result<T, String> {
+            result.map_err(|err| format!("--{name}: {err}"))
+        }
+        let listen = self
+            .listen
+            .iter()
+            .map(|text| text.parse::<Address>().map_err(|err| err.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = Config {
+            listen,
+            idle_timeout: flag("idle-timeout", parse_optional_duration(&self.idle_timeout))?,
+            format: flag("format", self.format.parse())?,
+            max_line: flag("max-line", parse_bytes(&self.max_line))?,
+            echo: self.echo,
+            high_watermark: flag("high-watermark", parse_bytes(&self.high_watermark))?,
+            low_watermark: flag("low-watermark", parse_bytes(&self.low_watermark))?,
+            grace: flag("grace", parse_duration(&self.grace))?,
+            backlog: self.backlog,
+            unix_mode: flag(
+                "unix-mode",
+                u32::from_str_radix(&self.unix_mode, 8)
+                    .ok()
+                    .filter(|mode| *mode <= 0o777)
+                    .ok_or_else(|| {
+                        format!(
+                            "invalid mode '{}' (expected octal, e.g. 600)",
+                            self.unix_mode
+                        )
+                    }),
+            )?,
+            allow_remote_stop: self.allow_remote_stop,
+            handle_signals: true,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}

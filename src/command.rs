@@ -1,0 +1,84 @@
+//! What a line means.
+//!
+//! The seed compares whole `recv()` chunks with `'disconnect\r\n'` and
+//! `'stop\r\n'`, so `stop\n` from a Unix `nc`, or `stop` with a stray space,
+//! is printed instead of obeyed. Here a command is a complete line whose text,
+//! with surrounding whitespace trimmed (the seed's `strip()`), is exactly the
+//! command word. Everything else is text to print. Who may run a command is
+//! not decided here but where the peer is known (`connection.rs`).
+
+/// A line that asks the server to do something rather than print it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `disconnect`: close this client (the seed's `break`).
+    Disconnect,
+    /// `stop`: stop the whole server gracefully (the seed's `devam = False`).
+    Stop,
+}
+
+impl Command {
+    /// Classifies a line's text (terminator already removed).
+    ///
+    /// ```
+    /// use selectd::command::Command;
+    /// assert_eq!(Command::parse(b" stop \t"), Some(Command::Stop));
+    /// assert_eq!(Command::parse(b"stopping"), None);
+    /// ```
+    pub fn parse(text: &[u8]) -> Option<Command> {
+        // Fast exit: every command is short, and most lines are not commands.
+        if text.len() > 64 {
+            return None;
+        }
+        match strip(text) {
+            b"disconnect" => Some(Command::Disconnect),
+            b"stop" => Some(Command::Stop),
+            _ => None,
+        }
+    }
+}
+
+/// Python's `str.strip()` for bytes: trims space, `\t`, `\n`, `\r`, `\x0b`
+/// and `\x0c` from both ends (Rust's `trim_ascii` keeps `\x0b`).
+pub fn strip(text: &[u8]) -> &[u8] {
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let start = text.iter().position(|b| !is_space(b)).unwrap_or(text.len());
+    let end = text
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |at| at + 1);
+    &text[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_whole_trimmed_lines() {
+        assert_eq!(Command::parse(b"disconnect"), Some(Command::Disconnect));
+        assert_eq!(Command::parse(b"  disconnect\r"), Some(Command::Disconnect));
+        assert_eq!(Command::parse(b"stop"), Some(Command::Stop));
+        assert_eq!(Command::parse(b"\x0bstop\x0c"), Some(Command::Stop));
+    }
+
+    #[test]
+    fn strip_is_pythons() {
+        assert_eq!(strip(b" \t\x0ba b\x0c\r\n"), b"a b");
+        assert_eq!(strip(b"   "), b"");
+        assert_eq!(strip(b""), b"");
+    }
+
+    #[test]
+    fn near_misses_are_text() {
+        for text in [
+            &b"STOP"[..],
+            b"stop now",
+            b"disconnected",
+            b"",
+            b"s top",
+            b"stop\0",
+        ] {
+            assert_eq!(Command::parse(text), None, "{text:?}");
+        }
+    }
+}

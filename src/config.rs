@@ -1,0 +1,96 @@
+//! The validated settings a [`Server`](crate::Server) runs with.
+//!
+//! The command line (`cli.rs`) is one way to make a `Config`; a test, a bench
+//! or another program makes one directly, starting from [`Config::default`],
+//! which holds the seed's choices where the seed made one (port 10001, a 5 s
+//! time-out) and safe bounds where it did not.
+
+use std::time::Duration;
+
+use crate::addr::Address;
+use crate::output::Format;
+
+/// How a server listens, prints, and bounds its clients.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; each address may bind several sockets.
+    pub listen: Vec<Address>,
+    /// Close a client silent this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// How lines and events are printed.
+    pub format: Format,
+    /// The longest line accepted, in bytes, without its terminator.
+    pub max_line: usize,
+    /// Write every line back to its sender.
+    pub echo: bool,
+    /// Stop reading from a client once this much output waits for it.
+    pub high_watermark: usize,
+    /// Resume reading once its waiting output falls to this.
+    pub low_watermark: usize,
+    /// At `stop`, how long to keep flushing replies before closing anyway.
+    pub grace: Duration,
+    /// The `listen()` backlog.
+    pub backlog: i32,
+    /// Permission bits for Unix socket files.
+    pub unix_mode: u32,
+    /// Accept `stop` from clients that are not on this machine.
+    pub allow_remote_stop: bool,
+    /// Stop gracefully on SIGINT and SIGTERM (a second one stops at once).
+    /// The binary turns this on; embedding programs usually keep their own.
+    pub handle_signals: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![Address::Tcp {
+                host: "127.0.0.1".into(),
+                port: 10001,
+            }],
+            idle_timeout: Some(Duration::from_secs(5)),
+            format: Format::Tagged,
+            max_line: 64 * 1024,
+            echo: false,
+            high_watermark: 1024 * 1024,
+            low_watermark: 256 * 1024,
+            grace: Duration::from_secs(5),
+            backlog: 1024,
+            unix_mode: 0o600,
+            allow_remote_stop: false,
+            handle_signals: false,
+        }
+    }
+}
+
+impl Config {
+    /// A config listening on one address, defaults elsewhere.
+    ///
+    /// ```
+    /// let config = selectd::Config::listening_on("127.0.0.1:0".parse()?);
+    /// assert_eq!(config.listen.len(), 1);
+    /// # Ok::<(), selectd::addr::AddressError>(())
+    /// ```
+    pub fn listening_on(address: Address) -> Self {
+        Config {
+            listen: vec![address],
+            ..Config::default()
+        }
+    }
+
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.listen.is_empty() {
+            return Err("no address to listen on".into());
+        }
+        if self.max_line == 0 {
+            return Err("--max-line must be at least 1 byte".into());
+        }
+        if self.low_watermark > self.high_watermark {
+            return Err(format!(
+                "low watermark ({}) is above the high watermark ({})",
+                self.low_watermark, self.high_watermark
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,635 @@
+//! One client's life, from `accept` to `close`.
+//!
+//! The seed server's inner loop is one connection's whole life:
+//!
+//! ```python
+//! while True:
+//!     (inp, out, exp) = select.select([cnn,], [], [], TIMEOUT)
+//!     if not inp: break                  # idle: drop the client
+//!     data = cnn.recv(1024)
+//!     if data == 'disconnect\r\n': break
+//!     if data == 'stop\r\n': devam = False; break
+//!     print data.strip()
+//! cnn.close()
+//! ```
+//!
+//! Here the same life is cut into the events the reactor delivers, in the
+//! order they happen, so it reads top to bottom:
+//!
+//! 1. [`Connection::new`]: after `accept`, register for readability.
+//! 2. [`Connection::on_readable`]: `recv` until the kernel has nothing more
+//!    (or this turn's budget is spent), frame lines, act on each: print it,
+//!    echo it, or obey a command.
+//! 3. [`Connection::on_writable`]: send what an earlier `send` did not take.
+//! 4. [`Connection::on_stop`]: the server is stopping: read what the client
+//!    already sent, then finish.
+//! 5. [`Connection::close`]: the single exit, printing and logging the reason.
+//!
+//! Idle time-outs are not here: the reactor owns the deadlines and closes
+//! the connection with [`CloseReason::Idle`] (the seed's `if not inp: break`).
+//!
+//! # Writing without blocking
+//!
+//! The notes offer `sendall`, which blocks until every byte is sent. A
+//! non-blocking server has no `sendall`: a `write` may take part of the bytes
+//! or none. So replies are written at once, and whatever the socket does not
+//! take waits in this connection's output buffer; only then does the
+//! connection ask for `WRITABLE` events, and it stops asking as soon as the
+//! buffer is empty, so an idle connection never wakes the reactor.
+//!
+//! Backpressure: while more than the high watermark is waiting to be sent,
+//! the connection stops reading (a client that sends but never reads holds at
+//! most about that much memory), and resumes below the low watermark.
+//!
+//! # Zero copies on the common path
+//!
+//! Reads go into one scratch buffer shared by every connection. Lines that
+//! lie wholly inside a read are printed and echoed straight from it, and
+//! consecutive echoed lines go out in one `write`. Bytes are copied into this
+//! connection's own buffers only for a line split across reads, or for
+//! output the socket did not take: in steady state, echoing allocates nothing.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::ops::{ControlFlow, Range};
+use std::os::fd::AsRawFd;
+
+use mio::{Interest, Registry, Token};
+
+use crate::command::Command;
+use crate::config::Config;
+use crate::line::{Line, LineBuffer};
+use crate::output::Output;
+use crate::stream::{Peer, Stream};
+
+/// At most this many bytes are read from one connection per reactor turn,
+/// so one flooding client cannot starve the others. A connection with more
+/// to read goes on the reactor's "ready again" list for the next turn.
+pub const READ_BUDGET: usize = 64 * 1024;
+
+/// An empty output buffer larger than this is given back, so a connection
+/// that once had a burst of output does not keep the memory while idle.
+const KEEP_OUTPUT_CAPACITY: usize = 64 * 1024;
+
+/// Sent to a client whose line is longer than `--max-line`, before closing.
+pub const LINE_TOO_LONG: &[u8] = b"error: line too long\r\n";
+
+/// Sent to a remote client that says `stop` without `--allow-remote-stop`.
+pub const STOP_NOT_LOCAL: &[u8] = b"error: stop is only accepted from local clients\r\n";
+
+/// Why a connection closed: printed in close events and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed its side (`recv` returned no bytes).
+    Eof,
+    /// The client sent `disconnect`.
+    Disconnect,
+    /// The client was silent for the idle time-out.
+    Idle,
+    /// The connection was reset by the peer.
+    Reset,
+    /// A write found the peer gone (`EPIPE`).
+    BrokenPipe,
+    /// The server stopped.
+    Stop,
+    /// A line was longer than `--max-line`.
+    LineTooLong,
+    /// Another socket error; the error itself is logged.
+    Error,
+}
+
+impl CloseReason {
+    /// The word used in output: `eof`, `disconnect`, `idle`, `reset`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Eof => "eof",
+            CloseReason::Disconnect => "disconnect",
+            CloseReason::Idle => "idle",
+            CloseReason::Reset => "reset",
+            CloseReason::BrokenPipe => "broken-pipe",
+            CloseReason::Stop => "stop",
+            CloseReason::LineTooLong => "line-too-long",
+            CloseReason::Error => "error",
+        }
+    }
+
+    fn from_io(err: &io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => CloseReason::Reset,
+            io::ErrorKind::BrokenPipe => CloseReason::BrokenPipe,
+            _ => CloseReason::Error,
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the reactor lends a connection while it handles one event.
+pub(crate) struct Context<'a> {
+    pub registry: &'a Registry,
+    pub output: &'a mut Output,
+    pub config: &'a Config,
+    /// Set when a client's `stop` is accepted; the reactor acts on it after
+    /// the current batch of events.
+    pub stop_requested: &'a mut bool,
+}
+
+/// What the reactor must do with a connection after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Still open. `active`: bytes moved, so the idle deadline restarts.
+    /// `again`: there may be more to read but the budget is spent (or
+    /// reading just resumed), and edge-triggered readiness will not say so
+    /// again: serve it next turn without waiting for an event.
+    Open { active: bool, again: bool },
+    /// Finished: call [`Connection::close`] with this reason.
+    Closed(CloseReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading and acting on lines.
+    Reading,
+    /// Too much output is waiting: not reading until it drains.
+    Backpressured,
+    /// No more reading; close with this reason once output is flushed.
+    Closing(CloseReason),
+}
+
+/// One client: its socket, who it is, its buffers and its phase.
+#[derive(Debug)]
+pub struct Connection {
+    token: Token,
+    stream: Stream,
+    peer: Peer,
+    /// The peer as printed with every line, formatted once at accept.
+    label: Box<str>,
+    /// A partial line, if the last read ended mid-line.
+    lines: LineBuffer,
+    /// Output the socket has not taken yet (empty, and unallocated, almost always).
+    out: VecDeque<u8>,
+    phase: Phase,
+    /// The interest currently registered with the `Poll`.
+    interest: Interest,
+    /// An event said the peer shut down its side: the end of the stream
+    /// must be read even after a short read, as no further edge will come.
+    peer_closed: bool,
+}
+
+impl Connection {
+    /// A freshly accepted client: register it for reading and print `open`.
+    pub(crate) fn new(
+        token: Token,
+        mut stream: Stream,
+        peer: Peer,
+        registry: &Registry,
+        config: &Config,
+        output: &mut Output,
+    ) -> io::Result<Connection> {
+        registry.register(&mut stream, token, Interest::READABLE)?;
+        let label = peer.to_string().into_boxed_str();
+        output.open(&label);
+        log::debug!("{label}: open as {token:?}");
+        Ok(Connection {
+            token,
+            stream,
+            peer,
+            label,
+            lines: LineBuffer::new(config.max_line),
+            out: VecDeque::new(),
+            phase: Phase::Reading,
+            interest: Interest::READABLE,
+            peer_closed: false,
+        })
+    }
+
+    /// Who this client is.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Bytes waiting to be sent to this client.
+    pub fn pending_output(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The socket is readable: the seed's `recv`, repeated until the kernel
+    /// says `WouldBlock` (edge-triggered readiness is reported once per
+    /// change, so anything left unread would wait for an event that never
+    /// comes), or until this turn's budget is spent.
+    ///
+    /// `peer_closed` is the event's word that the peer shut down its side.
+    pub(crate) fn on_readable(
+        &mut self,
+        ctx: &mut Context<'_>,
+        scratch: &mut [u8],
+        peer_closed: bool,
+    ) -> Status {
+        self.peer_closed |= peer_closed;
+        if self.phase != Phase::Reading {
+            // Backpressured or closing: the bytes stay in the kernel, which
+            // in turn slows the client down (TCP flow control).
+            return Status::Open {
+                active: false,
+                again: false,
+            };
+        }
+        let mut budget = READ_BUDGET;
+        let mut active = false;
+        let mut again = false;
+        loop {
+            let want = scratch.len().min(budget);
+            let n = match self.stream.read(&mut scratch[..want]) {
+                Ok(0) => return self.on_eof(ctx),
+                Ok(n) => n,
+                // Would block "errors" are the OS's way of saying there is
+                // nothing more to read right now.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return self.on_read_error(&err, ctx),
+            };
+            active = true;
+            budget -= n;
+            if let Err(reason) = self.receive(&scratch[..n], ctx) {
+                return Status::Closed(reason);
+            }
+            if self.phase != Phase::Reading {
+                break;
+            }
+            // A read that did not fill the buffer emptied the socket's
+            // receive queue: on epoll (and kqueue) a new arrival raises a
+            // new edge, so the extra read that would only say `WouldBlock`
+            // is skipped (tokio makes the same deduction). Not so once the
+            // peer has closed: the end of stream was already announced and
+            // must be read now.
+            if n < want && !self.peer_closed {
+                break;
+            }
+            if budget == 0 {
+                again = true;
+                break;
+            }
+        }
+        self.settle(ctx, active, again)
+    }
+
+    /// The socket is writable: send what is waiting, and resume reading if
+    /// backpressure eased.
+    pub(crate) fn on_writable(&mut self, ctx: &mut Context<'_>) -> Status {
+        let active = match flush(&mut self.stream, &mut self.out) {
+            Ok(moved) => moved > 0,
+            Err(err) => return self.write_failed(&err),
+        };
+        let mut again = false;
+        if self.phase == Phase::Backpressured && self.out.len() <= ctx.config.low_watermark {
+            self.phase = Phase::Reading;
+            // Bytes may have waited in the kernel all along; no new edge
+            // will announce them, so read them next turn.
+            again = true;
+        }
+        self.settle(ctx, active, again)
+    }
+
+    /// The server is stopping: read what this client has already sent (the
+    /// bytes queued in the kernel now, not what it sends from now on), act
+    /// on every line, keep an unfinished last line as a line, and close once
+    /// the replies are flushed.
+    pub(crate) fn on_stop(&mut self, ctx: &mut Context<'_>, scratch: &mut [u8]) -> Status {
+        if let Phase::Closing(_) = self.phase {
+            return self.settle(ctx, false, false);
+        }
+        let mut remaining = queued_bytes(&self.stream);
+        while remaining > 0 {
+            let want = scratch.len().min(remaining);
+            let n = match self.stream.read(&mut scratch[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return self.on_read_error(&err, ctx),
+            };
+            remaining = remaining.saturating_sub(n);
+            if let Err(reason) = self.receive(&scratch[..n], ctx) {
+                return Status::Closed(reason);
+            }
+            if let Phase::Closing(_) = self.phase {
+                return self.settle(ctx, true, false);
+            }
+        }
+        if let Err(reason) = self.receive_tail(ctx) {
+            return Status::Closed(reason);
+        }
+        if !matches!(self.phase, Phase::Closing(_)) {
+            self.phase = Phase::Closing(CloseReason::Stop);
+        }
+        self.settle(ctx, true, false)
+    }
+
+    /// The single exit: deregister, print the close event, log, drop the socket.
+    pub(crate) fn close(mut self, reason: CloseReason, registry: &Registry, output: &mut Output) {
+        if let Err(err) = registry.deregister(&mut self.stream) {
+            log::debug!("{}: deregister failed: {err}", self.label);
+        }
+        if !self.out.is_empty() {
+            log::warn!(
+                "{}: closed ({reason}) with {} bytes of output unsent",
+                self.label,
+                self.out.len()
+            );
+        }
+        output.close(&self.label, reason);
+        log::info!("{}: closed ({reason}), {:?}", self.label, self.token);
+        // Dropping the stream closes the socket (the notes' `close()`).
+    }
+
+    /// End of stream: the client shut down its sending side. An unfinished
+    /// last line is still a line; pending replies are flushed before closing
+    /// (so a client that half-closes gets every byte back, then EOF).
+    fn on_eof(&mut self, ctx: &mut Context<'_>) -> Status {
+        if let Err(reason) = self.receive_tail(ctx) {
+            return Status::Closed(reason);
+        }
+        if !matches!(self.phase, Phase::Closing(_)) {
+            self.phase = Phase::Closing(CloseReason::Eof);
+        }
+        self.settle(ctx, true, false)
+    }
+
+    /// A read failed. A reset loses nothing we hold: the unfinished last
+    /// line is printed before the connection closes.
+    fn on_read_error(&mut self, err: &io::Error, ctx: &mut Context<'_>) -> Status {
+        let reason = CloseReason::from_io(err);
+        if reason == CloseReason::Error {
+            log::warn!("{}: read failed: {err}", self.label);
+        }
+        self.out.clear(); // The peer is gone: there is nobody to send to.
+        let _ = self.receive_tail(ctx);
+        Status::Closed(reason)
+    }
+
+    /// Frames one read's bytes and acts on each complete line.
+    fn receive(&mut self, chunk: &[u8], ctx: &mut Context<'_>) -> Result<(), CloseReason> {
+        let Connection {
+            stream,
+            peer,
+            label,
+            lines,
+            out,
+            phase,
+            ..
+        } = self;
+        let mut act = Act {
+            stream,
+            out,
+            peer,
+            label,
+            ctx,
+            chunk,
+            echo_run: 0..0,
+            next_phase: None,
+            failure: None,
+        };
+        let framed = lines.feed(chunk, |line| act.on_line(line));
+        act.flush_echo_run();
+        if let Err(too_long) = framed {
+            log::info!("{}: {too_long}", act.label);
+            act.reply(LINE_TOO_LONG);
+            act.next_phase
+                .get_or_insert(Phase::Closing(CloseReason::LineTooLong));
+        }
+        if let Some(err) = act.failure {
+            return Err(self.write_failed_reason(&err));
+        }
+        if let Some(next) = act.next_phase {
+            *phase = next;
+        } else if *phase == Phase::Reading && out.len() > ctx.config.high_watermark {
+            log::debug!("{label}: {} bytes unsent, pausing reads", out.len());
+            *phase = Phase::Backpressured;
+        }
+        Ok(())
+    }
+
+    /// At end of input: the unterminated last line, if any, as a line.
+    fn receive_tail(&mut self, ctx: &mut Context<'_>) -> Result<(), CloseReason> {
+        let Connection {
+            stream,
+            peer,
+            label,
+            lines,
+            out,
+            phase,
+            ..
+        } = self;
+        let mut act = Act {
+            stream,
+            out,
+            peer,
+            label,
+            ctx,
+            chunk: &[],
+            echo_run: 0..0,
+            next_phase: None,
+            failure: None,
+        };
+        if lines.finish(|line| act.on_line(line)).is_err() {
+            act.reply(LINE_TOO_LONG);
+            act.next_phase = Some(Phase::Closing(CloseReason::LineTooLong));
+        }
+        if let Some(err) = act.failure {
+            return Err(self.write_failed_reason(&err));
+        }
+        if let Some(next) = act.next_phase {
+            *phase = next;
+        }
+        Ok(())
+    }
+
+    /// After any event: close if a closing connection has flushed, and ask
+    /// for `WRITABLE` exactly while output is waiting.
+    fn settle(&mut self, ctx: &mut Context<'_>, active: bool, again: bool) -> Status {
+        if self.out.is_empty() {
+            if let Phase::Closing(reason) = self.phase {
+                return Status::Closed(reason);
+            }
+            if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
+                self.out = VecDeque::new();
+            }
+        }
+        let wanted = if self.out.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
+        if wanted != self.interest {
+            if let Err(err) = ctx
+                .registry
+                .reregister(&mut self.stream, self.token, wanted)
+            {
+                log::warn!("{}: reregister failed: {err}", self.label);
+                return Status::Closed(CloseReason::Error);
+            }
+            self.interest = wanted;
+        }
+        Status::Open { active, again }
+    }
+
+    fn write_failed(&mut self, err: &io::Error) -> Status {
+        Status::Closed(self.write_failed_reason(err))
+    }
+
+    fn write_failed_reason(&mut self, err: &io::Error) -> CloseReason {
+        let reason = CloseReason::from_io(err);
+        if reason == CloseReason::Error {
+            log::warn!("{}: write failed: {err}", self.label);
+        }
+        self.out.clear();
+        reason
+    }
+}
+
+/// Acting on the lines of one read: borrows what that needs, for as long as
+/// the read is being framed.
+struct Act<'a, 'c, 'x> {
+    stream: &'a mut Stream,
+    out: &'a mut VecDeque<u8>,
+    peer: &'a Peer,
+    label: &'a str,
+    ctx: &'a mut Context<'x>,
+    /// The read being framed; `echo_run` is a range of it.
+    chunk: &'c [u8],
+    /// Echoed lines not yet written: consecutive lines of one read go out
+    /// in one write.
+    echo_run: Range<usize>,
+    next_phase: Option<Phase>,
+    failure: Option<io::Error>,
+}
+
+impl Act<'_, '_, '_> {
+    /// One complete line: a command is obeyed, anything else printed (and
+    /// echoed with `--echo`).
+    fn on_line(&mut self, line: Line<'_>) -> ControlFlow<()> {
+        match Command::parse(line.text) {
+            Some(Command::Disconnect) => {
+                // As redis does for QUIT: flush the replies so far, then close;
+                // whatever the client sent after `disconnect` is not acted on.
+                self.next_phase = Some(Phase::Closing(CloseReason::Disconnect));
+                return ControlFlow::Break(());
+            }
+            Some(Command::Stop) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
+                log::info!("{}: stop requested", self.label);
+                *self.ctx.stop_requested = true;
+            }
+            Some(Command::Stop) => {
+                log::warn!("{}: refused stop from a remote client", self.label);
+                self.reply(STOP_NOT_LOCAL);
+            }
+            None => {
+                self.ctx.output.line(self.label, line.text);
+                if self.ctx.config.echo {
+                    self.echo(&line);
+                }
+            }
+        }
+        if self.failure.is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn echo(&mut self, line: &Line<'_>) {
+        match &line.span {
+            Some(span) if span.start == self.echo_run.end => self.echo_run.end = span.end,
+            Some(span) => {
+                self.flush_echo_run();
+                self.echo_run = span.clone();
+            }
+            None => {
+                self.flush_echo_run();
+                self.send(line.raw);
+            }
+        }
+    }
+
+    fn flush_echo_run(&mut self) {
+        if !self.echo_run.is_empty() {
+            let chunk = self.chunk;
+            self.send(&chunk[self.echo_run.clone()]);
+        }
+        self.echo_run = self.echo_run.end..self.echo_run.end;
+    }
+
+    /// A reply of our own, in order after any echo before it.
+    fn reply(&mut self, bytes: &[u8]) {
+        self.flush_echo_run();
+        self.send(bytes);
+    }
+
+    /// Writes now if nothing is queued; queues what the socket does not take.
+    fn send(&mut self, bytes: &[u8]) {
+        if self.failure.is_some() {
+            return;
+        }
+        let mut sent = 0;
+        if self.out.is_empty() {
+            while sent < bytes.len() {
+                match self.stream.write(&bytes[sent..]) {
+                    Ok(0) => {
+                        self.failure = Some(io::ErrorKind::WriteZero.into());
+                        return;
+                    }
+                    Ok(n) => sent += n,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => {
+                        self.failure = Some(err);
+                        return;
+                    }
+                }
+            }
+        }
+        self.out.extend(&bytes[sent..]);
+    }
+}
+
+/// Writes queued output until it is gone or the socket is full; returns the
+/// bytes written.
+fn flush(stream: &mut Stream, out: &mut VecDeque<u8>) -> io::Result<usize> {
+    let mut total = 0;
+    while !out.is_empty() {
+        let (front, back) = out.as_slices();
+        match stream.write_vectored(&[IoSlice::new(front), IoSlice::new(back)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                out.drain(..n);
+                total += n;
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(total)
+}
+
+/// Bytes the kernel holds for us to read right now (`FIONREAD`).
+fn queued_bytes(stream: &Stream) -> usize {
+    let fd = match stream {
+        Stream::Tcp(s) => s.as_raw_fd(),
+        Stream::Unix(s) => s.as_raw_fd(),
+    };
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points at
+    // a live local; `fd` is an open socket owned by `stream` for this call.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+    if rc == 0 {
+        usize::try_from(queued).unwrap_or(0)
+    } else {
+        0
+    }
+}

@@ -1,0 +1,259 @@
+//! Idle deadlines.
+//!
+//! The notes time out one client with `select([conn], [], [], TIMEOUT)`. We
+//! serve many, so each carries its own deadline and the reactor sleeps until
+//! the nearest one: an idle server makes no system calls at all.
+//!
+//! Every connection shares the same time-out, so ordering connections by
+//! their last activity also orders them by deadline. A doubly linked list
+//! threaded through a `Vec` indexed by connection key keeps that order:
+//! activity moves a connection to the back, expiry pops from the front, and
+//! both are O(1). A wake-up looks only at the front, never at every
+//! connection, and there is no timer wheel to tick.
+//!
+//! `now` is always passed in, never read here, so tests move time without
+//! sleeping.
+
+use std::time::{Duration, Instant};
+
+const NIL: usize = usize::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    prev: usize,
+    next: usize,
+    /// Valid only while linked.
+    deadline: Instant,
+    linked: bool,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Node {
+            prev: NIL,
+            next: NIL,
+            deadline: Instant::now(),
+            linked: false,
+        }
+    }
+}
+
+/// Keys (connection slots) ordered by deadline, all with one time-out.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use selectd::deadline::DeadlineList;
+///
+/// let mut idle = DeadlineList::new(Duration::from_secs(5));
+/// let start = Instant::now();
+/// idle.touch(7, start);
+/// idle.touch(3, start + Duration::from_secs(1));
+/// assert_eq!(idle.next_deadline(), Some(start + Duration::from_secs(5)));
+/// assert_eq!(idle.pop_expired(start + Duration::from_secs(5)), Some(7));
+/// assert_eq!(idle.pop_expired(start + Duration::from_secs(5)), None);
+/// ```
+#[derive(Debug)]
+pub struct DeadlineList {
+    timeout: Duration,
+    nodes: Vec<Node>,
+    head: usize,
+    tail: usize,
+    len: usize,
+}
+
+impl DeadlineList {
+    /// An empty list whose entries expire `timeout` after their last touch.
+    pub fn new(timeout: Duration) -> Self {
+        DeadlineList {
+            timeout,
+            nodes: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            len: 0,
+        }
+    }
+
+    /// The time-out every entry shares.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// How many keys are waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no key is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `key` is waiting.
+    pub fn contains(&self, key: usize) -> bool {
+        self.nodes.get(key).is_some_and(|node| node.linked)
+    }
+
+    /// Activity on `key` at `now`: its deadline becomes `now + timeout`, and it
+    /// moves to the back (inserted if it was not there).
+    pub fn touch(&mut self, key: usize, now: Instant) {
+        if key >= self.nodes.len() {
+            self.nodes.resize(key + 1, Node::default());
+        }
+        self.unlink(key);
+        let node = &mut self.nodes[key];
+        node.deadline = now + self.timeout;
+        node.linked = true;
+        node.prev = self.tail;
+        node.next = NIL;
+        match self.tail {
+            NIL => self.head = key,
+            tail => self.nodes[tail].next = key,
+        }
+        self.tail = key;
+        self.len += 1;
+    }
+
+    /// Stops tracking `key` (it closed, or no longer needs a deadline).
+    pub fn remove(&mut self, key: usize) {
+        if key < self.nodes.len() {
+            self.unlink(key);
+        }
+    }
+
+    /// The earliest deadline, if any key is waiting.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        (self.head != NIL).then(|| self.nodes[self.head].deadline)
+    }
+
+    /// Removes and returns a key whose deadline is at or before `now`, oldest
+    /// first; `None` once every remaining deadline is in the future.
+    pub fn pop_expired(&mut self, now: Instant) -> Option<usize> {
+        let head = self.head;
+        if head == NIL || self.nodes[head].deadline > now {
+            return None;
+        }
+        self.unlink(head);
+        Some(head)
+    }
+
+    fn unlink(&mut self, key: usize) {
+        let Node {
+            prev, next, linked, ..
+        } = self.nodes[key];
+        if !linked {
+            return;
+        }
+        match prev {
+            NIL => self.head = next,
+            prev => self.nodes[prev].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            next => self.nodes[next].prev = prev,
+        }
+        self.nodes[key] = Node {
+            linked: false,
+            ..self.nodes[key]
+        };
+        self.len -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    // ---- empty ----
+
+    #[test]
+    fn empty_has_no_deadline() {
+        let mut list = DeadlineList::new(secs(5));
+        assert_eq!(list.next_deadline(), None);
+        assert_eq!(list.pop_expired(Instant::now() + secs(100)), None);
+        list.remove(42);
+        assert!(list.is_empty());
+    }
+
+    // ---- waiting ----
+
+    #[test]
+    fn waiting_touch_moves_to_the_back() {
+        let t0 = Instant::now();
+        let mut list = DeadlineList::new(secs(5));
+        list.touch(1, t0);
+        list.touch(2, t0 + secs(1));
+        list.touch(1, t0 + secs(2));
+        assert_eq!(list.next_deadline(), Some(t0 + secs(6)));
+        assert_eq!(list.pop_expired(t0 + secs(10)), Some(2));
+        assert_eq!(list.pop_expired(t0 + secs(10)), Some(1));
+        assert_eq!(list.len(), 0);
+    }
+
+    #[test]
+    fn waiting_nothing_expires_early() {
+        let t0 = Instant::now();
+        let mut list = DeadlineList::new(secs(5));
+        list.touch(0, t0);
+        assert_eq!(
+            list.pop_expired(t0 + secs(5) - Duration::from_nanos(1)),
+            None
+        );
+        assert_eq!(list.pop_expired(t0 + secs(5)), Some(0));
+    }
+
+    #[test]
+    fn waiting_remove_from_the_middle() {
+        let t0 = Instant::now();
+        let mut list = DeadlineList::new(secs(1));
+        for key in 0..3 {
+            list.touch(key, t0);
+        }
+        list.remove(1);
+        assert!(!list.contains(1));
+        let order: Vec<_> = std::iter::from_fn(|| list.pop_expired(t0 + secs(9))).collect();
+        assert_eq!(order, [0, 2]);
+    }
+
+    proptest! {
+        /// Against a naive model: pops come out in deadline order and match
+        /// exactly the keys whose deadline has passed.
+        #[test]
+        fn matches_a_naive_model(ops in proptest::collection::vec((0u8..3, 0usize..20, 0u64..10), 0..200)) {
+            let t0 = Instant::now();
+            let mut list = DeadlineList::new(secs(3));
+            let mut model: Vec<(usize, Instant, u64)> = Vec::new(); // key, deadline, sequence
+            let mut clock = 0u64;
+            for (seq, (op, key, advance)) in ops.into_iter().enumerate() {
+                clock += advance;
+                let now = t0 + secs(clock);
+                match op {
+                    0 => {
+                        list.touch(key, now);
+                        model.retain(|m| m.0 != key);
+                        model.push((key, now + secs(3), seq as u64));
+                    }
+                    1 => {
+                        list.remove(key);
+                        model.retain(|m| m.0 != key);
+                    }
+                    _ => {
+                        while let Some(k) = list.pop_expired(now) {
+                            let first = model.iter().min_by_key(|m| (m.1, m.2)).copied();
+                            prop_assert_eq!(first.map(|m| m.0), Some(k));
+                            prop_assert!(first.unwrap().1 <= now);
+                            model.retain(|m| m.0 != k);
+                        }
+                        prop_assert!(model.iter().all(|m| m.1 > now));
+                    }
+                }
+                prop_assert_eq!(list.len(), model.len());
+                prop_assert_eq!(list.next_deadline(), model.iter().map(|m| m.1).min());
+            }
+        }
+    }
+}

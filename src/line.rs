@@ -1,0 +1,349 @@
+//! Splitting a byte stream into lines.
+//!
+//! The seed server calls `recv(1024)` and treats each chunk as one message, so
+//! a command split across two reads, or two commands in one read, is missed.
+//! TCP delivers a stream, not messages: framing must work for every way the
+//! same bytes can be cut into reads. This module owns that rule and nothing
+//! else: no sockets, no clock, so it is tested exhaustively with `proptest`.
+//!
+//! The invariants it keeps:
+//!
+//! - A line ends at `\n`; a `\r` just before it is not part of the line's text.
+//! - Lines that lie wholly inside one read are handed out as slices of that
+//!   read: no copy. Only a partial line at the end of a read is copied into
+//!   the connection's own buffer, which is allocated the first time that
+//!   happens and is never more than `max_line + 1` bytes (room for a `\r`).
+//! - A line whose text is longer than `max_line` is an error as soon as that
+//!   is certain, whatever the split: memory stays bounded whatever a peer sends.
+
+use std::ops::{ControlFlow, Range};
+
+use memchr::memchr_iter;
+
+/// One complete line, as handed to the caller of [`LineBuffer::feed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// The bytes as received, with the `\n` (or `\r\n`) that ended them, if any.
+    pub raw: &'a [u8],
+    /// The line without its terminator: what is printed and parsed.
+    pub text: &'a [u8],
+    /// Where `raw` lies in the chunk passed to `feed`, when it lies wholly in
+    /// it; `None` when the line was completed from the partial-line buffer.
+    /// Consecutive lines have touching ranges, so a caller can echo a run of
+    /// them with one write.
+    pub span: Option<Range<usize>>,
+}
+
+impl<'a> Line<'a> {
+    fn new(raw: &'a [u8], span: Option<Range<usize>>) -> Self {
+        let text = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        Line { raw, text, span }
+    }
+}
+
+/// A line longer than the limit: the connection that sent it must be closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineTooLong {
+    /// The limit that was passed, in bytes of line text.
+    pub max_line: usize,
+}
+
+impl std::fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line too long (limit {} bytes)", self.max_line)
+    }
+}
+
+impl std::error::Error for LineTooLong {}
+
+/// The per-connection framing state: at most one partial line.
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// use selectd::line::LineBuffer;
+///
+/// let mut buffer = LineBuffer::new(1024);
+/// let mut lines = Vec::new();
+/// for chunk in [&b"hel"[..], b"lo\r\nwor", b"ld\n"] {
+///     buffer.feed(chunk, |line| {
+///         lines.push(String::from_utf8_lossy(line.text).into_owned());
+///         ControlFlow::Continue(())
+///     })?;
+/// }
+/// assert_eq!(lines, ["hello", "world"]);
+/// # Ok::<(), selectd::line::LineTooLong>(())
+/// ```
+#[derive(Debug)]
+pub struct LineBuffer {
+    partial: Vec<u8>,
+    max_line: usize,
+}
+
+impl LineBuffer {
+    /// An empty buffer for lines of at most `max_line` bytes of text.
+    /// Nothing is allocated until a line is split across two reads.
+    pub fn new(max_line: usize) -> Self {
+        LineBuffer {
+            partial: Vec::new(),
+            max_line,
+        }
+    }
+
+    /// Bytes of an unfinished line held from earlier reads.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Frames `chunk`, calling `on_line` for every complete line in order.
+    ///
+    /// `on_line` may return `Break` to stop: the rest of the chunk is then
+    /// dropped (the connection is going away, as after `disconnect`).
+    /// A trailing partial line is kept for the next call.
+    pub fn feed<F>(&mut self, chunk: &[u8], mut on_line: F) -> Result<ControlFlow<()>, LineTooLong>
+    where
+        F: FnMut(Line<'_>) -> ControlFlow<()>,
+    {
+        let mut start = 0;
+        let mut newlines = memchr_iter(b'\n', chunk);
+        if !self.partial.is_empty() {
+            // The first newline completes the line begun in an earlier read.
+            let Some(end) = newlines.next().map(|nl| nl + 1) else {
+                self.keep_partial(chunk)?;
+                return Ok(ControlFlow::Continue(()));
+            };
+            self.keep_partial(&chunk[..end])?;
+            let line = Line::new(&self.partial, None);
+            if line.text.len() > self.max_line {
+                return Err(self.too_long());
+            }
+            let flow = on_line(line);
+            self.clear_partial();
+            if flow.is_break() {
+                return Ok(flow);
+            }
+            start = end;
+        }
+        for nl in newlines {
+            let line = Line::new(&chunk[start..=nl], Some(start..nl + 1));
+            if line.text.len() > self.max_line {
+                return Err(self.too_long());
+            }
+            if on_line(line).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+            start = nl + 1;
+        }
+        self.keep_partial(&chunk[start..])?;
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// At end of stream: the unterminated last line, if any, as a line.
+    /// The buffer is empty afterwards.
+    pub fn finish<F>(&mut self, on_line: F) -> Result<ControlFlow<()>, LineTooLong>
+    where
+        F: FnOnce(Line<'_>) -> ControlFlow<()>,
+    {
+        if self.partial.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let line = Line::new(&self.partial, None);
+        if line.text.len() > self.max_line {
+            return Err(self.too_long());
+        }
+        let flow = on_line(line);
+        self.clear_partial();
+        Ok(flow)
+    }
+
+    /// Appends bytes of an unfinished line, refusing once the line can no
+    /// longer fit: its text may reach `max_line`, plus one byte for a `\r`.
+    fn keep_partial(&mut self, bytes: &[u8]) -> Result<(), LineTooLong> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let unterminated = bytes.last() != Some(&b'\n');
+        let text_so_far = self.partial.len() + bytes.len() - usize::from(!unterminated);
+        if unterminated && text_so_far > self.max_line.saturating_add(1) {
+            return Err(self.too_long());
+        }
+        self.partial.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Drops the offending line and reports it.
+    fn too_long(&mut self) -> LineTooLong {
+        self.clear_partial();
+        LineTooLong {
+            max_line: self.max_line,
+        }
+    }
+
+    /// Forgets the partial line. A small buffer keeps its capacity for the
+    /// next split line (so steady traffic does not allocate); a large one,
+    /// left by one long line, is given back so idle connections stay small.
+    fn clear_partial(&mut self) {
+        const KEEP_CAPACITY: usize = 4 * 1024;
+        if self.partial.capacity() > KEEP_CAPACITY {
+            self.partial = Vec::new();
+        } else {
+            self.partial.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Frames `chunks` in order; returns the texts, whether each line came in
+    /// one piece, and the error if one occurred.
+    fn frame(max: usize, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<LineTooLong>) {
+        let mut buffer = LineBuffer::new(max);
+        let mut lines = Vec::new();
+        for chunk in chunks {
+            let result = buffer.feed(chunk, |line| {
+                if let Some(span) = &line.span {
+                    assert_eq!(&chunk[span.clone()], line.raw);
+                }
+                lines.push(line.text.to_vec());
+                ControlFlow::Continue(())
+            });
+            if let Err(err) = result {
+                return (lines, Some(err));
+            }
+        }
+        let result = buffer.finish(|line| {
+            lines.push(line.text.to_vec());
+            ControlFlow::Continue(())
+        });
+        (lines, result.err())
+    }
+
+    // ---- empty buffer ----
+
+    #[test]
+    fn empty_chunk_yields_nothing() {
+        assert_eq!(frame(10, &[b""]), (vec![], None));
+    }
+
+    #[test]
+    fn lf_and_crlf_end_lines() {
+        let (lines, err) = frame(10, &[b"a\nb\r\nc"]);
+        assert_eq!(lines, [&b"a"[..], b"b", b"c"]);
+        assert_eq!(err, None);
+    }
+
+    #[test]
+    fn lone_cr_in_the_middle_is_kept() {
+        assert_eq!(frame(10, &[b"a\rb\n"]).0, [&b"a\rb"[..]]);
+    }
+
+    #[test]
+    fn empty_lines_are_lines() {
+        assert_eq!(frame(10, &[b"\n\r\n"]).0, [&b""[..], b""]);
+    }
+
+    // ---- partial line held ----
+
+    #[test]
+    fn split_line_byte_by_byte() {
+        let bytes = b"stop\r\n";
+        let chunks: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(frame(10, &chunks).0, [&b"stop"[..]]);
+    }
+
+    #[test]
+    fn partial_then_many_lines() {
+        let (lines, _) = frame(10, &[b"he", b"y\nb\nc\n"]);
+        assert_eq!(lines, [&b"hey"[..], b"b", b"c"]);
+    }
+
+    #[test]
+    fn no_allocation_until_a_line_is_split() {
+        let mut buffer = LineBuffer::new(10);
+        let _ = buffer.feed(b"a\nb\n", |_| ControlFlow::Continue(()));
+        assert_eq!(buffer.partial.capacity(), 0);
+        let _ = buffer.feed(b"c", |_| ControlFlow::Continue(()));
+        assert_eq!(buffer.pending(), 1);
+    }
+
+    #[test]
+    fn break_drops_the_rest_of_the_chunk() {
+        let mut buffer = LineBuffer::new(10);
+        let mut seen = 0;
+        let flow = buffer.feed(b"a\nb\nc", |_| {
+            seen += 1;
+            ControlFlow::Break(())
+        });
+        assert_eq!(flow, Ok(ControlFlow::Break(())));
+        assert_eq!(seen, 1);
+    }
+
+    // ---- limits ----
+
+    #[test]
+    fn line_at_the_limit_passes_with_either_terminator() {
+        assert_eq!(frame(3, &[b"abc\n"]).1, None);
+        assert_eq!(frame(3, &[b"ab", b"c\r", b"\n"]).1, None);
+    }
+
+    #[test]
+    fn line_over_the_limit_fails_in_one_chunk() {
+        assert_eq!(frame(3, &[b"abcd\n"]).1, Some(LineTooLong { max_line: 3 }));
+    }
+
+    #[test]
+    fn unterminated_flood_fails_before_the_newline() {
+        let mut buffer = LineBuffer::new(3);
+        let result = buffer.feed(b"abcdefgh", |_| ControlFlow::Continue(()));
+        assert!(result.is_err());
+        assert_eq!(buffer.pending(), 0);
+    }
+
+    #[test]
+    fn huge_partial_gives_its_memory_back() {
+        let mut buffer = LineBuffer::new(1 << 20);
+        let _ = buffer.feed(&vec![b'x'; 100_000], |_| ControlFlow::Continue(()));
+        let _ = buffer.feed(b"\n", |_| ControlFlow::Continue(()));
+        assert_eq!(buffer.partial.capacity(), 0);
+    }
+
+    proptest! {
+        /// Any split of the same bytes yields the same lines (or the same error).
+        #[test]
+        fn any_split_yields_the_same_lines(
+            data in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..20),
+            max in 1usize..40,
+        ) {
+            let whole = frame(max, &[&data]);
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= data.len()).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for cut in cuts {
+                chunks.push(&data[last..cut]);
+                last = cut;
+            }
+            chunks.push(&data[last..]);
+            let split = frame(max, &chunks);
+            prop_assert_eq!(whole.1.is_some(), split.1.is_some());
+            if whole.1.is_none() {
+                prop_assert_eq!(whole.0, split.0);
+            }
+        }
+
+        /// Lines are never longer than the limit, and joined back with their
+        /// terminators they give the input.
+        #[test]
+        fn lines_reassemble_the_input(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut buffer = LineBuffer::new(usize::MAX - 1);
+            let mut joined = Vec::new();
+            let _ = buffer.feed(&data, |line| { joined.extend_from_slice(line.raw); ControlFlow::Continue(()) });
+            let _ = buffer.finish(|line| { joined.extend_from_slice(line.raw); ControlFlow::Continue(()) });
+            prop_assert_eq!(joined, data);
+        }
+    }
+}

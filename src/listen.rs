@@ -1,0 +1,219 @@
+//! Listening sockets: the notes' `socket()`, `setsockopt(SO_REUSEADDR)`,
+//! `bind()` and `listen(5)`, for every stream family, done before the
+//! reactor starts so that a bad address or a port in use fails at once with
+//! a message naming it.
+//!
+//! Sockets are made with `socket2`, which exposes each step the notes name
+//! (and `IPV6_V6ONLY`, so `0.0.0.0:P` and `[::]:P` can both be bound), then
+//! handed to mio. A Unix socket path is treated with care, because it is a
+//! file: a stale socket left by a crashed server is replaced, a live one is
+//! refused, and anything that is not a socket is never deleted.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::addr::Address;
+use crate::error::{Error, os_reason};
+use crate::stream::{Peer, Stream};
+
+/// What a listener is bound to, with the real port once the kernel chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundAddr {
+    /// A TCP listener.
+    Tcp(SocketAddr),
+    /// A Unix stream listener.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for BoundAddr {
+    /// The form printed in `listening on ...`: `tcp://127.0.0.1:43617`, `unix:/path`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoundAddr::Tcp(addr) => write!(f, "tcp://{addr}"),
+            BoundAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// How listening sockets are made.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOptions {
+    /// The `listen()` backlog: connections the kernel queues before `accept`.
+    pub backlog: i32,
+    /// Permission bits of a Unix socket file.
+    pub unix_mode: u32,
+}
+
+/// A bound, listening socket of one family.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP over IPv4 or IPv6.
+    Tcp(mio::net::TcpListener),
+    /// A Unix stream socket, which removes its file when dropped.
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// Binds every socket that `address` names (a host name may resolve to
+    /// several addresses, and each gets its own listener).
+    pub fn bind_all(address: &Address, options: ListenOptions) -> Result<Vec<Listener>, Error> {
+        match address {
+            Address::Tcp { .. } => {
+                let resolved = address.resolve().map_err(|source| Error::Resolve {
+                    address: address.to_string(),
+                    source,
+                })?;
+                resolved
+                    .into_iter()
+                    .map(|addr| bind_tcp(addr, options).map(Listener::Tcp))
+                    .collect()
+            }
+            Address::Unix(path) => Ok(vec![Listener::Unix(UnixListener::bind(path, options)?)]),
+            Address::Udp { .. } => Err(Error::Listen {
+                address: address.to_string(),
+                reason: "UDP is not a stream listener".into(),
+            }),
+        }
+    }
+
+    /// Where this listener is bound.
+    pub fn bound_addr(&self) -> BoundAddr {
+        match self {
+            Listener::Tcp(listener) => BoundAddr::Tcp(
+                listener
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            ),
+            Listener::Unix(listener) => BoundAddr::Unix(listener.path.to_path_buf()),
+        }
+    }
+
+    /// Accepts one pending connection (the notes' `accept()`), already
+    /// non-blocking, with `TCP_NODELAY` set so a short reply is not held back
+    /// by Nagle's algorithm waiting for an ACK.
+    pub fn accept(&self) -> io::Result<(Stream, Peer)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, addr) = listener.accept()?;
+                if let Err(err) = stream.set_nodelay(true) {
+                    log::debug!("cannot set TCP_NODELAY for {addr}: {err}");
+                }
+                Ok((Stream::Tcp(stream), Peer::Ip(addr)))
+            }
+            Listener::Unix(listener) => {
+                let (stream, _) = listener.socket.accept()?;
+                Ok((Stream::Unix(stream), Peer::Unix(listener.path.clone())))
+            }
+        }
+    }
+
+    /// The mio source to register with the reactor.
+    pub fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Listener::Tcp(listener) => listener,
+            Listener::Unix(listener) => &mut listener.socket,
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::TcpListener, Error> {
+    let fail = |err: io::Error| Error::Listen {
+        address: addr.to_string(),
+        reason: os_reason(&err),
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+    // The seed's SO_REUSEADDR: a restarted server can bind while old
+    // connections linger in TIME_WAIT. (It never lets two servers share a port.)
+    socket.set_reuse_address(true).map_err(fail)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(fail)?;
+    }
+    socket.set_nonblocking(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(options.backlog).map_err(fail)?;
+    if !addr.ip().is_loopback() {
+        log::warn!("listening on {addr}: the server is reachable from the network");
+    }
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// A listening Unix socket that owns its file: the file is removed when the
+/// listener is dropped, if it is still the one we made.
+#[derive(Debug)]
+pub struct UnixListener {
+    socket: mio::net::UnixListener,
+    path: Arc<Path>,
+    /// Device and inode of the socket file we created, so that dropping never
+    /// removes a file another process put there since.
+    identity: (u64, u64),
+}
+
+impl UnixListener {
+    fn bind(path: &Path, options: ListenOptions) -> Result<Self, Error> {
+        let fail = |reason: String| Error::Listen {
+            address: format!("unix:{}", path.display()),
+            reason,
+        };
+        remove_if_stale(path).map_err(fail)?;
+        let socket =
+            Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| fail(os_reason(&e)))?;
+        let address = SockAddr::unix(path).map_err(|e| fail(os_reason(&e)))?;
+        socket.bind(&address).map_err(|e| fail(os_reason(&e)))?;
+        // The file exists from bind() on, but nobody can connect before
+        // listen(): set its mode in between, so there is no window in which
+        // a wider mode is in force.
+        let metadata = fs::metadata(path).map_err(|e| fail(os_reason(&e)))?;
+        let set_mode = fs::set_permissions(path, fs::Permissions::from_mode(options.unix_mode));
+        let listening = set_mode
+            .and_then(|()| socket.set_nonblocking(true))
+            .and_then(|()| socket.listen(options.backlog));
+        if let Err(err) = listening {
+            let _ = fs::remove_file(path);
+            return Err(fail(os_reason(&err)));
+        }
+        let std_listener: std::os::unix::net::UnixListener = socket.into();
+        Ok(UnixListener {
+            socket: mio::net::UnixListener::from_std(std_listener),
+            path: path.into(),
+            identity: (metadata.dev(), metadata.ino()),
+        })
+    }
+}
+
+impl Drop for UnixListener {
+    fn drop(&mut self) {
+        let ours = fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == self.identity);
+        if ours && let Err(err) = fs::remove_file(&self.path) {
+            log::warn!("cannot remove {}: {err}", self.path.display());
+        }
+    }
+}
+
+/// Makes way for a new socket at `path`: nothing there is fine; a socket
+/// nobody listens on is stale and removed; anything else is refused.
+fn remove_if_stale(path: &Path) -> Result<(), String> {
+    let metadata = match fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(os_reason(&err)),
+    };
+    if !metadata.file_type().is_socket() {
+        return Err("path exists and is not a socket (refusing to remove it)".into());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err("another server is listening on this socket".into()),
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+            log::info!("removing stale socket {}", path.display());
+            fs::remove_file(path).map_err(|err| os_reason(&err))
+        }
+        Err(err) => Err(os_reason(&err)),
+    }
+}

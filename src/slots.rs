@@ -1,0 +1,70 @@
+//! Which `Token` means what.
+//!
+//! mio reports readiness by `Token`, a plain number we choose when we
+//! register a socket. Connections take their slab key as their token, so
+//! finding the connection for an event is an index; the few sockets that are
+//! not connections (the waker, the signal pipe, the listeners) live at the
+//! top of the range, far above any key a slab will ever hand out.
+
+use mio::Token;
+
+/// The first token not used for connections.
+const RESERVED: usize = usize::MAX / 2;
+
+/// The `mio::Waker` that a [`ServerHandle`](crate::ServerHandle) pokes.
+pub const WAKER: Token = Token(RESERVED);
+
+/// SIGINT and SIGTERM, delivered through the same `Poll` as everything else.
+pub const SIGNALS: Token = Token(RESERVED + 1);
+
+const FIRST_LISTENER: usize = RESERVED + 2;
+
+/// What an event's token refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Another thread asked the server to stop.
+    Waker,
+    /// A signal arrived.
+    Signals,
+    /// The listener at this index has connections (or datagrams) waiting.
+    Listener(usize),
+    /// The connection with this slab key is ready.
+    Connection(usize),
+}
+
+impl Slot {
+    /// Classifies an event's token.
+    pub fn of(token: Token) -> Slot {
+        match token.0 {
+            key if key < RESERVED => Slot::Connection(key),
+            RESERVED => Slot::Waker,
+            n if n == RESERVED + 1 => Slot::Signals,
+            n => Slot::Listener(n - FIRST_LISTENER),
+        }
+    }
+}
+
+/// The token for the listener at `index`.
+pub fn listener_token(index: usize) -> Token {
+    Token(FIRST_LISTENER + index)
+}
+
+/// Whether a slab key can be used as a connection token.
+pub fn is_connection_key(key: usize) -> bool {
+    key < RESERVED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        assert_eq!(Slot::of(Token(0)), Slot::Connection(0));
+        assert_eq!(Slot::of(Token(12345)), Slot::Connection(12345));
+        assert_eq!(Slot::of(WAKER), Slot::Waker);
+        assert_eq!(Slot::of(SIGNALS), Slot::Signals);
+        assert_eq!(Slot::of(listener_token(0)), Slot::Listener(0));
+        assert_eq!(Slot::of(listener_token(3)), Slot::Listener(3));
+    }
+}
