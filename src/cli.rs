@@ -27,13 +27,15 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load a line server and measure it (echo, ingest or idle).
     Bench(crate::bench::BenchArgs),
+    /// Connect to ADDR, send standard input (or --data, or an HTTP GET), print what comes back.
+    Send(crate::client::SendArgs),
 }
 
 /// `selectd serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
-    /// [V6]:PORT, unix:PATH. Port 0 picks a free port.
+    /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT. Port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10001")]
     pub listen: Vec<String>,
     /// Close a client silent this long: 250ms, 5s, 2m; 0 or off disables.
@@ -66,6 +68,20 @@ pub struct ServeArgs {
     /// Accept `stop` from clients that are not on this machine.
     #[arg(long)]
     pub allow_remote_stop: bool,
+    /// Serve at most N clients at once; more get `error: server full`.
+    /// Default: the file descriptor limit (raised to the hard limit) minus 32.
+    #[arg(long, value_name = "N")]
+    pub max_conns: Option<usize>,
+    /// Close a client whose line is unfinished this long after its first
+    /// byte (slowloris); 0 or off disables.
+    #[arg(long, value_name = "DUR", default_value = "30s")]
+    pub line_timeout: String,
+    /// Log the counters (accepted, closed by reason, bytes, ...) every DUR.
+    #[arg(long, value_name = "DUR")]
+    pub stats: Option<String>,
+    /// Print each reactor turn on stderr, in select() terms (for learning).
+    #[arg(long)]
+    pub trace_loop: bool,
 }
 
 impl ServeArgs {
@@ -102,6 +118,13 @@ impl ServeArgs {
                     }),
             )?,
             allow_remote_stop: self.allow_remote_stop,
+            max_conns: self.max_conns,
+            line_timeout: flag("line-timeout", parse_optional_duration(&self.line_timeout))?,
+            stats_interval: match &self.stats {
+                Some(every) => flag("stats", parse_optional_duration(every))?,
+                None => None,
+            },
+            trace_loop: self.trace_loop,
             handle_signals: true,
         };
         config.validate()?;

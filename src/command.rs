@@ -14,6 +14,8 @@ pub enum Command {
     Disconnect,
     /// `stop`: stop the whole server gracefully (the seed's `devam = False`).
     Stop,
+    /// `stats`: reply with the server's counters, as one line.
+    Stats,
 }
 
 impl Command {
@@ -32,6 +34,7 @@ impl Command {
         match strip(text) {
             b"disconnect" => Some(Command::Disconnect),
             b"stop" => Some(Command::Stop),
+            b"stats" => Some(Command::Stats),
             _ => None,
         }
     }
@@ -49,6 +52,17 @@ pub fn strip(text: &[u8]) -> &[u8] {
     &text[start..end]
 }
 
+/// Whether a line looks like HTTP sent to a line server: a web page can
+/// make a browser `POST` to `127.0.0.1:10001` with a body of `stop\n`. As
+/// redis does, a line starting with `POST ` or `Host:` (any case) marks the
+/// connection as a likely cross-protocol attack.
+pub fn is_cross_protocol(text: &[u8]) -> bool {
+    let starts = |prefix: &[u8]| {
+        text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    starts(b"POST ") || starts(b"Host:")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +73,18 @@ mod tests {
         assert_eq!(Command::parse(b"  disconnect\r"), Some(Command::Disconnect));
         assert_eq!(Command::parse(b"stop"), Some(Command::Stop));
         assert_eq!(Command::parse(b"\x0bstop\x0c"), Some(Command::Stop));
+        assert_eq!(Command::parse(b"stats\r"), Some(Command::Stats));
+    }
+
+    #[test]
+    fn http_lines_are_cross_protocol() {
+        assert!(is_cross_protocol(b"POST / HTTP/1.1"));
+        assert!(is_cross_protocol(b"post /x HTTP/1.0"));
+        assert!(is_cross_protocol(b"Host: 127.0.0.1:10001"));
+        assert!(is_cross_protocol(b"HOST:x"));
+        assert!(!is_cross_protocol(b"POSTER"));
+        assert!(!is_cross_protocol(b"hostile"));
+        assert!(!is_cross_protocol(b"GET / HTTP/1.1"));
     }
 
     #[test]

@@ -35,6 +35,15 @@ pub struct Config {
     pub unix_mode: u32,
     /// Accept `stop` from clients that are not on this machine.
     pub allow_remote_stop: bool,
+    /// Serve at most this many connections at once; `None` derives it from
+    /// the file descriptor limit (see [`limits::default_max_conns`](crate::limits::default_max_conns)).
+    pub max_conns: Option<usize>,
+    /// Close a client whose unfinished line is older than this (`None`: never).
+    pub line_timeout: Option<Duration>,
+    /// Log the counters this often (`None`: never).
+    pub stats_interval: Option<Duration>,
+    /// Narrate every loop turn on stderr (`--trace-loop`).
+    pub trace_loop: bool,
     /// Stop gracefully on SIGINT and SIGTERM (a second one stops at once).
     /// The binary turns this on; embedding programs usually keep their own.
     pub handle_signals: bool,
@@ -57,6 +66,10 @@ impl Default for Config {
             backlog: 1024,
             unix_mode: 0o600,
             allow_remote_stop: false,
+            max_conns: None,
+            line_timeout: Some(Duration::from_secs(30)),
+            stats_interval: None,
+            trace_loop: false,
             handle_signals: false,
         }
     }
@@ -81,6 +94,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.listen.is_empty() {
             return Err("no address to listen on".into());
+        }
+        if self.max_conns == Some(0) {
+            return Err("--max-conns must be at least 1".into());
         }
         if self.max_line == 0 {
             return Err("--max-line must be at least 1 byte".into());

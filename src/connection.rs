@@ -16,14 +16,14 @@
 //! Here the same life is cut into the events the reactor delivers, in the
 //! order they happen, so it reads top to bottom:
 //!
-//! 1. [`Connection::new`]: after `accept`, register for readability.
-//! 2. [`Connection::on_readable`]: `recv` until the kernel has nothing more
+//! 1. `Connection::new`: after `accept`, register for readability.
+//! 2. `Connection::on_readable`: `recv` until the kernel has nothing more
 //!    (or this turn's budget is spent), frame lines, act on each: print it,
 //!    echo it, or obey a command.
-//! 3. [`Connection::on_writable`]: send what an earlier `send` did not take.
-//! 4. [`Connection::on_stop`]: the server is stopping: read what the client
+//! 3. `Connection::on_writable`: send what an earlier `send` did not take.
+//! 4. `Connection::on_stop`: the server is stopping: read what the client
 //!    already sent, then finish.
-//! 5. [`Connection::close`]: the single exit, printing and logging the reason.
+//! 5. `Connection::close`: the single exit, printing and logging the reason.
 //!
 //! Idle time-outs are not here: the reactor owns the deadlines and closes
 //! the connection with [`CloseReason::Idle`] (the seed's `if not inp: break`).
@@ -57,10 +57,11 @@ use std::os::fd::AsRawFd;
 
 use mio::{Interest, Registry, Token};
 
-use crate::command::Command;
+use crate::command::{Command, is_cross_protocol};
 use crate::config::Config;
 use crate::line::{Line, LineBuffer};
 use crate::output::Output;
+use crate::stats::Counters;
 use crate::stream::{Peer, Stream};
 
 /// At most this many bytes are read from one connection per reactor turn,
@@ -77,6 +78,20 @@ pub const LINE_TOO_LONG: &[u8] = b"error: line too long\r\n";
 
 /// Sent to a remote client that says `stop` without `--allow-remote-stop`.
 pub const STOP_NOT_LOCAL: &[u8] = b"error: stop is only accepted from local clients\r\n";
+
+/// Sent to a remote client that says `stats`.
+pub const STATS_NOT_LOCAL: &[u8] = b"error: stats is only accepted from local clients\r\n";
+
+/// How the reactor's line-timeout list must change after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineTimer {
+    /// Nothing changed.
+    Unchanged,
+    /// A new unfinished line began: its clock starts now.
+    Start,
+    /// No unfinished line any more.
+    Stop,
+}
 
 /// Why a connection closed: printed in close events and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,11 +110,34 @@ pub enum CloseReason {
     Stop,
     /// A line was longer than `--max-line`.
     LineTooLong,
+    /// A line took longer than `--line-timeout` from its first byte (slowloris).
+    LineTimeout,
+    /// The client sent HTTP (`POST `, `Host:`): a likely cross-protocol attack.
+    CrossProtocol,
     /// Another socket error; the error itself is logged.
     Error,
 }
 
 impl CloseReason {
+    /// Every reason, in a fixed order (see [`index`](Self::index)).
+    pub const ALL: [CloseReason; 10] = [
+        CloseReason::Eof,
+        CloseReason::Disconnect,
+        CloseReason::Idle,
+        CloseReason::Reset,
+        CloseReason::BrokenPipe,
+        CloseReason::Stop,
+        CloseReason::LineTooLong,
+        CloseReason::LineTimeout,
+        CloseReason::CrossProtocol,
+        CloseReason::Error,
+    ];
+
+    /// This reason's position in [`ALL`](Self::ALL).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The word used in output: `eof`, `disconnect`, `idle`, `reset`, ...
     pub fn as_str(self) -> &'static str {
         match self {
@@ -110,6 +148,8 @@ impl CloseReason {
             CloseReason::BrokenPipe => "broken-pipe",
             CloseReason::Stop => "stop",
             CloseReason::LineTooLong => "line-too-long",
+            CloseReason::LineTimeout => "line-timeout",
+            CloseReason::CrossProtocol => "cross-protocol",
             CloseReason::Error => "error",
         }
     }
@@ -137,6 +177,7 @@ pub(crate) struct Context<'a> {
     /// Set when a client's `stop` is accepted; the reactor acts on it after
     /// the current batch of events.
     pub stop_requested: &'a mut bool,
+    pub counters: &'a mut Counters,
 }
 
 /// What the reactor must do with a connection after an event.
@@ -147,7 +188,7 @@ pub(crate) enum Status {
     /// reading just resumed), and edge-triggered readiness will not say so
     /// again: serve it next turn without waiting for an event.
     Open { active: bool, again: bool },
-    /// Finished: call [`Connection::close`] with this reason.
+    /// Finished: call `Connection::close` with this reason.
     Closed(CloseReason),
 }
 
@@ -179,6 +220,9 @@ pub struct Connection {
     /// An event said the peer shut down its side: the end of the stream
     /// must be read even after a short read, as no further edge will come.
     peer_closed: bool,
+    /// Which unfinished line the line-timeout clock is running for (by
+    /// its number), if any.
+    timed_line: Option<u64>,
 }
 
 impl Connection {
@@ -205,6 +249,7 @@ impl Connection {
             phase: Phase::Reading,
             interest: Interest::READABLE,
             peer_closed: false,
+            timed_line: None,
         })
     }
 
@@ -213,9 +258,37 @@ impl Connection {
         &self.peer
     }
 
+    /// The peer as printed: `127.0.0.1:50312`, `[::1]:5`, `unix:/path`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
     /// Bytes waiting to be sent to this client.
     pub fn pending_output(&self) -> usize {
         self.out.len()
+    }
+
+    /// Whether an unfinished line began or ended since the last call: the
+    /// reactor starts or stops this connection's line-timeout clock.
+    pub(crate) fn line_timer(&mut self) -> LineTimer {
+        let now = (self.lines.pending() > 0).then(|| self.lines.completed());
+        if now == self.timed_line {
+            return LineTimer::Unchanged;
+        }
+        self.timed_line = now;
+        if now.is_some() {
+            LineTimer::Start
+        } else {
+            LineTimer::Stop
+        }
+    }
+
+    /// The unfinished line took too long (a slowloris trickling bytes):
+    /// what arrived of it is still printed, then the connection closes.
+    pub(crate) fn on_line_timeout(&mut self, ctx: &mut Context<'_>) -> CloseReason {
+        log::info!("{}: line not finished in time", self.label);
+        let _ = self.receive(None, ctx);
+        CloseReason::LineTimeout
     }
 
     /// The socket is readable: the seed's `recv`, repeated until the kernel
@@ -255,7 +328,8 @@ impl Connection {
             };
             active = true;
             budget -= n;
-            if let Err(reason) = self.receive(&scratch[..n], ctx) {
+            ctx.counters.bytes_in += n as u64;
+            if let Err(reason) = self.receive(Some(&scratch[..n]), ctx) {
                 return Status::Closed(reason);
             }
             if self.phase != Phase::Reading {
@@ -282,8 +356,11 @@ impl Connection {
     /// backpressure eased.
     pub(crate) fn on_writable(&mut self, ctx: &mut Context<'_>) -> Status {
         let active = match flush(&mut self.stream, &mut self.out) {
-            Ok(moved) => moved > 0,
-            Err(err) => return self.write_failed(&err),
+            Ok(moved) => {
+                ctx.counters.bytes_out += moved as u64;
+                moved > 0
+            }
+            Err(err) => return Status::Closed(self.write_failed(&err, ctx)),
         };
         let mut again = false;
         if self.phase == Phase::Backpressured && self.out.len() <= ctx.config.low_watermark {
@@ -314,14 +391,15 @@ impl Connection {
                 Err(err) => return self.on_read_error(&err, ctx),
             };
             remaining = remaining.saturating_sub(n);
-            if let Err(reason) = self.receive(&scratch[..n], ctx) {
+            ctx.counters.bytes_in += n as u64;
+            if let Err(reason) = self.receive(Some(&scratch[..n]), ctx) {
                 return Status::Closed(reason);
             }
             if let Phase::Closing(_) = self.phase {
                 return self.settle(ctx, true, false);
             }
         }
-        if let Err(reason) = self.receive_tail(ctx) {
+        if let Err(reason) = self.receive(None, ctx) {
             return Status::Closed(reason);
         }
         if !matches!(self.phase, Phase::Closing(_)) {
@@ -351,7 +429,7 @@ impl Connection {
     /// last line is still a line; pending replies are flushed before closing
     /// (so a client that half-closes gets every byte back, then EOF).
     fn on_eof(&mut self, ctx: &mut Context<'_>) -> Status {
-        if let Err(reason) = self.receive_tail(ctx) {
+        if let Err(reason) = self.receive(None, ctx) {
             return Status::Closed(reason);
         }
         if !matches!(self.phase, Phase::Closing(_)) {
@@ -363,17 +441,19 @@ impl Connection {
     /// A read failed. A reset loses nothing we hold: the unfinished last
     /// line is printed before the connection closes.
     fn on_read_error(&mut self, err: &io::Error, ctx: &mut Context<'_>) -> Status {
+        ctx.counters.errors += 1;
         let reason = CloseReason::from_io(err);
         if reason == CloseReason::Error {
             log::warn!("{}: read failed: {err}", self.label);
         }
         self.out.clear(); // The peer is gone: there is nobody to send to.
-        let _ = self.receive_tail(ctx);
+        let _ = self.receive(None, ctx);
         Status::Closed(reason)
     }
 
-    /// Frames one read's bytes and acts on each complete line.
-    fn receive(&mut self, chunk: &[u8], ctx: &mut Context<'_>) -> Result<(), CloseReason> {
+    /// Frames one read's bytes and acts on each complete line; with `None`
+    /// (end of input), acts on the unterminated last line, if any.
+    fn receive(&mut self, chunk: Option<&[u8]>, ctx: &mut Context<'_>) -> Result<(), CloseReason> {
         let Connection {
             stream,
             peer,
@@ -389,62 +469,29 @@ impl Connection {
             peer,
             label,
             ctx,
-            chunk,
+            chunk: chunk.unwrap_or_default(),
             echo_run: 0..0,
             next_phase: None,
             failure: None,
         };
-        let framed = lines.feed(chunk, |line| act.on_line(line));
+        let framed = match chunk {
+            Some(chunk) => lines.feed(chunk, |line| act.on_line(line)),
+            None => lines.finish(|line| act.on_line(line)),
+        };
         act.flush_echo_run();
         if let Err(too_long) = framed {
             log::info!("{}: {too_long}", act.label);
             act.reply(LINE_TOO_LONG);
-            act.next_phase
-                .get_or_insert(Phase::Closing(CloseReason::LineTooLong));
+            act.next_phase = Some(Phase::Closing(CloseReason::LineTooLong));
         }
         if let Some(err) = act.failure {
-            return Err(self.write_failed_reason(&err));
+            return Err(self.write_failed(&err, ctx));
         }
         if let Some(next) = act.next_phase {
             *phase = next;
         } else if *phase == Phase::Reading && out.len() > ctx.config.high_watermark {
             log::debug!("{label}: {} bytes unsent, pausing reads", out.len());
             *phase = Phase::Backpressured;
-        }
-        Ok(())
-    }
-
-    /// At end of input: the unterminated last line, if any, as a line.
-    fn receive_tail(&mut self, ctx: &mut Context<'_>) -> Result<(), CloseReason> {
-        let Connection {
-            stream,
-            peer,
-            label,
-            lines,
-            out,
-            phase,
-            ..
-        } = self;
-        let mut act = Act {
-            stream,
-            out,
-            peer,
-            label,
-            ctx,
-            chunk: &[],
-            echo_run: 0..0,
-            next_phase: None,
-            failure: None,
-        };
-        if lines.finish(|line| act.on_line(line)).is_err() {
-            act.reply(LINE_TOO_LONG);
-            act.next_phase = Some(Phase::Closing(CloseReason::LineTooLong));
-        }
-        if let Some(err) = act.failure {
-            return Err(self.write_failed_reason(&err));
-        }
-        if let Some(next) = act.next_phase {
-            *phase = next;
         }
         Ok(())
     }
@@ -478,11 +525,8 @@ impl Connection {
         Status::Open { active, again }
     }
 
-    fn write_failed(&mut self, err: &io::Error) -> Status {
-        Status::Closed(self.write_failed_reason(err))
-    }
-
-    fn write_failed_reason(&mut self, err: &io::Error) -> CloseReason {
+    fn write_failed(&mut self, err: &io::Error, ctx: &mut Context<'_>) -> CloseReason {
+        ctx.counters.errors += 1;
         let reason = CloseReason::from_io(err);
         if reason == CloseReason::Error {
             log::warn!("{}: write failed: {err}", self.label);
@@ -513,6 +557,19 @@ impl Act<'_, '_, '_> {
     /// One complete line: a command is obeyed, anything else printed (and
     /// echoed with `--echo`).
     fn on_line(&mut self, line: Line<'_>) -> ControlFlow<()> {
+        self.ctx.counters.lines += 1;
+        if is_cross_protocol(line.text) {
+            // Close at once: nothing this connection sent from here on,
+            // nor the replies owed to it, is worth anything.
+            log::warn!(
+                "{}: HTTP sent to a line server: likely cross-protocol attack, closing",
+                self.label
+            );
+            self.out.clear();
+            self.echo_run = self.echo_run.start..self.echo_run.start;
+            self.next_phase = Some(Phase::Closing(CloseReason::CrossProtocol));
+            return ControlFlow::Break(());
+        }
         match Command::parse(line.text) {
             Some(Command::Disconnect) => {
                 // As redis does for QUIT: flush the replies so far, then close;
@@ -528,6 +585,15 @@ impl Act<'_, '_, '_> {
                 log::warn!("{}: refused stop from a remote client", self.label);
                 self.reply(STOP_NOT_LOCAL);
             }
+            Some(Command::Stats) if self.peer.is_local() => {
+                let mut reply = [0u8; 1024];
+                let mut cursor = io::Cursor::new(&mut reply[..]);
+                // 1 KiB holds every counter at its largest (20 digits each).
+                let _ = write!(cursor, "stats {}\r\n", self.ctx.counters);
+                let len = cursor.position() as usize;
+                self.reply(&reply[..len]);
+            }
+            Some(Command::Stats) => self.reply(STATS_NOT_LOCAL),
             None => {
                 self.ctx.output.line(self.label, line.text);
                 if self.ctx.config.echo {
@@ -583,7 +649,10 @@ impl Act<'_, '_, '_> {
                         self.failure = Some(io::ErrorKind::WriteZero.into());
                         return;
                     }
-                    Ok(n) => sent += n,
+                    Ok(n) => {
+                        sent += n;
+                        self.ctx.counters.bytes_out += n as u64;
+                    }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                     Err(err) => {

@@ -13,13 +13,16 @@
 //!   dispatches each event by token, stops gracefully. Owns every socket.
 //! - [`connection`]: one client's life (`new`, `on_readable`, `on_writable`,
 //!   `on_stop`, `close`), its buffers and its backpressure.
-//! - [`line`]: bytes to lines; pure, no I/O. [`command`]: what a line means.
+//! - [`line`](mod@line): bytes to lines; pure, no I/O. [`command`]: what a line means.
 //! - [`deadline`]: idle deadlines in O(1); the poll time-out comes from here.
 //! - [`output`]: the `--format`s and terminal-safe escaping; one buffered sink.
+//! - [`datagram`]: UDP, where each datagram is read whole with its sender.
 //! - [`listen`] and [`stream`]: sockets of each family; [`addr`]: their
 //!   addresses as written. [`slots`]: which token means what.
 //! - [`config`], [`cli`], [`units`], [`error`]: settings, flags, errors.
-//! - [`bench`]: `selectd bench`, the load generator: a mio reactor too.
+//! - [`bench`](mod@bench): `selectd bench`, the load generator: a mio reactor too.
+//! - [`client`]: `selectd send`, the notes' sample client, reading and
+//!   writing at once so any amount of input goes through.
 //!
 //! # The notes, call by call
 //!
@@ -28,30 +31,40 @@
 //! | `socket()`, `setsockopt(SO_REUSEADDR)`, `bind()`, `listen(5)` | [`listen`] (backlog 1024)  |
 //! | `accept()`                         | [`reactor`], until `WouldBlock`                  |
 //! | `select([conn], [], [], TIMEOUT)`  | one `poll` for all sockets; time-out from [`deadline`] |
-//! | `recv(1024)`                       | [`connection`] reads 64 KiB into a shared buffer, then [`line`] frames it |
+//! | `recv(1024)`                       | [`connection`] reads 64 KiB into a shared buffer, then [`line`](mod@line) frames it |
 //! | `send()` / `sendall()`             | write now, queue the rest, wait for `WRITABLE`   |
 //! | `setblocking(0)`                   | every socket, always (mio does it)               |
 //! | `close()`                          | `Connection::close`, the single exit             |
 //! | `except: pass`                     | [`error`]: one line naming the culprit           |
 #![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod addr;
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod connection;
+pub mod datagram;
 pub mod deadline;
 pub mod error;
+pub mod limits;
 pub mod line;
 pub mod listen;
 pub mod output;
 pub mod reactor;
 pub mod slots;
+pub mod stats;
 pub mod stream;
+pub mod trace;
 pub mod units;
 
 pub use config::Config;
 pub use error::Error;
 pub use output::Format;
 pub use reactor::{Server, ServerHandle};
+pub use stats::Counters;

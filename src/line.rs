@@ -78,6 +78,7 @@ impl std::error::Error for LineTooLong {}
 pub struct LineBuffer {
     partial: Vec<u8>,
     max_line: usize,
+    completed: u64,
 }
 
 impl LineBuffer {
@@ -87,12 +88,19 @@ impl LineBuffer {
         LineBuffer {
             partial: Vec::new(),
             max_line,
+            completed: 0,
         }
     }
 
     /// Bytes of an unfinished line held from earlier reads.
     pub fn pending(&self) -> usize {
         self.partial.len()
+    }
+
+    /// Lines completed so far: with [`pending`](Self::pending), tells
+    /// whether the unfinished line now held is the same one as before.
+    pub fn completed(&self) -> u64 {
+        self.completed
     }
 
     /// Frames `chunk`, calling `on_line` for every complete line in order.
@@ -118,6 +126,7 @@ impl LineBuffer {
                 return Err(self.too_long());
             }
             let flow = on_line(line);
+            self.completed += 1;
             self.clear_partial();
             if flow.is_break() {
                 return Ok(flow);
@@ -129,6 +138,7 @@ impl LineBuffer {
             if line.text.len() > self.max_line {
                 return Err(self.too_long());
             }
+            self.completed += 1;
             if on_line(line).is_break() {
                 return Ok(ControlFlow::Break(()));
             }
@@ -152,6 +162,7 @@ impl LineBuffer {
             return Err(self.too_long());
         }
         let flow = on_line(line);
+        self.completed += 1;
         self.clear_partial();
         Ok(flow)
     }

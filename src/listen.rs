@@ -1,5 +1,5 @@
 //! Listening sockets: the notes' `socket()`, `setsockopt(SO_REUSEADDR)`,
-//! `bind()` and `listen(5)`, for every stream family, done before the
+//! `bind()` and `listen(5)`, for every family (and UDP's bound socket), done before the
 //! reactor starts so that a bad address or a port in use fails at once with
 //! a message naming it.
 //!
@@ -30,6 +30,8 @@ pub enum BoundAddr {
     Tcp(SocketAddr),
     /// A Unix stream listener.
     Unix(PathBuf),
+    /// A UDP socket.
+    Udp(SocketAddr),
 }
 
 impl fmt::Display for BoundAddr {
@@ -38,6 +40,7 @@ impl fmt::Display for BoundAddr {
         match self {
             BoundAddr::Tcp(addr) => write!(f, "tcp://{addr}"),
             BoundAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+            BoundAddr::Udp(addr) => write!(f, "udp://{addr}"),
         }
     }
 }
@@ -58,6 +61,9 @@ pub enum Listener {
     Tcp(mio::net::TcpListener),
     /// A Unix stream socket, which removes its file when dropped.
     Unix(UnixListener),
+    /// A UDP socket: not a listener in the `listen()` sense, but it sits
+    /// where listeners sit, as the one socket every datagram arrives on.
+    Udp(mio::net::UdpSocket),
 }
 
 impl Listener {
@@ -76,10 +82,16 @@ impl Listener {
                     .collect()
             }
             Address::Unix(path) => Ok(vec![Listener::Unix(UnixListener::bind(path, options)?)]),
-            Address::Udp { .. } => Err(Error::Listen {
-                address: address.to_string(),
-                reason: "UDP is not a stream listener".into(),
-            }),
+            Address::Udp { .. } => {
+                let resolved = address.resolve().map_err(|source| Error::Resolve {
+                    address: address.to_string(),
+                    source,
+                })?;
+                resolved
+                    .into_iter()
+                    .map(|addr| bind_udp(addr).map(Listener::Udp))
+                    .collect()
+            }
         }
     }
 
@@ -92,14 +104,22 @@ impl Listener {
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
             ),
             Listener::Unix(listener) => BoundAddr::Unix(listener.path.to_path_buf()),
+            Listener::Udp(socket) => BoundAddr::Udp(
+                socket
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            ),
         }
     }
 
     /// Accepts one pending connection (the notes' `accept()`), already
     /// non-blocking, with `TCP_NODELAY` set so a short reply is not held back
     /// by Nagle's algorithm waiting for an ACK.
+    ///
+    /// A UDP socket has nothing to accept: it answers `WouldBlock`.
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
+            Listener::Udp(_) => Err(io::ErrorKind::WouldBlock.into()),
             Listener::Tcp(listener) => {
                 let (stream, addr) = listener.accept()?;
                 if let Err(err) = stream.set_nodelay(true) {
@@ -119,6 +139,7 @@ impl Listener {
         match self {
             Listener::Tcp(listener) => listener,
             Listener::Unix(listener) => &mut listener.socket,
+            Listener::Udp(socket) => socket,
         }
     }
 }
@@ -142,6 +163,25 @@ fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::TcpLis
         log::warn!("listening on {addr}: the server is reachable from the network");
     }
     Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+fn bind_udp(addr: SocketAddr) -> Result<mio::net::UdpSocket, Error> {
+    let fail = |err: io::Error| Error::Listen {
+        address: format!("udp://{addr}"),
+        reason: os_reason(&err),
+    };
+    // No SO_REUSEADDR here: for UDP it would let a second server share the
+    // port and silently take some of the datagrams.
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None).map_err(fail)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(fail)?;
+    }
+    socket.set_nonblocking(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    if !addr.ip().is_loopback() {
+        log::warn!("listening on udp://{addr}: the server is reachable from the network");
+    }
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
 }
 
 /// A listening Unix socket that owns its file: the file is removed when the
@@ -215,5 +255,46 @@ fn remove_if_stale(path: &Path) -> Result<(), String> {
             fs::remove_file(path).map_err(|err| os_reason(&err))
         }
         Err(err) => Err(os_reason(&err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ListenOptions {
+        ListenOptions {
+            backlog: 16,
+            unix_mode: 0o600,
+        }
+    }
+
+    #[test]
+    fn ipv6_listeners_are_v6_only() {
+        let address: Address = "[::1]:0".parse().unwrap();
+        let listeners = Listener::bind_all(&address, options()).unwrap();
+        let Listener::Tcp(listener) = &listeners[0] else {
+            panic!("not TCP");
+        };
+        assert!(socket2::SockRef::from(listener).only_v6().unwrap());
+    }
+
+    #[test]
+    fn unix_socket_file_has_the_mode_and_goes_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let address = Address::Unix(path.clone());
+        let listeners = Listener::bind_all(&address, options()).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop(listeners);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn bound_addresses_print_with_their_scheme() {
+        let udp: Address = "udp://127.0.0.1:0".parse().unwrap();
+        let bound = Listener::bind_all(&udp, options()).unwrap()[0].bound_addr();
+        assert!(bound.to_string().starts_with("udp://127.0.0.1:"));
     }
 }

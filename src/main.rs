@@ -5,13 +5,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use selectd::cli::{Cli, Command, ServeArgs};
-use selectd::{Server, bench};
+use selectd::{Server, bench, client};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // Warnings by default, and the counters that `--stats` asks for.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,selectd::stats=info"),
+    )
+    .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Send(args) => send(args),
         Command::Bench(args) => match bench::run(args) {
             Ok(_report) => ExitCode::SUCCESS,
             Err(err) => fail(&err.to_string(), if err.is_usage() { 2 } else { 1 }),
@@ -24,6 +29,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(message) => return fail(&message, 2),
     };
+    match selectd::limits::raise_fd_limit() {
+        Ok(limit) => log::debug!("file descriptor limit: {limit}"),
+        Err(err) => log::warn!("cannot raise the file descriptor limit: {err}"),
+    }
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(err) => return fail(&err.to_string(), 1),
@@ -34,6 +43,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err.to_string(), 1),
+    }
+}
+
+fn send(args: client::SendArgs) -> ExitCode {
+    match client::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        // Codes are 1..=6 (see `SendError::exit_code`), so they fit a u8.
+        Err(err) => fail(&err.to_string(), u8::try_from(err.exit_code()).unwrap_or(1)),
     }
 }
 

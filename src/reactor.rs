@@ -44,13 +44,20 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::connection::{CloseReason, Connection, Context, Status};
+use crate::connection::{CloseReason, Connection, Context, LineTimer, Status};
+use crate::datagram::{self, DatagramState};
 use crate::deadline::DeadlineList;
 use crate::error::Error;
+use crate::limits;
 use crate::listen::{BoundAddr, ListenOptions, Listener};
 use crate::output::Output;
 use crate::slots::{self, Slot};
+use crate::stats::{Counters, SharedCounters};
 use crate::stream::{Peer, Stream};
+use crate::trace;
+
+/// Sent to a client beyond `--max-conns` before it is closed.
+pub const SERVER_FULL: &[u8] = b"error: server full\r\n";
 
 /// Events fetched per `poll` call; more simply wait for the next turn.
 const EVENTS_PER_TURN: usize = 1024;
@@ -62,6 +69,21 @@ const SCRATCH_SIZE: usize = 64 * 1024;
 /// double on each failure, never beyond the maximum.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What a connection handler borrows from the server for one event. A
+/// macro, not a method, so that the borrow of `self.connections` (the
+/// connection being served) stays apart from the borrows of these fields.
+macro_rules! context {
+    ($server:ident) => {
+        Context {
+            registry: $server.poll.registry(),
+            output: &mut $server.output,
+            config: &$server.config,
+            stop_requested: &mut $server.stop_requested,
+            counters: &mut $server.counters,
+        }
+    };
+}
 
 /// A bound server, ready to [`run`](Server::run).
 ///
@@ -88,9 +110,23 @@ pub struct Server {
     connections: Slab<Connection>,
     /// Idle deadlines by connection key; `None` when `--idle-timeout off`.
     idle: Option<DeadlineList>,
-    /// Keys to read again next turn, and a spare list to swap with.
-    ready_again: Vec<usize>,
-    ready_spare: Vec<usize>,
+    /// Deadlines of unfinished lines (`--line-timeout`), by connection key.
+    line_deadlines: Option<DeadlineList>,
+    /// `--max-conns`, or the default derived from the file descriptor limit.
+    max_conns: usize,
+    counters: Counters,
+    published: SharedCounters,
+    /// When to log the counters next (`--stats DUR`).
+    next_stats: Option<Instant>,
+    /// Refusals not yet logged, and when the last log line was written: a
+    /// flood of refused clients is reported at most once a second.
+    refusals_unlogged: u64,
+    last_refusal_log: Option<Instant>,
+    /// Sockets to read again next turn (their budget ran out with data
+    /// still queued), and a spare list to swap with.
+    ready_again: Vec<Token>,
+    ready_spare: Vec<Token>,
+    datagrams: DatagramState,
     output: Output,
     scratch: Box<[u8]>,
     waker: Arc<Waker>,
@@ -112,6 +148,7 @@ pub struct Server {
 pub struct ServerHandle {
     waker: Arc<Waker>,
     stop_flag: Arc<AtomicBool>,
+    counters: SharedCounters,
 }
 
 impl ServerHandle {
@@ -121,6 +158,11 @@ impl ServerHandle {
         if let Err(err) = self.waker.wake() {
             log::error!("cannot wake the server to stop it: {err}");
         }
+    }
+
+    /// The server's counters, as of its last loop turn.
+    pub fn stats(&self) -> Counters {
+        self.counters.snapshot()
     }
 }
 
@@ -158,15 +200,25 @@ impl Server {
         } else {
             None
         };
+        let max_conns = config.max_conns.unwrap_or_else(limits::default_max_conns);
+        log::debug!("serving at most {max_conns} connections");
         Ok(Server {
             poll,
             idle: config.idle_timeout.map(DeadlineList::new),
+            line_deadlines: config.line_timeout.map(DeadlineList::new),
+            max_conns,
+            counters: Counters::default(),
+            published: SharedCounters::default(),
+            next_stats: config.stats_interval.map(|every| Instant::now() + every),
+            refusals_unlogged: 0,
+            last_refusal_log: None,
             output: Output::new(config.format, Box::new(io::stdout())),
             config,
             listeners,
             connections: Slab::new(),
             ready_again: Vec::new(),
             ready_spare: Vec::new(),
+            datagrams: DatagramState::default(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             waker,
             stop_flag: Arc::new(AtomicBool::new(false)),
@@ -195,6 +247,7 @@ impl Server {
         ServerHandle {
             waker: Arc::clone(&self.waker),
             stop_flag: Arc::clone(&self.stop_flag),
+            counters: self.published.clone(),
         }
     }
 
@@ -210,6 +263,7 @@ impl Server {
             }
             let timeout = self.poll_timeout(now);
             self.output.flush();
+            self.published.publish(&self.counters);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -217,6 +271,9 @@ impl Server {
                 return Err(Error::Reactor(err));
             }
             let now = Instant::now();
+            if self.config.trace_loop {
+                self.trace_turn(timeout, &events);
+            }
             for event in events.iter() {
                 self.on_event(event, now);
             }
@@ -229,7 +286,8 @@ impl Server {
             }
         }
         self.output.flush();
-        log::info!("stopped");
+        self.published.publish(&self.counters);
+        log::info!("stopped: {}", self.counters);
         Ok(())
     }
 
@@ -240,16 +298,45 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let idle = self.idle.as_ref().and_then(DeadlineList::next_deadline);
-        [idle, self.grace_deadline, self.accept_paused_until]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|deadline| deadline.saturating_duration_since(now))
+        let line = self
+            .line_deadlines
+            .as_ref()
+            .and_then(DeadlineList::next_deadline);
+        [
+            idle,
+            line,
+            self.grace_deadline,
+            self.accept_paused_until,
+            self.next_stats,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(now))
     }
 
     fn on_deadlines(&mut self, now: Instant) {
         while let Some(key) = self.idle.as_mut().and_then(|idle| idle.pop_expired(now)) {
             self.close(key, CloseReason::Idle);
+        }
+        while let Some(key) = self
+            .line_deadlines
+            .as_mut()
+            .and_then(|l| l.pop_expired(now))
+        {
+            let Some(connection) = self.connections.get_mut(key) else {
+                continue;
+            };
+            let mut ctx = context!(self);
+            let reason = connection.on_line_timeout(&mut ctx);
+            self.close(key, reason);
+        }
+        if let Some(due) = self.next_stats
+            && due <= now
+        {
+            log::info!(target: "selectd::stats", "{}", self.counters);
+            let every = self.config.stats_interval.unwrap_or(Duration::from_secs(1));
+            self.next_stats = Some(now + every);
         }
         if self.grace_deadline.is_some_and(|deadline| deadline <= now) {
             log::warn!(
@@ -271,7 +358,7 @@ impl Server {
     fn on_event(&mut self, event: &mio::event::Event, now: Instant) {
         match Slot::of(event.token()) {
             Slot::Connection(key) => self.on_connection_event(key, event, now),
-            Slot::Listener(index) => self.accept_from(index, now),
+            Slot::Listener(index) => self.on_listener(index, now),
             Slot::Waker => {
                 if self.stop_flag.load(Ordering::SeqCst) {
                     self.stop_requested = true;
@@ -282,15 +369,11 @@ impl Server {
     }
 
     fn on_connection_event(&mut self, key: usize, event: &mio::event::Event, now: Instant) {
+        let before = self.config.trace_loop.then_some(self.counters);
         let Some(connection) = self.connections.get_mut(key) else {
             return; // Closed earlier in this batch.
         };
-        let mut ctx = Context {
-            registry: self.poll.registry(),
-            output: &mut self.output,
-            config: &self.config,
-            stop_requested: &mut self.stop_requested,
-        };
+        let mut ctx = context!(self);
         // Read before write, as redis does: the reply to what we read may
         // go out in the same turn.
         let mut status = Status::Open {
@@ -315,10 +398,45 @@ impl Server {
                 closed => closed,
             };
         }
+        if let Some(before) = before {
+            let label = self.connection_label(key);
+            trace::emit(format_args!(
+                "  {label}: {}",
+                trace::work(&before, &self.counters)
+            ));
+        }
         self.settle(key, status, now);
     }
 
-    /// Serves the connections that had more to read when their budget ran
+    /// `conn 7 127.0.0.1:50312`: how `--trace-loop` names a connection.
+    fn connection_label(&self, key: usize) -> String {
+        match self.connections.get(key) {
+            Some(connection) => format!("conn {key} {}", connection.label()),
+            None => format!("conn {key}"),
+        }
+    }
+
+    /// `--trace-loop`: one line per turn, in the notes' `select()` terms.
+    fn trace_turn(&self, timeout: Option<Duration>, events: &Events) {
+        let described: Vec<String> = events
+            .iter()
+            .map(|event| {
+                let what = match Slot::of(event.token()) {
+                    Slot::Connection(key) => self.connection_label(key),
+                    Slot::Listener(index) => match self.listeners.get(index) {
+                        Some(listener) => format!("listener {}", listener.bound_addr()),
+                        None => format!("listener {index}"),
+                    },
+                    Slot::Waker => "waker".into(),
+                    Slot::Signals => "signal".into(),
+                };
+                format!("{what} {}", trace::readiness(event))
+            })
+            .collect();
+        trace::emit(format_args!("{}", trace::turn(timeout, &described)));
+    }
+
+    /// Serves the sockets that had more to read when their budget ran
     /// out, in the order they were queued.
     fn serve_ready_again(&mut self, now: Instant) {
         if self.ready_again.is_empty() {
@@ -326,18 +444,25 @@ impl Server {
         }
         let mut batch = std::mem::take(&mut self.ready_spare);
         std::mem::swap(&mut batch, &mut self.ready_again);
-        for &key in &batch {
-            let Some(connection) = self.connections.get_mut(key) else {
-                continue;
-            };
-            let mut ctx = Context {
-                registry: self.poll.registry(),
-                output: &mut self.output,
-                config: &self.config,
-                stop_requested: &mut self.stop_requested,
-            };
-            let status = connection.on_readable(&mut ctx, &mut self.scratch, false);
-            self.settle(key, status, now);
+        for &token in &batch {
+            match Slot::of(token) {
+                Slot::Connection(key) => {
+                    let before = self.config.trace_loop.then_some(self.counters);
+                    let Some(connection) = self.connections.get_mut(key) else {
+                        continue;
+                    };
+                    let mut ctx = context!(self);
+                    let status = connection.on_readable(&mut ctx, &mut self.scratch, false);
+                    if let Some(before) = before {
+                        let label = self.connection_label(key);
+                        let work = trace::work(&before, &self.counters);
+                        trace::emit(format_args!("  {label}: ready again: {work}"));
+                    }
+                    self.settle(key, status, now);
+                }
+                Slot::Listener(index) => self.on_listener(index, now),
+                Slot::Waker | Slot::Signals => {}
+            }
         }
         batch.clear();
         self.ready_spare = batch;
@@ -350,11 +475,47 @@ impl Server {
                 if active && let Some(idle) = &mut self.idle {
                     idle.touch(key, now);
                 }
+                if let (Some(lines), Some(connection)) =
+                    (&mut self.line_deadlines, self.connections.get_mut(key))
+                {
+                    match connection.line_timer() {
+                        LineTimer::Unchanged => {}
+                        LineTimer::Start => lines.touch(key, now),
+                        LineTimer::Stop => lines.remove(key),
+                    }
+                }
                 if again {
-                    self.ready_again.push(key);
+                    self.ready_again.push(Token(key));
                 }
             }
             Status::Closed(reason) => self.close(key, reason),
+        }
+    }
+
+    /// A listener is readable: new connections to accept, or datagrams.
+    fn on_listener(&mut self, index: usize, now: Instant) {
+        let Some(Listener::Udp(socket)) = self.listeners.get(index) else {
+            return self.accept_from(index, now);
+        };
+        let before = self.config.trace_loop.then_some(self.counters);
+        let more = datagram::on_readable(
+            socket,
+            &mut self.scratch,
+            &mut self.output,
+            &self.config,
+            &mut self.datagrams,
+            &mut self.counters,
+        );
+        if let (Some(before), Some(listener)) = (before, self.listeners.get(index)) {
+            let work = trace::work(&before, &self.counters);
+            let datagrams = self.counters.datagrams - before.datagrams;
+            trace::emit(format_args!(
+                "  listener {}: {datagrams} datagrams, {work}",
+                listener.bound_addr()
+            ));
+        }
+        if more {
+            self.ready_again.push(slots::listener_token(index));
         }
     }
 
@@ -368,6 +529,9 @@ impl Server {
                 return;
             };
             match listener.accept() {
+                Ok((stream, peer)) if self.connections.len() >= self.max_conns => {
+                    self.refuse(stream, &peer, now);
+                }
                 Ok((stream, peer)) => self.open(stream, peer, now),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -376,6 +540,7 @@ impl Server {
                 Err(err) => {
                     // EMFILE/ENFILE (out of file descriptors) and anything
                     // unexpected: retrying at once would spin, so pause.
+                    self.counters.errors += 1;
                     self.pause_accepting(&err, now);
                     return;
                 }
@@ -390,6 +555,28 @@ impl Server {
         );
         self.accept_paused_until = Some(now + self.accept_backoff);
         self.accept_backoff = (self.accept_backoff * 2).min(ACCEPT_BACKOFF_MAX);
+    }
+
+    /// `--max-conns` are open: tell the client and close it at once. The
+    /// accept itself is what keeps the backlog from filling with clients
+    /// that would wait for nothing.
+    fn refuse(&mut self, mut stream: Stream, peer: &Peer, now: Instant) {
+        self.counters.refused_full += 1;
+        // A fresh socket's send buffer is empty: this short write fits.
+        let _ = stream.write(SERVER_FULL);
+        self.refusals_unlogged += 1;
+        if self
+            .last_refusal_log
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
+        {
+            log::warn!(
+                "server full ({} connections): refused {} (latest {peer})",
+                self.max_conns,
+                self.refusals_unlogged
+            );
+            self.refusals_unlogged = 0;
+            self.last_refusal_log = Some(now);
+        }
     }
 
     fn open(&mut self, stream: Stream, peer: Peer, now: Instant) {
@@ -410,6 +597,12 @@ impl Server {
         ) {
             Ok(connection) => {
                 entry.insert(connection);
+                self.counters.accepted += 1;
+                self.counters.open += 1;
+                if self.config.trace_loop {
+                    let label = self.connection_label(key);
+                    trace::emit(format_args!("  accepted {label}"));
+                }
                 if let Some(idle) = &mut self.idle {
                     idle.touch(key, now);
                 }
@@ -419,12 +612,20 @@ impl Server {
     }
 
     fn close(&mut self, key: usize, reason: CloseReason) {
+        if self.config.trace_loop {
+            let label = self.connection_label(key);
+            trace::emit(format_args!("  {label}: closed: {reason}"));
+        }
         let Some(connection) = self.connections.try_remove(key) else {
             return;
         };
         if let Some(idle) = &mut self.idle {
             idle.remove(key);
         }
+        if let Some(lines) = &mut self.line_deadlines {
+            lines.remove(key);
+        }
+        self.counters.count_close(reason);
         connection.close(reason, self.poll.registry(), &mut self.output);
     }
 
@@ -464,12 +665,7 @@ impl Server {
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
             };
-            let mut ctx = Context {
-                registry: self.poll.registry(),
-                output: &mut self.output,
-                config: &self.config,
-                stop_requested: &mut self.stop_requested,
-            };
+            let mut ctx = context!(self);
             let status = connection.on_stop(&mut ctx, &mut self.scratch);
             self.settle(key, status, now);
         }

@@ -32,6 +32,15 @@ impl Stream {
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
         }
     }
+
+    /// Takes the socket's pending error (`SO_ERROR`): after a failed call
+    /// such as `ENOTCONN`, the reason the connection died (`ECONNRESET`).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Stream::Tcp(s) => s.take_error(),
+            Stream::Unix(s) => s.take_error(),
+        }
+    }
 }
 
 impl Read for Stream {

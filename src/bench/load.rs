@@ -35,6 +35,7 @@ use super::{BenchConfig, BenchError, Mode};
 const MAX_RTT_US: u64 = 3_600_000_000;
 
 /// A new, empty latency histogram: µs, 3 significant digits (0.1% error).
+#[allow(clippy::expect_used)] // constant, valid bounds: this cannot fail
 pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_RTT_US, 3).expect("bounds are constant and valid")
 }
@@ -589,10 +590,11 @@ fn echo_turn(
                 let outstanding = conn.written - conn.verified;
                 let expected = &conn.buf[conn.verified..conn.written];
                 let common = n.min(outstanding);
-                if got[..common] != expected[..common] {
-                    let at = (0..common)
-                        .find(|&i| got[i] != expected[i])
-                        .expect("slices differ somewhere");
+                let first_difference = got[..common]
+                    .iter()
+                    .zip(&expected[..common])
+                    .position(|(got, sent)| got != sent);
+                if let Some(at) = first_difference {
                     return Err(BenchError::Mismatch {
                         conn: conn.id,
                         offset: conn.echoed + at as u64,
@@ -613,10 +615,10 @@ fn echo_turn(
                 if done > 0 {
                     let now = Instant::now();
                     for _ in 0..done {
-                        let sent = conn
-                            .sent_at
-                            .pop_front()
-                            .expect("a completed message was sent");
+                        // Every completed message was sent, so this always pops.
+                        let Some(sent) = conn.sent_at.pop_front() else {
+                            break;
+                        };
                         if window.counts(now) {
                             let micros = now.duration_since(sent).as_micros() as u64;
                             histogram.saturating_record(micros.max(1));

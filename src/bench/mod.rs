@@ -46,7 +46,7 @@ pub use report::{Report, hgrm};
 /// The flags of `selectd bench`, as typed: validated by [`BenchConfig::from_args`].
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Server to load: HOST:PORT or [V6]:PORT (TCP only)
+    /// Server to load: HOST:PORT, or an IPv6 address in brackets and :PORT (TCP only)
     #[arg(value_name = "ADDR")]
     pub addr: String,
     /// Number of concurrent connections
@@ -158,13 +158,15 @@ impl BenchConfig {
         let addr = match &address {
             Address::Tcp { .. } => address
                 .resolve()
+                .and_then(|found| {
+                    found.into_iter().next().ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, "name resolves to no address")
+                    })
+                })
                 .map_err(|source| BenchError::Resolve {
                     addr: args.addr.clone(),
                     source,
-                })?
-                .into_iter()
-                .next()
-                .expect("resolve() never returns an empty list"),
+                })?,
             Address::Unix(_) | Address::Udp { .. } => {
                 return Err(BenchError::flag(
                     "ADDR",

@@ -1,0 +1,106 @@
+//! UDP: the notes' `SOCK_DGRAM` and `recvfrom`, in the same reactor.
+//!
+//! A datagram arrives whole, with its sender's address (`recvfrom` returns
+//! `(data, address)`), so there is no connection, no partial line carried
+//! between reads and no idle time-out: each datagram's lines are printed
+//! with the sender, and forgotten. With `--echo` the datagram goes back with
+//! `send_to`; if the socket's send buffer is full the reply is dropped and
+//! counted (UDP promises nothing, and blocking the loop for one peer would
+//! stall every other).
+//!
+//! `stop` and `disconnect` are ignored over UDP: a source address can be
+//! forged, so a datagram cannot prove it comes from a local client, and
+//! there is no connection to disconnect.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+
+use crate::command::Command;
+use crate::config::Config;
+use crate::line::LineBuffer;
+use crate::output::Output;
+use crate::stats::Counters;
+
+/// Datagrams read from one socket per loop turn before the others get a turn.
+const DATAGRAM_BUDGET: usize = 256;
+
+/// What the server remembers about UDP between datagrams: only whether it
+/// has already warned that commands are ignored.
+#[derive(Debug, Default)]
+pub struct DatagramState {
+    warned_commands: bool,
+}
+
+/// Reads datagrams until `WouldBlock` or the budget; returns `true` if the
+/// budget ran out first (more may be waiting: serve again next turn).
+pub(crate) fn on_readable(
+    socket: &mio::net::UdpSocket,
+    scratch: &mut [u8],
+    output: &mut Output,
+    config: &Config,
+    state: &mut DatagramState,
+    counters: &mut Counters,
+) -> bool {
+    for _ in 0..DATAGRAM_BUDGET {
+        // The scratch buffer (64 KiB) holds the largest UDP payload
+        // (65,507 bytes over IPv4, 65,527 over IPv6): nothing is truncated.
+        let (n, from) = match socket.recv_from(scratch) {
+            Ok(received) => received,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                // E.g. an ICMP error queued by an earlier send: it concerns
+                // one peer, not the socket. Log and read on.
+                log::debug!("udp recv_from failed: {err}");
+                continue;
+            }
+        };
+        counters.datagrams += 1;
+        counters.bytes_in += n as u64;
+        let datagram = &scratch[..n];
+        print_lines(datagram, from, output, config, state, counters);
+        if config.echo {
+            match socket.send_to(datagram, from) {
+                Ok(sent) => counters.bytes_out += sent as u64,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    counters.datagram_replies_dropped += 1;
+                    log::debug!("udp reply to {from} dropped: send buffer full");
+                }
+                Err(err) => log::debug!("udp reply to {from} failed: {err}"),
+            }
+        }
+    }
+    true
+}
+
+/// Prints each line of one datagram; an unterminated last line is a line.
+fn print_lines(
+    datagram: &[u8],
+    from: SocketAddr,
+    output: &mut Output,
+    config: &Config,
+    state: &mut DatagramState,
+    counters: &mut Counters,
+) {
+    let label = from.to_string();
+    let mut act = |text: &[u8]| {
+        counters.lines += 1;
+        if Command::parse(text).is_some() {
+            if !state.warned_commands {
+                log::warn!("{label}: commands are ignored over UDP (a sender can be forged)");
+                state.warned_commands = true;
+            }
+        } else {
+            output.line(&label, text);
+        }
+        ControlFlow::Continue(())
+    };
+    let mut lines = LineBuffer::new(config.max_line);
+    let framed = lines
+        .feed(datagram, |line| act(line.text))
+        .and_then(|_| lines.finish(|line| act(line.text)));
+    if let Err(too_long) = framed {
+        log::info!("{label}: datagram dropped from that line on: {too_long}");
+    }
+}

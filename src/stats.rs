@@ -1,0 +1,127 @@
+//! Counters: what the server has done, for operators and tests.
+//!
+//! The reactor owns one [`Counters`] and bumps plain integers on its own
+//! thread (no atomics on the hot path). Once per loop turn, before it sleeps,
+//! it publishes a copy to a shared slot, which a
+//! [`ServerHandle`](crate::ServerHandle) reads from any thread. The same
+//! counters are logged every `--stats DUR` and sent to a local client that
+//! says `stats`, as one line of `key=value` pairs.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::connection::CloseReason;
+
+/// Everything counted since the server started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections accepted (and served).
+    pub accepted: u64,
+    /// Connections refused because `--max-conns` were open.
+    pub refused_full: u64,
+    /// Connections open right now.
+    pub open: u64,
+    /// Connections closed, by reason (indexed by [`CloseReason::index`]).
+    pub closed: [u64; CloseReason::ALL.len()],
+    /// Bytes read from clients (streams and datagrams).
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Lines received (printed or commands).
+    pub lines: u64,
+    /// Socket errors: failed reads and writes (resets included), failed accepts.
+    pub errors: u64,
+    /// UDP datagrams received.
+    pub datagrams: u64,
+    /// UDP echo replies dropped because the send buffer was full.
+    pub datagram_replies_dropped: u64,
+}
+
+impl Counters {
+    /// Connections closed for any reason.
+    pub fn closed_total(&self) -> u64 {
+        self.closed.iter().sum()
+    }
+
+    /// Connections closed for `reason`.
+    pub fn closed_for(&self, reason: CloseReason) -> u64 {
+        self.closed[reason.index()]
+    }
+
+    pub(crate) fn count_close(&mut self, reason: CloseReason) {
+        self.closed[reason.index()] += 1;
+        self.open = self.open.saturating_sub(1);
+    }
+}
+
+impl fmt::Display for Counters {
+    /// One line: `accepted=3 open=1 refused_full=0 closed=2 closed_eof=1 ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "accepted={} open={} refused_full={} closed={}",
+            self.accepted,
+            self.open,
+            self.refused_full,
+            self.closed_total()
+        )?;
+        for reason in CloseReason::ALL {
+            write!(
+                f,
+                " closed_{}={}",
+                reason.as_str().replace('-', "_"),
+                self.closed_for(reason)
+            )?;
+        }
+        write!(
+            f,
+            " bytes_in={} bytes_out={} lines={} errors={} datagrams={} datagram_replies_dropped={}",
+            self.bytes_in,
+            self.bytes_out,
+            self.lines,
+            self.errors,
+            self.datagrams,
+            self.datagram_replies_dropped
+        )
+    }
+}
+
+/// The published copy, shared with handles.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedCounters(Arc<Mutex<Counters>>);
+
+impl SharedCounters {
+    pub(crate) fn publish(&self, counters: &Counters) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = *counters;
+    }
+
+    pub(crate) fn snapshot(&self) -> Counters {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_of_pairs() {
+        let mut counters = Counters {
+            accepted: 2,
+            open: 2,
+            ..Counters::default()
+        };
+        counters.count_close(CloseReason::LineTooLong);
+        let text = counters.to_string();
+        assert!(!text.contains('\n'));
+        assert!(text.starts_with("accepted=2 open=1 refused_full=0 closed=1 closed_eof=0"));
+        assert!(text.contains(" closed_line_too_long=1 "), "{text}");
+        assert!(text.ends_with(" datagram_replies_dropped=0"));
+    }
+}

@@ -1,0 +1,289 @@
+//! Shared set-up for the integration tests: a `selectd` process (or an
+//! in-process server) on an ephemeral loopback port, clients with time-outs,
+//! and bounded waiting. Nothing here sleeps for a fixed time to make a test
+//! pass; waits poll a condition until a generous limit.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use selectd::output::MemorySink;
+use selectd::{Config, Server, ServerHandle};
+
+/// The most any single wait in a test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Polls `condition` every 10 ms until it holds or `PATIENCE` runs out.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A `selectd serve` process with its stdout and stderr collected.
+pub struct ServerProcess {
+    pub child: Child,
+    /// `127.0.0.1:PORT` of the first listener.
+    pub addr: String,
+    /// Every `listening on ...` address, as printed.
+    pub listening: Vec<String>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `selectd serve ARGS` (add `--listen 127.0.0.1:0` yourself if
+    /// you pass other listeners; it is added when `args` has no `--listen`).
+    pub fn start(args: &[&str]) -> ServerProcess {
+        Self::start_with(args, |_| {})
+    }
+
+    /// As [`start`](Self::start), letting the caller adjust the command.
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> ServerProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_selectd"));
+        command.arg("serve");
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        adjust(&mut command);
+        let mut child = command.spawn().expect("start selectd");
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        let stderr = collect(child.stderr.take().expect("stderr"));
+        let expected = args.iter().filter(|a| **a == "--listen").count().max(1);
+        let mut listening = Vec::new();
+        wait_until("the listening line", || {
+            listening = stderr
+                .lock()
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.strip_prefix("listening on ").map(str::to_string))
+                .collect();
+            listening.len() >= expected
+        });
+        let addr = listening[0]
+            .strip_prefix("tcp://")
+            .unwrap_or(&listening[0])
+            .to_string();
+        ServerProcess {
+            child,
+            addr,
+            listening,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        connect(&self.addr)
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stdout contains `needle`.
+    pub fn wait_for_output(&self, needle: &str) {
+        wait_until(&format!("{needle:?} on stdout"), || {
+            self.stdout().contains(needle)
+        });
+    }
+
+    /// Waits for the process to exit and for its pipes to be read to the end.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Give the reader threads a moment to see EOF.
+                thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            assert!(start.elapsed() < PATIENCE, "selectd did not exit");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we spawned and still own.
+        let rc = unsafe { libc::kill(self.pid() as i32, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// CPU time (user + system) the process has used, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        cpu_ticks(self.pid())
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// utime + stime of a process, in clock ticks, from `/proc/PID/stat`.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields[11].parse().unwrap();
+    let stime: u64 = fields[12].parse().unwrap();
+    utime + stime
+}
+
+fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&line));
+            line.clear();
+        }
+    });
+    text
+}
+
+/// A client with generous read and write time-outs.
+pub fn connect(addr: &str) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Reads until EOF; panics after `PATIENCE`.
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).expect("read to EOF");
+    all
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_exactly(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).expect("read_exact");
+    buf
+}
+
+/// Sends `bytes` and half-closes.
+pub fn send_and_shutdown(stream: &mut TcpStream, bytes: &[u8]) {
+    stream.write_all(bytes).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+}
+
+/// Closes with RST instead of FIN (SO_LINGER with a zero time-out).
+pub fn reset(stream: TcpStream) {
+    let socket = socket2::Socket::from(stream);
+    socket.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(socket);
+}
+
+/// An in-process server whose output is captured in memory.
+pub struct InProcess {
+    pub addr: String,
+    pub output: MemorySink,
+    pub handle: ServerHandle,
+    thread: Option<thread::JoinHandle<Result<(), selectd::Error>>>,
+}
+
+impl InProcess {
+    pub fn start(adjust: impl FnOnce(&mut Config)) -> InProcess {
+        let mut config = Config::listening_on("127.0.0.1:0".parse().unwrap());
+        adjust(&mut config);
+        let output = MemorySink::new();
+        let server = Server::bind(config)
+            .expect("bind")
+            .with_output(output.clone());
+        let addr = server.local_addrs()[0]
+            .to_string()
+            .trim_start_matches("tcp://")
+            .to_string();
+        let handle = server.handle();
+        let thread = thread::spawn(move || server.run());
+        InProcess {
+            addr,
+            output,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        connect(&self.addr)
+    }
+
+    pub fn output(&self) -> String {
+        self.output.contents()
+    }
+
+    pub fn wait_for_output(&self, needle: &str) {
+        wait_until(&format!("{needle:?} in output"), || {
+            self.output().contains(needle)
+        });
+    }
+
+    /// Stops the server and waits for `run` to return.
+    pub fn stop(mut self) -> String {
+        self.handle.stop();
+        self.join();
+        self.output()
+    }
+
+    /// Waits for `run` to return (after a `stop` line, say).
+    pub fn join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let start = Instant::now();
+            while !thread.is_finished() {
+                assert!(start.elapsed() < PATIENCE, "server did not stop");
+                thread::sleep(Duration::from_millis(10));
+            }
+            thread.join().expect("server thread").expect("server run");
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.handle.stop();
+            if !thread::panicking() {
+                self.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! `selectd serve --echo`: the write path under everything a network does:
+//! partial writes, slow and absent readers, floods, half-closes and resets.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use proptest::prelude::*;
+
+/// Lines `0..n`, each `line NNNNNNNN` + padding + `\n`, `size` bytes long.
+fn numbered_lines(n: usize, size: usize) -> Vec<u8> {
+    let mut all = Vec::with_capacity(n * size);
+    for i in 0..n {
+        let start = all.len();
+        write!(all, "line {i:08} ").unwrap();
+        all.resize(start + size - 1, b'.');
+        all.push(b'\n');
+    }
+    all
+}
+
+/// Writes `bytes` on a thread (so the test can read at the same time), then
+/// half-closes; returns the thread.
+fn write_in_background(stream: &TcpStream, bytes: Vec<u8>) -> thread::JoinHandle<()> {
+    let mut writer = stream.try_clone().unwrap();
+    thread::spawn(move || {
+        writer.write_all(&bytes).expect("write all");
+        writer.shutdown(Shutdown::Write).unwrap();
+    })
+}
+
+/// 20,000 pipelined lines come back byte for byte, in order; after the
+/// client's half-close every byte is still delivered, then EOF.
+#[test]
+fn pipelined_lines_echoed_in_order_then_eof() {
+    let server = ServerProcess::start(&["--echo", "--format", "none"]);
+    let mut client = server.connect();
+    let sent = numbered_lines(20_000, 48);
+    let writer = write_in_background(&client, sent.clone());
+    let received = read_to_end(&mut client);
+    writer.join().unwrap();
+    assert_eq!(received.len(), sent.len());
+    assert!(received == sent, "echo differs from what was sent");
+}
+
+/// Commands act and are not echoed; an unterminated tail at EOF is echoed.
+#[test]
+fn commands_are_not_echoed_and_the_tail_is() {
+    let server = InProcess::start(|c| c.echo = true);
+    let mut client = server.connect();
+    send_and_shutdown(&mut client, b"one\r\ntwo\nlast");
+    assert_eq!(read_to_end(&mut client), b"one\r\ntwo\nlast");
+    let mut leaving = server.connect();
+    leaving.write_all(b"a\ndisconnect\nb\n").unwrap();
+    assert_eq!(read_to_end(&mut leaving), b"a\n");
+}
+
+/// A client with a tiny receive buffer sends megabytes and reads only after
+/// a pause: backpressure holds the rest, and every byte arrives in order.
+#[test]
+fn tiny_receive_buffer_gets_every_byte_after_a_pause() {
+    let server = ServerProcess::start(&["--echo", "--format", "none", "--idle-timeout", "off"]);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut client: TcpStream = socket.into();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let sent = numbered_lines(100_000, 40); // 4 MB
+    let writer = write_in_background(&client, sent.clone());
+    thread::sleep(Duration::from_secs(1));
+    let received = read_to_end(&mut client);
+    writer.join().unwrap();
+    assert_eq!(received.len(), sent.len());
+    assert!(received == sent);
+}
+
+/// A client that sends without ever reading holds bounded server memory,
+/// and meanwhile a second client is served promptly.
+#[test]
+fn never_reading_client_is_bounded_and_others_are_served() {
+    let server = ServerProcess::start(&["--echo", "--format", "none", "--idle-timeout", "off"]);
+    let baseline_kib = server.rss_kib();
+    let hog = server.connect();
+    hog.set_nonblocking(true).unwrap();
+    let line = [b'x'; 1023]
+        .iter()
+        .chain(b"\n")
+        .copied()
+        .collect::<Vec<u8>>();
+    let mut accepted = 0usize;
+    let start = Instant::now();
+    let mut quiet = server.connect();
+    let mut round_trips = 0;
+    while start.elapsed() < Duration::from_secs(3) {
+        // Push as much as the kernel takes from the hog...
+        for _ in 0..256 {
+            match (&hog).write(&line) {
+                Ok(n) => accepted += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("hog write failed: {e}"),
+            }
+        }
+        // ...while the quiet client keeps getting answers.
+        quiet.write_all(b"ping\n").unwrap();
+        assert_eq!(read_exactly(&mut quiet, 5), b"ping\n");
+        round_trips += 1;
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        round_trips > 10,
+        "quiet client starved: {round_trips} round trips"
+    );
+    let grown_kib = server.rss_kib().saturating_sub(baseline_kib);
+    // 1 MiB high watermark + one 64 KiB read + allocator slack.
+    assert!(grown_kib < 8 * 1024, "server grew by {grown_kib} KiB");
+    // The hog could only fill the kernel buffers and the watermark.
+    assert!(accepted < 64 << 20, "hog pushed {accepted} bytes");
+}
+
+/// A flood on one connection does not starve a quiet one: its round trips
+/// keep completing while megabytes pour in beside it.
+#[test]
+fn flooder_does_not_starve_a_quiet_client() {
+    let server = ServerProcess::start(&["--echo", "--format", "none", "--idle-timeout", "off"]);
+    let flooder = server.connect();
+    let mut drain = flooder.try_clone().unwrap();
+    let drainer = thread::spawn(move || {
+        let mut buf = vec![0; 64 * 1024];
+        let mut total = 0usize;
+        while let Ok(n) = drain.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total
+    });
+    let flood = numbered_lines(200_000, 64); // 12.8 MB
+    let writer = write_in_background(&flooder, flood.clone());
+    let mut quiet = server.connect();
+    let mut slowest = Duration::ZERO;
+    for i in 0..50 {
+        let start = Instant::now();
+        let msg = format!("quiet {i}\n");
+        quiet.write_all(msg.as_bytes()).unwrap();
+        assert_eq!(read_exactly(&mut quiet, msg.len()), msg.as_bytes());
+        slowest = slowest.max(start.elapsed());
+        thread::sleep(Duration::from_millis(10));
+    }
+    writer.join().unwrap();
+    assert_eq!(drainer.join().unwrap(), flood.len());
+    // Not a speed assertion: a starved client would wait for the whole flood.
+    assert!(
+        slowest < Duration::from_secs(5),
+        "slowest round trip {slowest:?}"
+    );
+}
+
+/// A client that resets while the server still has output for it is closed
+/// (`reset` or `broken-pipe`) and the server carries on.
+#[test]
+fn write_to_a_reset_client_closes_only_it() {
+    let server = InProcess::start(|c| {
+        c.echo = true;
+        c.idle_timeout = None;
+    });
+    let client = server.connect();
+    client.set_nonblocking(true).unwrap();
+    let chunk = numbered_lines(1000, 64);
+    let mut pushed = 0;
+    let start = Instant::now();
+    // Fill everything: our receive buffer, the server's output buffer.
+    while pushed < (8 << 20) && start.elapsed() < Duration::from_secs(5) {
+        match (&client).write(&chunk) {
+            Ok(n) => pushed += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    reset(client);
+    wait_until("the reset client closed", || {
+        let out = server.output();
+        out.contains("close: reset") || out.contains("close: broken-pipe")
+    });
+    let mut next = server.connect();
+    next.write_all(b"after\n").unwrap();
+    assert_eq!(read_exactly(&mut next, 6), b"after\n");
+}
+
+/// At `stop`, output still waiting for a slow reader is flushed before the
+/// server exits.
+#[test]
+fn stop_flushes_pending_output() {
+    let mut server = ServerProcess::start(&["--echo", "--idle-timeout", "off"]);
+    let mut slow = server.connect();
+    let sent = numbered_lines(8000, 64); // 512 KB: below the high watermark
+    slow.write_all(&sent).unwrap();
+    server.wait_for_output("] line 00007999");
+    let mut stopper = server.connect();
+    stopper.write_all(b"stop\n").unwrap();
+    let received = read_to_end(&mut slow);
+    assert!(
+        received == sent,
+        "got {} of {} bytes",
+        received.len(),
+        sent.len()
+    );
+    assert!(server.wait_exit().success());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// However a byte stream is cut into writes, the server prints the same
+    /// lines and echoes exactly the bytes of the non-command lines.
+    #[test]
+    fn any_split_prints_and_echoes_the_same(
+        lines in proptest::collection::vec("[a-z çğ]{0,12}(\r)?", 1..30),
+        cuts in proptest::collection::vec(1usize..40, 0..15),
+    ) {
+        let server = InProcess::start(|c| c.echo = true);
+        let mut input = Vec::new();
+        for line in &lines {
+            input.extend_from_slice(line.as_bytes());
+            input.push(b'\n');
+        }
+        let mut client = server.connect();
+        let mut at = 0;
+        for cut in cuts {
+            let end = (at + cut).min(input.len());
+            client.write_all(&input[at..end]).unwrap();
+            at = end;
+            thread::sleep(Duration::from_millis(1));
+        }
+        client.write_all(&input[at..]).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let echoed = read_to_end(&mut client);
+        server.wait_for_output("close: eof");
+        let printed: Vec<String> = server
+            .output()
+            .lines()
+            .filter(|l| l.starts_with('['))
+            .map(|l| l.split_once("] ").unwrap().1.to_string())
+            .collect();
+        let expected_echo: Vec<u8> = input.clone();
+        let expected_print: Vec<String> = lines.iter().map(|l| l.trim_end_matches('\r').to_string()).collect();
+        prop_assert_eq!(echoed, expected_echo);
+        prop_assert_eq!(printed, expected_print);
+    }
+}
