@@ -25,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve line clients: print what they send (the notes' server).
     Serve(ServeArgs),
+    /// Load a line server and measure it (echo, ingest or idle).
+    Bench(crate::bench::BenchArgs),
     /// Connect to ADDR, send standard input (or --data, or an HTTP GET), print what comes back.
     Send(crate::client::SendArgs),
 }

@@ -81,7 +81,8 @@
 //! derives `--max-conns` from the file descriptor limit; [`trace`] narrates
 //! each turn for `--trace-loop`. [`client`] is `selectd send`, the notes'
 //! sample client, reading and writing at once so any amount of input goes
-//! through. [`config`], [`cli`], [`units`] and [`error`] hold the settings,
+//! through; [`bench`](mod@bench) is `selectd bench`, the load generator, a
+//! mio reactor too. [`config`], [`cli`], [`units`] and [`error`] hold the settings,
 //! the flags that make them, and the errors that stop the server.
 //!
 //! # The notes, call by call
@@ -138,6 +139,7 @@
 )]
 
 pub mod addr;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod command;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use selectd::cli::{Cli, Command, ServeArgs};
-use selectd::{Server, client};
+use selectd::{Server, bench, client};
 
 fn main() -> ExitCode {
     // Warnings by default, and the counters that `--stats` asks for.
@@ -17,6 +17,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Send(args) => send(args),
+        Command::Bench(args) => match bench::run(args) {
+            Ok(_report) => ExitCode::SUCCESS,
+            Err(err) => fail(&err.to_string(), if err.is_usage() { 2 } else { 1 }),
+        },
     }
 }
 

@@ -1,0 +1,153 @@
+//! The near-limit reference for `benches/compare`: a minimal mio echo server.
+//!
+//! One thread, one `Poll`, no line framing: whatever bytes arrive are written
+//! straight back. selectd does strictly more work per byte (find the `\n`,
+//! frame, act), so this bounds what a single-threaded mio server can reach on
+//! this machine.
+//!
+//! ```text
+//! cargo run --release --example mio_echo -- --listen 127.0.0.1:0
+//! ```
+//! prints `listening on tcp://127.0.0.1:PORT` on stderr once it accepts.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+/// The listener's token; connections use their slab key.
+const LISTENER: Token = Token(usize::MAX);
+
+/// Bytes waiting to go back before we stop reading from that client: a peer
+/// that sends but never reads must not grow our memory without bound.
+const MAX_PENDING: usize = 1 << 20;
+
+struct Client {
+    stream: TcpStream,
+    /// Echo bytes the socket did not take yet.
+    pending: Vec<u8>,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn listen_arg() -> io::Result<SocketAddr> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [flag, addr] if flag == "--listen" => addr
+            .parse()
+            .map_err(|e| io::Error::new(ErrorKind::InvalidInput, format!("--listen {addr}: {e}"))),
+        [] => Ok(SocketAddr::from(([127, 0, 0, 1], 0))),
+        _ => Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            "usage: mio_echo [--listen ADDR]",
+        )),
+    }
+}
+
+fn run() -> io::Result<()> {
+    let addr = listen_arg()?;
+    let mut poll = Poll::new()?;
+    let mut listener = TcpListener::bind(addr)?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    eprintln!("listening on tcp://{}", listener.local_addr()?);
+
+    let mut clients: Slab<Client> = Slab::new();
+    let mut events = Events::with_capacity(1024);
+    let mut scratch = vec![0u8; 64 * 1024];
+    loop {
+        match poll.poll(&mut events, None) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for event in events.iter() {
+            if event.token() == LISTENER {
+                accept_all(&poll, &listener, &mut clients)?;
+                continue;
+            }
+            let key = event.token().0;
+            // A client closed earlier in this batch may still have an event here.
+            let Some(client) = clients.get_mut(key) else {
+                continue;
+            };
+            if !serve(client, &mut scratch) {
+                let mut client = clients.remove(key);
+                let _ = poll.registry().deregister(&mut client.stream);
+            }
+        }
+    }
+}
+
+fn accept_all(poll: &Poll, listener: &TcpListener, clients: &mut Slab<Client>) -> io::Result<()> {
+    loop {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                stream.set_nodelay(true)?;
+                let entry = clients.vacant_entry();
+                // Registered once, edge-triggered, for both directions.
+                poll.registry().register(
+                    &mut stream,
+                    Token(entry.key()),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                entry.insert(Client {
+                    stream,
+                    pending: Vec::new(),
+                });
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // Out of descriptors and the like: keep serving those we have.
+            Err(e) => {
+                eprintln!("accept: {e}");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Flushes, then reads and echoes until `WouldBlock`; `false` once the client is gone.
+fn serve(client: &mut Client, scratch: &mut [u8]) -> bool {
+    if !flush(client) {
+        return false;
+    }
+    while client.pending.len() < MAX_PENDING {
+        match client.stream.read(scratch) {
+            Ok(0) => return false,
+            Ok(n) => {
+                client.pending.extend_from_slice(&scratch[..n]);
+                if !flush(client) {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Writes pending bytes until done or `WouldBlock`; `false` on a dead socket.
+fn flush(client: &mut Client) -> bool {
+    let mut done = 0;
+    while done < client.pending.len() {
+        match client.stream.write(&client.pending[done..]) {
+            Ok(0) => return false,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    client.pending.drain(..done);
+    true
+}

@@ -1,0 +1,360 @@
+//! `selectd bench` as a black box: the binary against small servers written
+//! here, on 127.0.0.1:0. Every run is short (`--duration 1s` or less) and
+//! bounded by a kill after [`RUN_LIMIT`]; no test asserts a speed.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A bench run that takes longer than this is killed and the test fails.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// What an in-test server does with each connection.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Writes back every byte as it comes.
+    Echo,
+    /// Echoes, but flips the byte at this stream offset.
+    CorruptAt(u64),
+    /// Reads one chunk, then closes without answering.
+    CloseAfterFirstRead,
+    /// Reads and drops everything.
+    Sink,
+    /// Holds the connection, reading nothing... until the client leaves.
+    Hold,
+    /// Closes every odd-numbered connection right after accepting it.
+    CloseOdd,
+}
+
+/// Starts a server on 127.0.0.1:0 in background threads; returns its address.
+fn server(behaviour: Behaviour) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local_addr").to_string();
+    thread::spawn(move || {
+        for (index, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { continue };
+            thread::spawn(move || serve(stream, behaviour, index));
+        }
+    });
+    addr
+}
+
+fn serve(mut stream: TcpStream, behaviour: Behaviour, index: usize) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut offset = 0u64;
+    match behaviour {
+        Behaviour::CloseOdd if index % 2 == 1 => {}
+        Behaviour::Hold | Behaviour::CloseOdd => {
+            // Blocks until the client closes (read returns 0) or resets.
+            let _ = stream.read(&mut buf);
+        }
+        Behaviour::CloseAfterFirstRead => {
+            let _ = stream.read(&mut buf);
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        Behaviour::Sink => while let Ok(1..) = stream.read(&mut buf) {},
+        Behaviour::Echo | Behaviour::CorruptAt(_) => {
+            while let Ok(n @ 1..) = stream.read(&mut buf) {
+                if let Behaviour::CorruptAt(at) = behaviour {
+                    if (offset..offset + n as u64).contains(&at) {
+                        buf[(at - offset) as usize] ^= 0x20;
+                    }
+                }
+                offset += n as u64;
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `selectd bench ARGS...`, killing it after [`RUN_LIMIT`].
+fn bench(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_selectd"))
+        .arg("bench")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start selectd");
+    let started = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if started.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            panic!("selectd bench {args:?} still running after {RUN_LIMIT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// The one JSON object on stdout, checked to be alone there.
+fn json(output: &Output) -> Value {
+    let stdout = String::from_utf8(output.stdout.clone()).expect("utf-8 stdout");
+    assert_eq!(
+        stdout.trim_end().lines().count(),
+        1,
+        "one line on stdout: {stdout}"
+    );
+    serde_json::from_str(stdout.trim()).expect("stdout is one JSON object")
+}
+
+/// The last line of stderr, which must be the `error: ...` line.
+fn error_line(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "exactly one error line: {stderr}");
+    errors[0].to_string()
+}
+
+const KEYS: [&str; 14] = [
+    "mode",
+    "conns",
+    "size",
+    "pipeline",
+    "duration_s",
+    "msgs",
+    "msgs_per_sec",
+    "bytes_per_sec",
+    "p50_us",
+    "p90_us",
+    "p99_us",
+    "p999_us",
+    "max_us",
+    "errors",
+];
+
+/// `--json` prints exactly one object with every promised key; an honest
+/// echo server gives messages, latencies and no errors.
+#[test]
+fn echo_json_has_every_key_and_counts_messages() {
+    let addr = server(Behaviour::Echo);
+    let output = bench(&[
+        &addr,
+        "--conns",
+        "4",
+        "--duration",
+        "1s",
+        "--pipeline",
+        "4",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let report = json(&output);
+    for key in KEYS {
+        assert!(report.get(key).is_some(), "missing key {key}: {report}");
+    }
+    assert_eq!(report["mode"], "echo");
+    assert_eq!(report["conns"], 4);
+    assert_eq!(report["size"], 64);
+    assert_eq!(report["pipeline"], 4);
+    assert_eq!(report["errors"], 0);
+    assert!(report["msgs"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["msgs_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["p50_us"].as_u64().unwrap() <= report["p99_us"].as_u64().unwrap());
+    assert!(report["p99_us"].as_u64().unwrap() <= report["max_us"].as_u64().unwrap());
+}
+
+/// Without `--json`, stdout holds the readable table.
+#[test]
+fn echo_table_names_every_measure() {
+    let addr = server(Behaviour::Echo);
+    let output = bench(&[&addr, "--duration", "300ms", "--size", "1KiB"]);
+    assert!(output.status.success(), "{output:?}");
+    let table = String::from_utf8(output.stdout).unwrap();
+    for measure in [
+        "msgs/s",
+        "MB/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "max µs",
+        "errors",
+    ] {
+        assert!(table.contains(measure), "no {measure} in {table}");
+    }
+}
+
+/// One flipped byte anywhere in the echo fails the run and names the byte.
+#[test]
+fn corrupted_echo_byte_fails_the_run() {
+    let addr = server(Behaviour::CorruptAt(1000));
+    let output = bench(&[&addr, "--duration", "1s", "--json"]);
+    assert!(!output.status.success());
+    let line = error_line(&output);
+    assert!(line.contains("echoed byte 1000"), "{line}");
+    assert!(output.stdout.is_empty(), "no report after a failure");
+}
+
+/// A server that hangs up mid-run is an error, not a short run.
+#[test]
+fn early_close_fails_the_run() {
+    let addr = server(Behaviour::CloseAfterFirstRead);
+    let output = bench(&[&addr, "--duration", "1s"]);
+    assert!(!output.status.success());
+    let line = error_line(&output);
+    assert!(line.contains("closed by the server"), "{line}");
+}
+
+/// Nobody listening: a non-zero exit and one line naming the address.
+#[test]
+fn refused_address_is_one_error_line() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let output = bench(&[&addr, "--duration", "1s", "--conns", "3"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: cannot connect to {addr}")),
+        "{stderr}"
+    );
+}
+
+/// Bad flags are refused before any connection, naming the flag.
+#[test]
+fn bad_flags_name_themselves() {
+    let addr = server(Behaviour::Echo);
+    for (args, culprit) in [
+        (
+            vec![addr.as_str(), "--duration", "1s", "--mode", "bogus"],
+            "--mode",
+        ),
+        (vec![addr.as_str(), "--duration", "soon"], "--duration"),
+        (
+            vec![addr.as_str(), "--duration", "1s", "--size", "0"],
+            "--size",
+        ),
+        (vec!["nowhere", "--duration", "1s"], "nowhere"),
+        (vec!["unix:/tmp/x", "--duration", "1s"], "TCP"),
+    ] {
+        let output = bench(&args);
+        assert!(!output.status.success(), "{args:?}");
+        let line = error_line(&output);
+        assert!(line.contains(culprit), "{args:?}: {line}");
+    }
+}
+
+/// Ingest writes lines without waiting for replies and counts them.
+#[test]
+fn ingest_counts_lines_written() {
+    let addr = server(Behaviour::Sink);
+    let output = bench(&[
+        &addr,
+        "--mode",
+        "ingest",
+        "--conns",
+        "2",
+        "--duration",
+        "500ms",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let report = json(&output);
+    assert_eq!(report["mode"], "ingest");
+    assert_eq!(report["errors"], 0);
+    assert!(report["msgs"].as_u64().unwrap() > 0, "{report}");
+    let bytes = report["bytes_per_sec"].as_f64().unwrap();
+    let msgs = report["msgs_per_sec"].as_f64().unwrap();
+    assert!((bytes - msgs * 64.0).abs() < 1.0, "{report}");
+}
+
+/// Idle opens every connection and still holds them all at the end.
+#[test]
+fn idle_holds_every_connection() {
+    let addr = server(Behaviour::Hold);
+    let output = bench(&[
+        &addr,
+        "--mode",
+        "idle",
+        "--conns",
+        "50",
+        "--duration",
+        "500ms",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let report = json(&output);
+    assert_eq!(report["mode"], "idle");
+    assert_eq!(report["established"], 50);
+    assert_eq!(report["held"], 50);
+    assert_eq!(report["errors"], 0);
+}
+
+/// Connections the server closes are reported, and the run fails after the report.
+#[test]
+fn idle_reports_connections_the_server_closed() {
+    let addr = server(Behaviour::CloseOdd);
+    let output = bench(&[
+        &addr,
+        "--mode",
+        "idle",
+        "--conns",
+        "10",
+        "--duration",
+        "500ms",
+        "--json",
+    ]);
+    assert!(!output.status.success());
+    let report = json(&output);
+    assert_eq!(report["established"], 10);
+    assert_eq!(report["held"], 5);
+    assert_eq!(report["errors"], 5);
+    let line = error_line(&output);
+    assert!(line.contains("5 of 10 connections held"), "{line}");
+}
+
+/// `--hgrm` writes HdrHistogram's percentile text: header, rows of four
+/// numbers with percentiles rising to 1, a last row of three, the footer.
+#[test]
+fn hgrm_file_is_the_standard_percentile_format() {
+    let addr = server(Behaviour::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rtt.hgrm");
+    let output = bench(&[
+        &addr,
+        "--duration",
+        "500ms",
+        "--hgrm",
+        path.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("       Value     Percentile TotalCount 1/(1-Percentile)")
+    );
+    assert_eq!(lines.next(), Some(""));
+    let rows: Vec<Vec<f64>> = lines
+        .clone()
+        .take_while(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert!(rows.len() > 2, "{text}");
+    let (last, body) = rows.split_last().unwrap();
+    assert!(body.iter().all(|r| r.len() == 4), "{text}");
+    assert_eq!(last.len(), 3);
+    assert_eq!(last[1], 1.0);
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0][1] <= w[1][1] && w[0][0] <= w[1][0])
+    );
+    let footer: Vec<&str> = lines.filter(|l| l.starts_with('#')).collect();
+    assert_eq!(footer.len(), 3, "{text}");
+    assert!(footer[0].starts_with("#[Mean    = ") && footer[0].contains(", StdDeviation   = "));
+    assert!(footer[1].starts_with("#[Max     = ") && footer[1].contains(", Total count    = "));
+    assert!(footer[2].starts_with("#[Buckets = ") && footer[2].contains(", SubBuckets     = "));
+}
