@@ -662,7 +662,9 @@ impl Act<'_, '_, '_> {
                 }
             }
         }
-        self.out.extend(&bytes[sent..]);
+        if sent < bytes.len() {
+            self.out.extend(&bytes[sent..]);
+        }
     }
 }
 

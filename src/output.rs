@@ -76,6 +76,9 @@ pub struct Output {
     format: Format,
     sink: BufWriter<Box<dyn Write + Send>>,
     broken: bool,
+    /// Something was written since the last flush: a quiet turn (or
+    /// `--format none`) then costs no flush call at all.
+    dirty: bool,
 }
 
 impl fmt::Debug for Output {
@@ -94,6 +97,7 @@ impl Output {
             format,
             sink: BufWriter::with_capacity(64 * 1024, sink),
             broken: false,
+            dirty: false,
         }
     }
 
@@ -165,7 +169,10 @@ impl Output {
     /// Writes out everything buffered. The reactor calls this once per turn,
     /// before it blocks in `poll`, and once more before it returns.
     pub fn flush(&mut self) {
-        self.emit(|w| w.flush());
+        if self.dirty {
+            self.emit(|w| w.flush());
+            self.dirty = false;
+        }
     }
 
     fn emit(
@@ -175,6 +182,7 @@ impl Output {
         if self.broken {
             return;
         }
+        self.dirty = true;
         if let Err(err) = write(&mut self.sink) {
             // A closed stdout (`selectd serve | head`) must not stop the server
             // from serving its clients: say so once, then print nothing more.
