@@ -71,27 +71,15 @@ impl Listener {
     /// several addresses, and each gets its own listener).
     pub fn bind_all(address: &Address, options: ListenOptions) -> Result<Vec<Listener>, Error> {
         match address {
-            Address::Tcp { .. } => {
-                let resolved = address.resolve().map_err(|source| Error::Resolve {
-                    address: address.to_string(),
-                    source,
-                })?;
-                resolved
-                    .into_iter()
-                    .map(|addr| bind_tcp(addr, options).map(Listener::Tcp))
-                    .collect()
-            }
+            Address::Tcp { .. } => resolve(address)?
+                .into_iter()
+                .map(|addr| bind_tcp(addr, options).map(Listener::Tcp))
+                .collect(),
             Address::Unix(path) => Ok(vec![Listener::Unix(UnixListener::bind(path, options)?)]),
-            Address::Udp { .. } => {
-                let resolved = address.resolve().map_err(|source| Error::Resolve {
-                    address: address.to_string(),
-                    source,
-                })?;
-                resolved
-                    .into_iter()
-                    .map(|addr| bind_udp(addr).map(Listener::Udp))
-                    .collect()
-            }
+            Address::Udp { .. } => resolve(address)?
+                .into_iter()
+                .map(|addr| bind_udp(addr).map(Listener::Udp))
+                .collect(),
         }
     }
 
@@ -142,6 +130,14 @@ impl Listener {
             Listener::Udp(socket) => socket,
         }
     }
+}
+
+/// Every socket address a TCP or UDP address names, or an error naming it.
+fn resolve(address: &Address) -> Result<Vec<SocketAddr>, Error> {
+    address.resolve().map_err(|source| Error::Resolve {
+        address: address.to_string(),
+        source,
+    })
 }
 
 fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::TcpListener, Error> {

@@ -161,7 +161,8 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     utime + stime
 }
 
-fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+/// Reads a child's pipe on a thread, line by line, into a shared string.
+pub fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&text);
     thread::spawn(move || {
