@@ -255,3 +255,75 @@ proptest! {
         prop_assert_eq!(printed, expected_print);
     }
 }
+
+/// Fills the server's output for `client`: sends lines without reading
+/// until the kernel refuses more (bounded in time).
+fn fill_without_reading(client: &TcpStream) {
+    client.set_nonblocking(true).unwrap();
+    let chunk = numbered_lines(1000, 64);
+    let start = Instant::now();
+    let mut refused = 0;
+    while refused < 20 && start.elapsed() < Duration::from_secs(10) {
+        match (&*client).write(&chunk) {
+            Ok(_) => refused = 0,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                refused += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// At `stop`, a client that never reads cannot hold the server: after the
+/// grace period it is closed anyway, and the server exits 0.
+#[test]
+fn stop_gives_up_on_a_non_reader_after_the_grace_period() {
+    let mut server = ServerProcess::start(&[
+        "--echo",
+        "--format",
+        "none",
+        "--idle-timeout",
+        "off",
+        "--grace",
+        "700ms",
+    ]);
+    let hog = server.connect();
+    fill_without_reading(&hog);
+    let stopped_at = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit().success());
+    let took = stopped_at.elapsed();
+    assert!(
+        took >= Duration::from_millis(700),
+        "exited before the grace period: {took:?}"
+    );
+    assert!(
+        server.stderr().contains("grace period over"),
+        "{}",
+        server.stderr()
+    );
+}
+
+/// A second SIGTERM (or SIGINT) stops at once, without waiting for the
+/// grace period.
+#[test]
+fn second_signal_stops_at_once() {
+    let mut server = ServerProcess::start(&[
+        "--echo",
+        "--format",
+        "none",
+        "--idle-timeout",
+        "off",
+        "--grace",
+        "60s",
+    ]);
+    let hog = server.connect();
+    fill_without_reading(&hog);
+    server.signal(libc::SIGTERM);
+    thread::sleep(Duration::from_millis(200));
+    assert!(server.child.try_wait().unwrap().is_none(), "still flushing");
+    server.signal(libc::SIGINT);
+    assert!(server.wait_exit().success());
+    assert!(server.stderr().contains("stopping now"));
+}
