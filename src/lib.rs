@@ -20,6 +20,8 @@
 //! - [`listen`] and [`stream`]: sockets of each family; [`addr`]: their
 //!   addresses as written. [`slots`]: which token means what.
 //! - [`config`], [`cli`], [`units`], [`error`]: settings, flags, errors.
+//! - `fuzzing` (hidden): the invariants the fuzzer and its saved corpus
+//!   check on framing, commands and escaping; see `docs/fuzzing.md`.
 //!
 //! # The notes, call by call
 //!
@@ -43,6 +45,8 @@ pub mod connection;
 pub mod datagram;
 pub mod deadline;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod line;
 pub mod listen;
 pub mod output;
