@@ -22,8 +22,7 @@ use crate::output::{Format, MemorySink, Output, SEPARATOR, write_escaped};
 /// At most this many reads are cut from one input.
 const MAX_SPLITS: usize = 16;
 
-/// One line as framed, owned, with the chunk it came from (`None` when it
-/// was completed from the partial-line buffer or by `finish`).
+/// One line as framed, owned, so that two framings can be compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Framed {
     raw: Vec<u8>,
