@@ -411,6 +411,16 @@ fn fd_count(pid: u32) -> usize {
         .count()
 }
 
+/// The most resident memory a process has had, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
 /// (`open` events, `close` events) printed so far.
 fn open_and_closed(stdout: &str) -> (usize, usize) {
     let mut opened = 0;
@@ -535,6 +545,7 @@ fn random_connections_leak_nothing_and_lose_no_line() {
         fds = fd_count(pid);
     }
     let rss = server.rss_kib();
+    let peak = peak_rss_kib(pid);
     let (opened, closed) = open_and_closed(&stdout);
 
     // Every printed soak line, counted.
@@ -560,7 +571,7 @@ fn random_connections_leak_nothing_and_lose_no_line() {
     eprintln!(
         "soak: {} connections in {ran:.1?} ({opened} opened by the server), {} lines \
          certain, {} uncertain, {} cut short by the idle time-out; fds {base_fds} -> {fds}, \
-         RSS {base_rss} -> {rss} KiB; by kind: {:?}",
+         RSS {base_rss} -> {rss} KiB (peak {peak}); by kind: {:?}",
         ledger.connections,
         ledger.must.len(),
         ledger.maybe.len(),
