@@ -27,10 +27,8 @@ impl Command {
     /// assert_eq!(Command::parse(b"stopping"), None);
     /// ```
     pub fn parse(text: &[u8]) -> Option<Command> {
-        // Fast exit: every command is short, and most lines are not commands.
-        if text.len() > 64 {
-            return None;
-        }
+        // `strip` stops at the first non-space byte from each end, so for an
+        // ordinary line this costs two comparisons, however long the line.
         match strip(text) {
             b"disconnect" => Some(Command::Disconnect),
             b"stop" => Some(Command::Stop),
@@ -92,6 +90,13 @@ mod tests {
         assert_eq!(strip(b" \t\x0ba b\x0c\r\n"), b"a b");
         assert_eq!(strip(b"   "), b"");
         assert_eq!(strip(b""), b"");
+    }
+
+    #[test]
+    fn padding_of_any_length_is_trimmed() {
+        let mut padded = b"stop".to_vec();
+        padded.extend(std::iter::repeat_n(b' ', 1000));
+        assert_eq!(Command::parse(&padded), Some(Command::Stop));
     }
 
     #[test]

@@ -83,7 +83,9 @@
 //! sample client, reading and writing at once so any amount of input goes
 //! through; [`bench`](mod@bench) is `selectd bench`, the load generator, a
 //! mio reactor too. [`config`], [`cli`], [`units`] and [`error`] hold the settings,
-//! the flags that make them, and the errors that stop the server.
+//! the flags that make them, and the errors that stop the server; `fuzzing`
+//! (hidden) holds the invariants the fuzzer and its saved corpus check on
+//! framing, commands and escaping (see `docs/fuzzing.md`).
 //!
 //! # The notes, call by call
 //!
@@ -148,6 +150,8 @@ pub mod connection;
 pub mod datagram;
 pub mod deadline;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod line;
 pub mod listen;

@@ -176,7 +176,10 @@ fn blocking_server_drops_idle_client_after_timeout() {
     assert_eq!(read_to_end(&mut idle), b"", "the server closed");
     assert!(start.elapsed() >= Duration::from_millis(500));
     server.wait_for_stdout(SEPARATOR);
-    assert!(server.stderr().contains("silent for 500ms"));
+    // stderr is read by its own thread: wait for it rather than race it.
+    wait_until("the idle message on stderr", || {
+        server.stderr().contains("silent for 500ms")
+    });
 
     stop(&mut server, &addr);
 }

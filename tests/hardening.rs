@@ -65,7 +65,9 @@ fn fourth_client_is_refused_until_a_slot_frees() {
         }
         ok
     });
-    assert!(server.stderr().contains("server full"));
+    wait_until("the refusal log", || {
+        server.stderr().contains("server full")
+    });
 }
 
 /// With fewer file descriptors than clients, the server keeps serving the
