@@ -29,6 +29,7 @@
 mod load;
 mod report;
 
+use crate::error::os_reason;
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -375,7 +376,9 @@ impl fmt::Display for BenchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BenchError::Address(e) => write!(f, "{e}"),
-            BenchError::Resolve { addr, source } => write!(f, "cannot resolve {addr}: {source}"),
+            BenchError::Resolve { addr, source } => {
+                write!(f, "cannot resolve {addr}: {}", os_reason(source))
+            }
             BenchError::Unit { flag, source } => write!(f, "{flag}: {source}"),
             BenchError::Flag {
                 flag,
@@ -386,9 +389,13 @@ impl fmt::Display for BenchError {
                 addr,
                 source_ip: Some(ip),
                 source,
-            } => write!(f, "cannot connect to {addr} from {ip}: {source}"),
+            } => write!(
+                f,
+                "cannot connect to {addr} from {ip}: {}",
+                os_reason(source)
+            ),
             BenchError::Connect { addr, source, .. } => {
-                write!(f, "cannot connect to {addr}: {source}")
+                write!(f, "cannot connect to {addr}: {}", os_reason(source))
             }
             BenchError::ConnectTimeout { addr, pending } => write!(
                 f,
@@ -412,10 +419,12 @@ impl fmt::Display for BenchError {
                 f,
                 "connection {conn}: server sent more than it was sent (byte {offset} was never sent)"
             ),
-            BenchError::Io { conn, op, source } => write!(f, "connection {conn}: {op}: {source}"),
-            BenchError::Reactor(e) => write!(f, "load generator reactor: {e}"),
+            BenchError::Io { conn, op, source } => {
+                write!(f, "connection {conn}: {op}: {}", os_reason(source))
+            }
+            BenchError::Reactor(e) => write!(f, "load generator reactor: {}", os_reason(e)),
             BenchError::Hgrm { path, source } => {
-                write!(f, "cannot write {}: {source}", path.display())
+                write!(f, "cannot write {}: {}", path.display(), os_reason(source))
             }
             BenchError::Idle {
                 wanted,
