@@ -172,10 +172,11 @@ impl TryFrom<SendArgs> for SendConfig {
     }
 }
 
-/// The longest `--timeout` taken literally. Longer ones are cut to this: a
-/// century is no bound in practice, and deadlines (`now + timeout`) must not
-/// overflow [`Instant`], which would panic.
-pub const LONGEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+/// The longest timeout taken literally: the command line refuses more
+/// ([`units::MAX_DURATION`](crate::units::MAX_DURATION)), and a longer one
+/// set through the library is cut to this, because deadlines
+/// (`now + timeout`) must not overflow [`Instant`], which would panic.
+pub const LONGEST_TIMEOUT: Duration = crate::units::MAX_DURATION;
 
 /// Turns `\n`, `\r`, `\t`, `\\`, `\0` and `\xHH` into the bytes they name.
 ///
@@ -917,11 +918,11 @@ mod tests {
     }
 
     #[test]
-    fn huge_timeouts_are_cut_to_a_century() {
+    fn huge_timeouts_are_usage_errors_and_never_overflow() {
         let mut huge = args("127.0.0.1:9");
         huge.timeout = "9999999999999999999s".to_string();
-        let config = SendConfig::try_from(huge).expect("valid");
-        assert_eq!(config.timeout, LONGEST_TIMEOUT);
+        let err = SendConfig::try_from(huge).expect_err("refused");
+        assert_eq!(err.exit_code(), 2);
         assert!(Instant::now().checked_add(LONGEST_TIMEOUT).is_some());
     }
 

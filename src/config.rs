@@ -95,6 +95,17 @@ impl Config {
         if self.listen.is_empty() {
             return Err("no address to listen on".into());
         }
+        let durations = [
+            ("idle time-out", self.idle_timeout),
+            ("line time-out", self.line_timeout),
+            ("stats interval", self.stats_interval),
+            ("grace period", Some(self.grace)),
+        ];
+        for (what, duration) in durations {
+            if duration.is_some_and(|d| d > crate::units::MAX_DURATION) {
+                return Err(format!("{what} is longer than 100 years"));
+            }
+        }
         if self.max_conns == Some(0) {
             return Err("--max-conns must be at least 1".into());
         }

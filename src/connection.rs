@@ -53,7 +53,6 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::ops::{ControlFlow, Range};
-use std::os::fd::AsRawFd;
 
 use mio::{Interest, Registry, Token};
 
@@ -72,6 +71,22 @@ pub const READ_BUDGET: usize = 64 * 1024;
 /// An empty output buffer larger than this is given back, so a connection
 /// that once had a burst of output does not keep the memory while idle.
 const KEEP_OUTPUT_CAPACITY: usize = 64 * 1024;
+
+/// At `stop`, at most this much more is read from one client: everything a
+/// kernel receive queue can hold, but not an endless stream.
+const STOP_DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Whether a short read may be taken to mean "nothing more queued" (see
+/// `on_readable`). Only where urgent data is reported as an event (epoll's
+/// `EPOLLPRI`, mio's `PRIORITY`): elsewhere every read goes on to `WouldBlock`.
+const SHORT_READ_SHORTCUT: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// What a connection always waits for: readability, and on Linux urgent
+/// data, which cuts a read short at its mark.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const READ_INTEREST: Interest = Interest::READABLE.add(Interest::PRIORITY);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const READ_INTEREST: Interest = Interest::READABLE;
 
 /// Sent to a client whose line is longer than `--max-line`, before closing.
 pub const LINE_TOO_LONG: &[u8] = b"error: line too long\r\n";
@@ -217,9 +232,20 @@ pub struct Connection {
     phase: Phase,
     /// The interest currently registered with the `Poll`.
     interest: Interest,
-    /// An event said the peer shut down its side: the end of the stream
-    /// must be read even after a short read, as no further edge will come.
-    peer_closed: bool,
+    /// A short read no longer proves the socket's queue is empty: an event
+    /// said the peer shut down its side (the end of the stream must be read
+    /// now, no further edge will come), or that TCP urgent data arrived (a
+    /// read stops at the urgent mark with more queued behind it).
+    drain_fully: bool,
+    /// A write or read failed: the peer is gone. What it sent is still
+    /// printed, but nothing more is sent to it.
+    peer_gone: bool,
+    /// On the reactor's "ready again" list (so it is queued only once).
+    pub(crate) queued_again: bool,
+    /// Its last read stopped with data possibly still queued.
+    pub(crate) more_to_read: bool,
+    /// The last loop turn in which it was read (so a turn reads it once).
+    pub(crate) served_in_turn: u64,
     /// Which unfinished line the line-timeout clock is running for (by
     /// its number), if any.
     timed_line: Option<u64>,
@@ -235,7 +261,7 @@ impl Connection {
         config: &Config,
         output: &mut Output,
     ) -> io::Result<Connection> {
-        registry.register(&mut stream, token, Interest::READABLE)?;
+        registry.register(&mut stream, token, READ_INTEREST)?;
         let label = peer.to_string().into_boxed_str();
         output.open(&label);
         log::debug!("{label}: open as {token:?}");
@@ -247,8 +273,12 @@ impl Connection {
             lines: LineBuffer::new(config.max_line),
             out: VecDeque::new(),
             phase: Phase::Reading,
-            interest: Interest::READABLE,
-            peer_closed: false,
+            interest: READ_INTEREST,
+            drain_fully: !SHORT_READ_SHORTCUT,
+            peer_gone: false,
+            queued_again: false,
+            more_to_read: false,
+            served_in_turn: 0,
             timed_line: None,
         })
     }
@@ -287,8 +317,28 @@ impl Connection {
     /// what arrived of it is still printed, then the connection closes.
     pub(crate) fn on_line_timeout(&mut self, ctx: &mut Context<'_>) -> CloseReason {
         log::info!("{}: line not finished in time", self.label);
-        let _ = self.receive(None, ctx);
+        self.print_unfinished_line(ctx);
         CloseReason::LineTimeout
+    }
+
+    /// The client was silent for the idle time-out (the seed's
+    /// `if not inp: break`). What it sent of an unfinished line is still
+    /// printed: nothing already received is lost.
+    pub(crate) fn on_idle_timeout(&mut self, ctx: &mut Context<'_>) -> CloseReason {
+        self.print_unfinished_line(ctx);
+        CloseReason::Idle
+    }
+
+    /// Prints an unfinished line as it stands, when the server gives up on
+    /// it. It is not acted on (no command, no echo): unlike a last line at
+    /// EOF, the client never finished it.
+    fn print_unfinished_line(&mut self, ctx: &mut Context<'_>) {
+        let label = &self.label;
+        let _ = self.lines.finish(|line| {
+            ctx.counters.lines += 1;
+            ctx.output.line(label, line.text);
+            ControlFlow::Continue(())
+        });
     }
 
     /// The socket is readable: the seed's `recv`, repeated until the kernel
@@ -296,14 +346,15 @@ impl Connection {
     /// change, so anything left unread would wait for an event that never
     /// comes), or until this turn's budget is spent.
     ///
-    /// `peer_closed` is the event's word that the peer shut down its side.
+    /// `drain_fully` is the event's word that the peer shut down its side
+    /// or sent urgent data: then a short read proves nothing.
     pub(crate) fn on_readable(
         &mut self,
         ctx: &mut Context<'_>,
         scratch: &mut [u8],
-        peer_closed: bool,
+        drain_fully: bool,
     ) -> Status {
-        self.peer_closed |= peer_closed;
+        self.drain_fully |= drain_fully;
         if self.phase != Phase::Reading {
             // Backpressured or closing: the bytes stay in the kernel, which
             // in turn slows the client down (TCP flow control).
@@ -339,9 +390,9 @@ impl Connection {
             // receive queue: on epoll (and kqueue) a new arrival raises a
             // new edge, so the extra read that would only say `WouldBlock`
             // is skipped (tokio makes the same deduction). Not so once the
-            // peer has closed: the end of stream was already announced and
-            // must be read now.
-            if n < want && !self.peer_closed {
+            // peer has closed (the end of stream was already announced and
+            // must be read now) or sent urgent data (see `drain_fully`).
+            if n < want && !self.drain_fully {
                 break;
             }
             if budget == 0 {
@@ -360,7 +411,11 @@ impl Connection {
                 ctx.counters.bytes_out += moved as u64;
                 moved > 0
             }
-            Err(err) => return Status::Closed(self.write_failed(&err, ctx)),
+            Err(err) => {
+                let reason = self.write_failed(&err, ctx);
+                let _ = self.receive(None, ctx);
+                return Status::Closed(reason);
+            }
         };
         let mut again = false;
         if self.phase == Phase::Backpressured && self.out.len() <= ctx.config.low_watermark {
@@ -372,15 +427,15 @@ impl Connection {
         self.settle(ctx, active, again)
     }
 
-    /// The server is stopping: read what this client has already sent (the
-    /// bytes queued in the kernel now, not what it sends from now on), act
-    /// on every line, keep an unfinished last line as a line, and close once
-    /// the replies are flushed.
+    /// The server is stopping: read what this client has already sent (what
+    /// the kernel holds for us, up to `STOP_DRAIN_LIMIT` so a client that
+    /// keeps streaming cannot hold the stop), act on every line, keep an
+    /// unfinished last line as a line, and close once the replies are flushed.
     pub(crate) fn on_stop(&mut self, ctx: &mut Context<'_>, scratch: &mut [u8]) -> Status {
         if let Phase::Closing(_) = self.phase {
             return self.settle(ctx, false, false);
         }
-        let mut remaining = queued_bytes(&self.stream);
+        let mut remaining = STOP_DRAIN_LIMIT;
         while remaining > 0 {
             let want = scratch.len().min(remaining);
             let n = match self.stream.read(&mut scratch[..want]) {
@@ -446,7 +501,9 @@ impl Connection {
         if reason == CloseReason::Error {
             log::warn!("{}: read failed: {err}", self.label);
         }
-        self.out.clear(); // The peer is gone: there is nobody to send to.
+        // The peer is gone: there is nobody to send to.
+        self.peer_gone = true;
+        self.out.clear();
         let _ = self.receive(None, ctx);
         Status::Closed(reason)
     }
@@ -461,6 +518,7 @@ impl Connection {
             lines,
             out,
             phase,
+            peer_gone,
             ..
         } = self;
         let mut act = Act {
@@ -473,12 +531,18 @@ impl Connection {
             echo_run: 0..0,
             next_phase: None,
             failure: None,
+            peer_gone: *peer_gone,
         };
         let framed = match chunk {
             Some(chunk) => lines.feed(chunk, |line| act.on_line(line)),
             None => lines.finish(|line| act.on_line(line)),
         };
         act.flush_echo_run();
+        if act.failure.is_some() && chunk.is_some() {
+            // A reply failed: the peer is gone, but every line of this read
+            // was still printed, and so is the unfinished one it leaves.
+            let _ = lines.finish(|line| act.on_line(line));
+        }
         if let Err(too_long) = framed {
             log::info!("{}: {too_long}", act.label);
             act.reply(LINE_TOO_LONG);
@@ -508,9 +572,9 @@ impl Connection {
             }
         }
         let wanted = if self.out.is_empty() {
-            Interest::READABLE
+            READ_INTEREST
         } else {
-            Interest::READABLE | Interest::WRITABLE
+            READ_INTEREST | Interest::WRITABLE
         };
         if wanted != self.interest {
             if let Err(err) = ctx
@@ -531,6 +595,7 @@ impl Connection {
         if reason == CloseReason::Error {
             log::warn!("{}: write failed: {err}", self.label);
         }
+        self.peer_gone = true;
         self.out.clear();
         reason
     }
@@ -551,6 +616,8 @@ struct Act<'a, 'c, 'x> {
     echo_run: Range<usize>,
     next_phase: Option<Phase>,
     failure: Option<io::Error>,
+    /// The peer is known to be gone: print, but send nothing.
+    peer_gone: bool,
 }
 
 impl Act<'_, '_, '_> {
@@ -585,7 +652,7 @@ impl Act<'_, '_, '_> {
                 log::warn!("{}: refused stop from a remote client", self.label);
                 self.reply(STOP_NOT_LOCAL);
             }
-            Some(Command::Stats) if self.peer.is_local() => {
+            Some(Command::Stats) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
                 let mut reply = [0u8; 1024];
                 let mut cursor = io::Cursor::new(&mut reply[..]);
                 // 1 KiB holds every counter at its largest (20 digits each).
@@ -601,11 +668,9 @@ impl Act<'_, '_, '_> {
                 }
             }
         }
-        if self.failure.is_some() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
+        // A failed reply does not stop the framing: the lines the client
+        // sent are still printed (see `Connection::receive`).
+        ControlFlow::Continue(())
     }
 
     fn echo(&mut self, line: &Line<'_>) {
@@ -638,7 +703,7 @@ impl Act<'_, '_, '_> {
 
     /// Writes now if nothing is queued; queues what the socket does not take.
     fn send(&mut self, bytes: &[u8]) {
-        if self.failure.is_some() {
+        if self.failure.is_some() || self.peer_gone {
             return;
         }
         let mut sent = 0;
@@ -686,21 +751,4 @@ fn flush(stream: &mut Stream, out: &mut VecDeque<u8>) -> io::Result<usize> {
         }
     }
     Ok(total)
-}
-
-/// Bytes the kernel holds for us to read right now (`FIONREAD`).
-fn queued_bytes(stream: &Stream) -> usize {
-    let fd = match stream {
-        Stream::Tcp(s) => s.as_raw_fd(),
-        Stream::Unix(s) => s.as_raw_fd(),
-    };
-    let mut queued: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which points at
-    // a live local; `fd` is an open socket owned by `stream` for this call.
-    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
-    if rc == 0 {
-        usize::try_from(queued).unwrap_or(0)
-    } else {
-        0
-    }
 }

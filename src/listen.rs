@@ -102,7 +102,7 @@ impl Listener {
 
     /// Accepts one pending connection (the notes' `accept()`), already
     /// non-blocking, with `TCP_NODELAY` set so a short reply is not held back
-    /// by Nagle's algorithm waiting for an ACK.
+    /// by Nagle's algorithm waiting for an ACK, and urgent data kept inline.
     ///
     /// A UDP socket has nothing to accept: it answers `WouldBlock`.
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
@@ -112,6 +112,11 @@ impl Listener {
                 let (stream, addr) = listener.accept()?;
                 if let Err(err) = stream.set_nodelay(true) {
                     log::debug!("cannot set TCP_NODELAY for {addr}: {err}");
+                }
+                // TCP urgent data stays in the byte stream (RFC 6093 advises
+                // it), so nothing a client sends is set aside unread.
+                if let Err(err) = socket2::SockRef::from(&stream).set_out_of_band_inline(true) {
+                    log::debug!("cannot set SO_OOBINLINE for {addr}: {err}");
                 }
                 Ok((Stream::Tcp(stream), Peer::Ip(addr)))
             }

@@ -140,6 +140,8 @@ pub struct Server {
     grace_deadline: Option<Instant>,
     /// Set while accepting is paused after running out of file descriptors.
     accept_paused_until: Option<Instant>,
+    /// Loop turns so far: a connection is read at most once per turn.
+    turn: u64,
     accept_backoff: Duration,
 }
 
@@ -227,6 +229,7 @@ impl Server {
             stop_now: false,
             grace_deadline: None,
             accept_paused_until: None,
+            turn: 0,
             accept_backoff: ACCEPT_BACKOFF_MIN,
         })
     }
@@ -256,8 +259,14 @@ impl Server {
     pub fn run(mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         loop {
+            self.turn += 1;
             let now = Instant::now();
             self.on_deadlines(now);
+            // A deadline may have closed a client whose unfinished last line
+            // was `stop`: act on it now, not after some future event.
+            if self.stop_requested && self.grace_deadline.is_none() {
+                self.begin_stop(now);
+            }
             if self.grace_deadline.is_some() && self.connections.is_empty() {
                 break;
             }
@@ -317,7 +326,12 @@ impl Server {
 
     fn on_deadlines(&mut self, now: Instant) {
         while let Some(key) = self.idle.as_mut().and_then(|idle| idle.pop_expired(now)) {
-            self.close(key, CloseReason::Idle);
+            let Some(connection) = self.connections.get_mut(key) else {
+                continue;
+            };
+            let mut ctx = context!(self);
+            let reason = connection.on_idle_timeout(&mut ctx);
+            self.close(key, reason);
         }
         while let Some(key) = self
             .line_deadlines
@@ -380,8 +394,11 @@ impl Server {
             active: false,
             again: false,
         };
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            status = connection.on_readable(&mut ctx, &mut self.scratch, event.is_read_closed());
+        if event.is_readable() || event.is_read_closed() || event.is_error() || event.is_priority()
+        {
+            connection.served_in_turn = self.turn;
+            let drain_fully = event.is_read_closed() || event.is_priority();
+            status = connection.on_readable(&mut ctx, &mut self.scratch, drain_fully);
         }
         if let Status::Open { active, again } = status
             && (event.is_writable() || event.is_write_closed() || event.is_error())
@@ -451,6 +468,17 @@ impl Server {
                     let Some(connection) = self.connections.get_mut(key) else {
                         continue;
                     };
+                    connection.queued_again = false;
+                    if connection.served_in_turn == self.turn {
+                        // An event already read it this turn: once is
+                        // enough. If that read left data behind, next turn.
+                        if connection.more_to_read {
+                            connection.queued_again = true;
+                            self.ready_again.push(token);
+                        }
+                        continue;
+                    }
+                    connection.served_in_turn = self.turn;
                     let mut ctx = context!(self);
                     let status = connection.on_readable(&mut ctx, &mut self.scratch, false);
                     if let Some(before) = before {
@@ -484,8 +512,12 @@ impl Server {
                         LineTimer::Stop => lines.remove(key),
                     }
                 }
-                if again {
-                    self.ready_again.push(Token(key));
+                if let Some(connection) = self.connections.get_mut(key) {
+                    connection.more_to_read = again;
+                    if again && !connection.queued_again {
+                        connection.queued_again = true;
+                        self.ready_again.push(Token(key));
+                    }
                 }
             }
             Status::Closed(reason) => self.close(key, reason),
@@ -514,8 +546,9 @@ impl Server {
                 listener.bound_addr()
             ));
         }
-        if more {
-            self.ready_again.push(slots::listener_token(index));
+        let token = slots::listener_token(index);
+        if more && !self.ready_again.contains(&token) {
+            self.ready_again.push(token);
         }
     }
 

@@ -55,8 +55,17 @@ pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
         "h" => 3600.0,
         _ => return Err(error()),
     };
-    Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| error())
+    let duration = Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| error())?;
+    // Deadlines are `now + duration`: keep that sum far from overflowing.
+    if duration > MAX_DURATION {
+        return Err(error());
+    }
+    Ok(duration)
 }
+
+/// The longest duration accepted anywhere (100 years): "never" is spelled
+/// `off`, and anything longer would only risk overflowing a deadline.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Like [`parse_duration`], but `0` and `off` mean "no time-out" (`None`).
 pub fn parse_optional_duration(input: &str) -> Result<Option<Duration>, UnitError> {
@@ -125,7 +134,17 @@ mod tests {
 
     #[test]
     fn bad_durations_are_named() {
-        for bad in ["", "s", "5x", "-1s", "1e9999s", "five"] {
+        for bad in [
+            "",
+            "s",
+            "5x",
+            "-1s",
+            "1e9999s",
+            "five",
+            "18000000000000000000",
+            "101y",
+            "1000000h",
+        ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.to_string().contains(&format!("'{bad}'")), "{err}");
         }

@@ -262,7 +262,8 @@ fn refused_connection_exits_4() {
     assert!(out.stdout.is_empty());
 }
 
-/// A time-out too long to add to the clock is cut, not a panic.
+/// A time-out too long to add to the clock is a usage error naming the
+/// flag, not a panic.
 #[test]
 fn huge_timeout_is_no_panic() {
     let addr = support::closed_port();
@@ -270,7 +271,13 @@ fn huge_timeout_is_no_panic() {
         &[&addr, "--data", "x", "--timeout", "9999999999999999999s"],
         Input::Null,
     );
-    assert_eq!(out.code, Some(4), "{out:?}");
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.starts_with("error: --timeout: "),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
 
 /// `gaierror`: a `.invalid` name never resolves; exit code 3.

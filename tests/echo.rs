@@ -327,3 +327,49 @@ fn second_signal_stops_at_once() {
     assert!(server.wait_exit().success());
     assert!(server.stderr().contains("stopping now"));
 }
+
+/// A reply that fails (the client reset) does not cost the lines already
+/// received: every line of the read, and the unfinished one, is printed.
+#[test]
+fn a_failed_reply_loses_no_received_line() {
+    let server = InProcess::start(|c| c.echo = true);
+    for _ in 0..5 {
+        let mut client = server.connect();
+        client.write_all(b"hel").unwrap();
+        thread::sleep(Duration::from_millis(100));
+        client.write_all(b"lo\nworld\nfoo\npartial").unwrap();
+        reset(client);
+        server.wait_for_output("close: reset");
+        let output = server.output();
+        for line in ["hello", "world", "foo", "partial"] {
+            assert!(
+                output.contains(&format!("] {line}\n")),
+                "{line} lost: {output}"
+            );
+        }
+    }
+}
+
+/// TCP urgent data (`MSG_OOB`) cuts a read short at its mark: the bytes
+/// queued behind it are still read and echoed, the urgent byte included.
+#[test]
+fn urgent_data_does_not_strand_the_rest() {
+    use std::os::fd::AsRawFd;
+    let server = InProcess::start(|c| c.echo = true);
+    for _ in 0..10 {
+        let mut client = server.connect();
+        let urgent = b"a\nbX";
+        // SAFETY: send(2) on a connected socket we own, from a live buffer.
+        let sent = unsafe {
+            libc::send(
+                client.as_raw_fd(),
+                urgent.as_ptr().cast(),
+                urgent.len(),
+                libc::MSG_OOB,
+            )
+        };
+        assert_eq!(sent, urgent.len() as isize);
+        client.write_all(b"c\nd\n").unwrap();
+        assert_eq!(read_exactly(&mut client, 8), b"a\nbXc\nd\n");
+    }
+}

@@ -281,3 +281,22 @@ fn counters_through_the_handle() {
     assert_eq!(counters.bytes_out, 4);
     assert_eq!(counters.open, 0);
 }
+
+/// A line the client never finished is printed when a deadline gives up on
+/// it, but not obeyed: an unfinished `stop` does not stop the server.
+#[test]
+fn an_unfinished_line_closed_by_a_deadline_is_printed_not_obeyed() {
+    for args in [
+        ["--idle-timeout", "off", "--line-timeout", "400ms"],
+        ["--idle-timeout", "400ms", "--line-timeout", "off"],
+    ] {
+        let server = ServerProcess::start(&args);
+        let mut client = server.connect();
+        client.write_all(b"stop").unwrap();
+        assert_eq!(read_to_end(&mut client), b"");
+        server.wait_for_output("] stop\n");
+        let mut next = server.connect();
+        next.write_all(b"still serving\n").unwrap();
+        server.wait_for_output("] still serving\n");
+    }
+}

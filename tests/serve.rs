@@ -417,3 +417,57 @@ fn trace_loop_narrates_each_turn() {
     );
     assert!(!server.stdout().contains("poll("));
 }
+
+/// An idle close loses nothing either: the unfinished last line is printed
+/// before the connection closes.
+#[test]
+fn idle_close_prints_the_unfinished_line() {
+    let server = InProcess::start(|c| c.idle_timeout = Some(Duration::from_millis(300)));
+    let mut client = server.connect();
+    client.write_all(b"complete\nunfinished-partial").unwrap();
+    assert_eq!(read_to_end(&mut client), b"", "closed for idleness");
+    server.wait_for_output("close: idle");
+    let output = server.stop();
+    assert!(output.contains("] complete\n"), "{output}");
+    assert!(output.contains("] unfinished-partial\n"), "{output}");
+}
+
+/// Under a flood, a connection is read at most once per loop turn: from its
+/// event or from the "ready again" list, never both, never twice.
+#[test]
+fn a_flooding_connection_is_read_once_per_turn() {
+    let server =
+        ServerProcess::start(&["--format", "none", "--trace-loop", "--idle-timeout", "off"]);
+    let mut flooder = server.connect();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut line = chunk.clone();
+    line.push(b'\n');
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        flooder.write_all(&chunk[..1000]).unwrap();
+        flooder.write_all(b"\n").unwrap();
+        flooder.write_all(&line[..32 * 1024]).unwrap();
+        flooder.write_all(b"\n").unwrap();
+    }
+    flooder.write_all(b"done\n").unwrap();
+    wait_until("the flood to be read", || {
+        server.stderr().contains(": read") && server.stderr().lines().last().is_some()
+    });
+    thread::sleep(Duration::from_millis(300));
+    let trace = server.stderr();
+    let mut reads_this_turn = 0;
+    let mut worst = 0;
+    for line in trace.lines() {
+        if line.starts_with("poll(") {
+            reads_this_turn = 0;
+        } else if line.starts_with("  conn 0 ") && line.contains("read ") {
+            reads_this_turn += 1;
+            worst = worst.max(reads_this_turn);
+        }
+    }
+    assert!(
+        trace.contains("ready again"),
+        "the flood never exceeded one budget"
+    );
+    assert_eq!(worst, 1, "a turn read the same connection {worst} times");
+}
