@@ -119,15 +119,8 @@ impl LineBuffer {
                 return Ok(ControlFlow::Continue(()));
             };
             self.keep_partial(&chunk[..end])?;
-            let line = Line::new(&self.partial, None);
-            if line.text.len() > self.max_line {
-                return Err(self.too_long());
-            }
-            let flow = on_line(line);
-            self.completed += 1;
-            self.clear_partial();
-            if flow.is_break() {
-                return Ok(flow);
+            if self.hand_out_partial(&mut on_line)?.is_break() {
+                return Ok(ControlFlow::Break(()));
             }
             start = end;
         }
@@ -155,6 +148,15 @@ impl LineBuffer {
         if self.partial.is_empty() {
             return Ok(ControlFlow::Continue(()));
         }
+        self.hand_out_partial(on_line)
+    }
+
+    /// The held line, now complete (or final), goes to `on_line`; the
+    /// buffer is empty afterwards.
+    fn hand_out_partial<F>(&mut self, on_line: F) -> Result<ControlFlow<()>, LineTooLong>
+    where
+        F: FnOnce(Line<'_>) -> ControlFlow<()>,
+    {
         let line = Line::new(&self.partial, None);
         if line.text.len() > self.max_line {
             return Err(self.too_long());
