@@ -13,9 +13,9 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use selectd::deadline::DeadlineList;
-use selectd::line::LineBuffer;
-use selectd::output::write_escaped;
+use selectd::internals::DeadlineList;
+use selectd::proto::LineBuffer;
+use selectd::proto::write_escaped;
 
 /// About 1 MiB of `size`-byte lines (the `\n` included), varied content.
 fn lines_of(size: usize) -> Vec<u8> {

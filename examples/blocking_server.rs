@@ -200,7 +200,7 @@ fn serve_one(mut cnn: TcpStream, timeout: Duration) -> io::Result<Next> {
         // stdout is line-buffered, so each line appears at once, as Python's
         // does on a terminal.
         let mut out = stdout.lock();
-        out.write_all(selectd::command::strip(data))?;
+        out.write_all(selectd::proto::command::strip(data))?;
         out.write_all(b"\n")?;
     }
     // cnn.close(): `cnn` is dropped here, on every way out of the loop.
@@ -222,7 +222,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(SocketAddr, Dur
             }
             "--timeout" => {
                 let text = value()?;
-                timeout = selectd::units::parse_duration(&text)
+                timeout = selectd::net::units::parse_duration(&text)
                     .map_err(|err| format!("--timeout: {err}"))?;
                 if timeout.is_zero() {
                     return Err("--timeout: must be more than zero".into());

@@ -10,26 +10,36 @@
 //! why. `examples/blocking_server.rs` and `examples/blocking_client.rs` are
 //! the notes' programs ported to blocking `std::net`: the "before" picture.
 //!
-//! # Architecture
+//! # Layout
+//!
+//! One crate, three programs and what they share:
+//!
+//! | room | what it owns |
+//! |------|--------------|
+//! | [`serve`] | `selectd serve`: the process (bind, signals, stop, counters) apart from the event loop one thread runs (its `Poll`, connections, deadlines, ready queue) |
+//! | [`send`] | `selectd send`: the notes' client, reading and writing at once |
+//! | [`bench`](mod@bench) | `selectd bench`: the load generator, a mio reactor per thread |
+//! | [`proto`] | the line protocol, apart from sockets: framing, commands, escaping |
+//! | [`net`] | what all three share about the network: addresses, units, streams, fd limits |
+//! | [`cli`] | every flag, parsed into the validated configs the rooms run with |
 //!
 //! ```text
-//!            clients (TCP, Unix)
+//!            clients (TCP, Unix, UDP)
 //!                 │  bytes
 //!   ┌─────────────▼──────────────────────────────────────────────┐
 //!   │ kernel: sockets, receive/send queues, listen backlog       │
 //!   └─────────────┬──────────────────────────────────────────────┘
 //!                 │  readiness ("token 7 is readable")
-//!   ┌─────────────▼──────────────┐
-//!   │ reactor.rs: Server::run    │◄── deadline.rs: poll's time-out
-//!   │  poll → dispatch by token  │◄── slots.rs: token → who
-//!   └──┬──────────────────────┬──┘
-//!      │ listener token       │ connection token
-//!   ┌──▼─────────┐     ┌──────▼───────────────────────────────────┐
-//!   │ listen.rs  │     │ connection.rs: one client's life         │
-//!   │ accept()   │────►│  read until WouldBlock → line.rs (frame) │
-//!   └────────────┘ new │  → command.rs (obey) or output.rs (print)│
-//!                      │  reply now, queue the rest for WRITABLE  │
-//!                      └──────────────────────────────────────────┘
+//!   ┌─────────────▼──────────────────┐
+//!   │ serve: the event loop          │◄── deadlines: poll's time-out
+//!   │  poll → dispatch by token      │◄── ready queue: who is served again
+//!   └──┬──────────────────────────┬──┘
+//!      │ listener token           │ connection token
+//!   ┌──▼─────────┐     ┌──────────▼──────────────────────────────┐
+//!   │ accept()   │────►│ a connection: one client's life         │
+//!   └────────────┘ new │  read → proto (frame, obey, escape)     │
+//!                      │  → output (print), send queue (reply)   │
+//!                      └─────────────────────────────────────────┘
 //! ```
 //!
 //! Three rules hold the design together:
@@ -40,67 +50,32 @@
 //!    of clients: a client with nothing to say costs no thread, no stack and
 //!    no system call, only its entry in the kernel's interest list.
 //! 2. **Readiness is edge-triggered.** mio reports a change once, so every
-//!    handler works until the kernel says `WouldBlock`, and whatever it
-//!    leaves behind (a spent read budget, output not yet sent) it remembers
-//!    itself. The rules are written once, in [`reactor`]'s module docs.
+//!    handler works until the kernel says `WouldBlock` (or proves the queue
+//!    empty by a short read, where the kernel guarantees that), and whatever
+//!    it leaves behind (a spent read budget, output not yet sent) it
+//!    remembers itself. The rules are written once, in the event loop's
+//!    module docs.
 //! 3. **One exit.** Every way a connection ends (EOF, `disconnect`, idle,
-//!    reset, `stop`, a line too long) goes through `Connection::close`
-//!    with a [`CloseReason`](connection::CloseReason), printed and logged.
+//!    reset, `stop`, a line too long) goes through one `close`, with a
+//!    [`CloseReason`], printed, logged and counted.
 //!
-//! # One connection, module by module
-//!
-//! Follow a client from `accept` to `close` by reading, in order:
-//!
-//! 1. [`listen`]: before the loop starts, `socket`, `SO_REUSEADDR`, `bind`
-//!    and `listen` ([`Listener::bind_all`](listen::Listener::bind_all));
-//!    [`addr`] parses what `--listen` names. [`slots`] gives the listener a
-//!    token.
-//! 2. [`reactor`]: [`Server::run`] wakes with the listener's token and
-//!    accepts until `WouldBlock` ([`Listener::accept`](listen::Listener::accept),
-//!    which also returns a [`Peer`](stream::Peer) from [`stream`]). The new
-//!    socket gets its slab key as token, and an idle deadline in [`deadline`]
-//!    ([`DeadlineList::touch`](deadline::DeadlineList::touch)).
-//! 3. [`connection`]: `Connection::new` registers it for `READABLE` and
-//!    prints `open`. On each readable event, `Connection::on_readable` reads
-//!    into the reactor's shared 64 KiB buffer until `WouldBlock`.
-//! 4. [`line`](mod@line): [`LineBuffer::feed`](line::LineBuffer::feed) cuts
-//!    the bytes into lines, keeping a partial line for the next read.
-//!    [`command`]: [`Command::parse`](command::Command::parse) says whether a
-//!    line is `disconnect`, `stop`, or text.
-//! 5. [`output`]: text is escaped and printed in the chosen
-//!    [`Format`]; with `--echo` it is also written back. What the socket
-//!    does not take waits in the connection, which then asks for `WRITABLE`
-//!    (`Connection::on_writable` sends it).
-//! 6. Back in the reactor: activity moves the idle deadline. Silence until
-//!    the deadline ([`DeadlineList::pop_expired`](deadline::DeadlineList::pop_expired)),
-//!    EOF, `disconnect` or `stop` lead to `Connection::close`, which
-//!    deregisters, prints the reason and drops the socket.
-//!
-//! Beside that path: [`datagram`] serves UDP (each datagram read whole with
-//! its sender, no connection); [`stats`] counts what happened; [`limits`]
-//! derives `--max-conns` from the file descriptor limit; [`trace`] narrates
-//! each turn for `--trace-loop`. [`client`] is `selectd send`, the notes'
-//! sample client, reading and writing at once so any amount of input goes
-//! through; [`bench`](mod@bench) is `selectd bench`, the load generator, a
-//! mio reactor too. [`config`], [`cli`], [`units`] and [`error`] hold the settings,
-//! the flags that make them, and the errors that stop the server; `fuzzing`
-//! (hidden) holds the invariants the fuzzer and its saved corpus check on
-//! framing, commands and escaping (see `docs/fuzzing.md`).
+//! To follow one connection from `accept` to `close`, start at [`serve`]'s
+//! module docs: they list the files in the order a connection meets them.
 //!
 //! # The notes, call by call
 //!
 //! | notes (Python)                     | selectd                                          |
 //! |------------------------------------|--------------------------------------------------|
-//! | `socket()`, `setsockopt(SO_REUSEADDR)`, `bind()`, `listen(5)` | [`listen`] (backlog 1024)  |
-//! | `accept()`                         | [`reactor`], until `WouldBlock`                  |
-//! | `select([conn], [], [], TIMEOUT)`  | one `poll` for all sockets; time-out from [`deadline`] |
-//! | `recv(1024)`                       | [`connection`] reads 64 KiB into a shared buffer, then [`line`](mod@line) frames it |
+//! | `socket()`, `setsockopt(SO_REUSEADDR)`, `bind()`, `listen(5)` | `serve::listen` (backlog 1024) |
+//! | `accept()`                         | `serve::accept`, a bounded number per turn       |
+//! | `select([conn], [], [], TIMEOUT)`  | one `poll` for all sockets; time-out from the nearest deadline |
+//! | `recv(1024)`                       | a connection reads 64 KiB into a shared buffer, then [`LineBuffer`](proto::LineBuffer) frames it |
 //! | `send()` / `sendall()`             | write now, queue the rest, wait for `WRITABLE`   |
 //! | `shutdown(SHUT_WR)`                | a client's half-close is EOF: replies are flushed, then close |
 //! | `setblocking(0)`                   | every socket, always (mio does it)               |
 //! | `settimeout()`                     | no per-call time-outs: per-client idle deadlines |
-//! | `close()`                          | `Connection::close`, the single exit             |
-//! | `except: pass`                     | [`error`]: one line naming the culprit           |
+//! | `close()`                          | one `close(reason)` per connection               |
+//! | `except: pass`                     | [`Error`]: one line naming the culprit           |
 //!
 //! # Example
 //!
@@ -111,7 +86,7 @@
 //! use std::io::{BufRead, BufReader, Write};
 //! use std::net::TcpStream;
 //! use std::time::Duration;
-//! use selectd::{Config, Server, output::MemorySink};
+//! use selectd::{Config, MemorySink, Server};
 //!
 //! let mut config = Config::listening_on("127.0.0.1:0".parse()?);
 //! config.echo = true;
@@ -140,31 +115,22 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod addr;
 pub mod bench;
 pub mod cli;
-pub mod client;
-pub mod command;
-pub mod config;
-pub mod connection;
-pub mod datagram;
-pub mod deadline;
-pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod limits;
-pub mod line;
-pub mod listen;
-pub mod output;
-pub mod reactor;
-pub mod slots;
-pub mod stats;
-pub mod stream;
-pub mod trace;
-pub mod units;
+/// Internal types exposed only for `benches/micro.rs` (feature `internals`).
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::serve::deadline::DeadlineList;
+}
+pub mod net;
+pub mod proto;
+pub mod send;
+pub mod serve;
 
-pub use config::Config;
-pub use error::Error;
-pub use output::Format;
-pub use reactor::{Server, ServerHandle};
-pub use stats::Counters;
+pub use serve::{
+    BoundAddr, CloseReason, Config, Counters, Error, Format, MemorySink, Server, ServerHandle,
+};

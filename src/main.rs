@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use selectd::cli::{Cli, Command, ServeArgs};
-use selectd::{Server, bench, client};
+use selectd::{Server, bench, send as client};
 
 fn main() -> ExitCode {
     // Warnings by default, and the counters that `--stats` asks for.
@@ -29,7 +29,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(message) => return fail(&message, 2),
     };
-    match selectd::limits::raise_fd_limit() {
+    match selectd::net::limits::raise_fd_limit() {
         Ok(limit) => log::debug!("file descriptor limit: {limit}"),
         Err(err) => log::warn!("cannot raise the file descriptor limit: {err}"),
     }

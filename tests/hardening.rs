@@ -272,10 +272,7 @@ fn counters_through_the_handle() {
     });
     let counters = server.handle.stats();
     assert_eq!(counters.accepted, 1);
-    assert_eq!(
-        counters.closed_for(selectd::connection::CloseReason::Eof),
-        1
-    );
+    assert_eq!(counters.closed_for(selectd::CloseReason::Eof), 1);
     assert_eq!(counters.lines, 1);
     assert_eq!(counters.bytes_in, 4);
     assert_eq!(counters.bytes_out, 4);

@@ -29,7 +29,7 @@
 mod load;
 mod report;
 
-use crate::error::os_reason;
+use crate::net::os_reason;
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -39,8 +39,8 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::addr::{Address, AddressError};
-use crate::units::{UnitError, format_duration, parse_bytes, parse_duration};
+use crate::net::addr::{Address, AddressError};
+use crate::net::units::{UnitError, format_duration, parse_bytes, parse_duration};
 
 pub use report::{Report, hgrm};
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use selectd::output::MemorySink;
+use selectd::MemorySink;
 use selectd::{Config, Server, ServerHandle};
 
 /// The most any single wait in a test may take before it fails.

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use crate::connection::CloseReason;
+use crate::serve::close::CloseReason;
 
 /// Everything counted since the server started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

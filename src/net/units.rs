@@ -30,10 +30,10 @@ impl std::error::Error for UnitError {}
 ///
 /// ```
 /// use std::time::Duration;
-/// use selectd::units::parse_duration;
+/// use selectd::net::units::parse_duration;
 /// assert_eq!(parse_duration("250ms")?, Duration::from_millis(250));
 /// assert_eq!(parse_duration("2m")?, Duration::from_secs(120));
-/// # Ok::<(), selectd::units::UnitError>(())
+/// # Ok::<(), selectd::net::units::UnitError>(())
 /// ```
 pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
     let error = || UnitError {
@@ -79,10 +79,10 @@ pub fn parse_optional_duration(input: &str) -> Result<Option<Duration>, UnitErro
 /// Parses a byte count: `65536`, `64k`, `64KiB`, `1M`, `1MiB` (powers of 1024).
 ///
 /// ```
-/// use selectd::units::parse_bytes;
+/// use selectd::net::units::parse_bytes;
 /// assert_eq!(parse_bytes("64KiB")?, 65536);
 /// assert_eq!(parse_bytes("100")?, 100);
-/// # Ok::<(), selectd::units::UnitError>(())
+/// # Ok::<(), selectd::net::units::UnitError>(())
 /// ```
 pub fn parse_bytes(input: &str) -> Result<usize, UnitError> {
     let error = || UnitError {

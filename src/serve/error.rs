@@ -4,7 +4,7 @@
 //! crash look the same: silence. selectd keeps two kinds of failure apart:
 //!
 //! - A client's error (reset, broken pipe, a line too long) closes that
-//!   client only; it is a [`CloseReason`](crate::connection::CloseReason),
+//!   client only; it is a [`CloseReason`](crate::serve::close::CloseReason),
 //!   printed and logged, never an `Err` here.
 //! - Only what stops the whole server is an [`Error`]: an address that cannot
 //!   be resolved or bound (before anything runs), or the event loop itself
@@ -14,6 +14,8 @@
 
 use std::fmt;
 use std::io;
+
+use crate::net::os_reason;
 
 /// Why the server could not start, or had to stop.
 #[derive(Debug)]
@@ -63,28 +65,5 @@ impl std::error::Error for Error {
 impl From<io::Error> for Error {
     fn from(err: io::Error) -> Self {
         Error::Reactor(err)
-    }
-}
-
-/// The operating system's reason without Rust's ` (os error 98)` suffix:
-/// `Address already in use`.
-pub fn os_reason(err: &io::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn os_reason_drops_the_error_number() {
-        let err = io::Error::from_raw_os_error(libc::EADDRINUSE);
-        assert_eq!(os_reason(&err), "Address already in use");
-        let custom = io::Error::other("plain words");
-        assert_eq!(os_reason(&custom), "plain words");
     }
 }

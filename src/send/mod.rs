@@ -58,10 +58,10 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{SockAddr, Socket, Type};
 
-use crate::addr::{Address, AddressError};
-use crate::error::os_reason;
-use crate::stream::Stream;
-use crate::units::{format_duration, parse_duration};
+use crate::net::addr::{Address, AddressError};
+use crate::net::os_reason;
+use crate::net::stream::Stream;
+use crate::net::units::{format_duration, parse_duration};
 
 /// The command line of `selectd send`, as clap parses it; see [`SendConfig`]
 /// for the checked form the rest of the client uses.
@@ -109,7 +109,7 @@ pub enum Payload {
 ///
 /// ```
 /// use std::time::Duration;
-/// use selectd::client::{Payload, SendArgs, SendConfig};
+/// use selectd::send::{Payload, SendArgs, SendConfig};
 ///
 /// let args = SendArgs {
 ///     addr: "[::1]:8000".into(),
@@ -124,7 +124,7 @@ pub enum Payload {
 ///     config.payload,
 ///     Payload::Bytes(b"GET / HTTP/1.0\r\nHost: [::1]\r\n\r\n".to_vec())
 /// );
-/// # Ok::<(), selectd::client::SendError>(())
+/// # Ok::<(), selectd::send::SendError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct SendConfig {
@@ -173,10 +173,10 @@ impl TryFrom<SendArgs> for SendConfig {
 }
 
 /// The longest timeout taken literally: the command line refuses more
-/// ([`units::MAX_DURATION`](crate::units::MAX_DURATION)), and a longer one
+/// ([`units::MAX_DURATION`](crate::net::units::MAX_DURATION)), and a longer one
 /// set through the library is cut to this, because deadlines
 /// (`now + timeout`) must not overflow [`Instant`], which would panic.
-pub const LONGEST_TIMEOUT: Duration = crate::units::MAX_DURATION;
+pub const LONGEST_TIMEOUT: Duration = crate::net::units::MAX_DURATION;
 
 /// Turns `\n`, `\r`, `\t`, `\\`, `\0` and `\xHH` into the bytes they name.
 ///
@@ -184,7 +184,7 @@ pub const LONGEST_TIMEOUT: Duration = crate::units::MAX_DURATION;
 /// path or a regular expression survives unchanged.
 ///
 /// ```
-/// use selectd::client::unescape;
+/// use selectd::send::unescape;
 /// assert_eq!(unescape(r"stop\r\n"), b"stop\r\n");
 /// assert_eq!(unescape(r"a\qb\x41"), b"a\\qbA");
 /// ```
@@ -227,7 +227,7 @@ pub fn unescape(text: &str) -> Vec<u8> {
 /// change the request line itself, so it is refused.
 ///
 /// ```
-/// use selectd::client::http_request;
+/// use selectd::send::http_request;
 /// let addr = "localhost:8000".parse()?;
 /// assert_eq!(
 ///     http_request(&addr, "/index.html")?,
@@ -388,7 +388,7 @@ pub fn run(args: SendArgs) -> Result<(), SendError> {
 /// use std::io::{Read, Write};
 /// use std::net::TcpListener;
 /// use std::time::Duration;
-/// use selectd::client::{Payload, SendConfig, send};
+/// use selectd::send::{Payload, SendConfig, send};
 ///
 /// // A one-shot echo server: read until our shutdown(SHUT_WR), answer, close.
 /// let listener = TcpListener::bind("127.0.0.1:0")?;

@@ -43,18 +43,19 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::config::Config;
-use crate::connection::{CloseReason, Connection, Context, LineTimer, Status};
-use crate::datagram::{self, DatagramState};
-use crate::deadline::DeadlineList;
-use crate::error::Error;
-use crate::limits;
-use crate::listen::{BoundAddr, ListenOptions, Listener};
-use crate::output::Output;
-use crate::slots::{self, Slot};
-use crate::stats::{Counters, SharedCounters};
-use crate::stream::{Peer, Stream};
-use crate::trace;
+use crate::net::limits;
+use crate::net::stream::{Peer, Stream};
+use crate::serve::close::CloseReason;
+use crate::serve::config::Config;
+use crate::serve::connection::{Connection, Context, LineTimer, Status};
+use crate::serve::datagram::{self, DatagramState};
+use crate::serve::deadline::DeadlineList;
+use crate::serve::error::Error;
+use crate::serve::listen::{BoundAddr, ListenOptions, Listener};
+use crate::serve::output::Output;
+use crate::serve::slots::{self, Slot};
+use crate::serve::stats::{Counters, SharedCounters};
+use crate::serve::trace;
 
 /// Sent to a client beyond `--max-conns` before it is closed.
 pub const SERVER_FULL: &[u8] = b"error: server full\r\n";
@@ -89,7 +90,7 @@ macro_rules! context {
 ///
 /// ```
 /// use std::io::{Read, Write};
-/// use selectd::{Config, Server, output::MemorySink};
+/// use selectd::{Config, MemorySink, Server};
 ///
 /// let sink = MemorySink::new();
 /// let server = Server::bind(Config::listening_on("127.0.0.1:0".parse()?))?
@@ -234,7 +235,7 @@ impl Server {
         })
     }
 
-    /// Prints to `sink` instead of stdout (e.g. a [`MemorySink`](crate::output::MemorySink)).
+    /// Prints to `sink` instead of stdout (e.g. a [`MemorySink`](crate::serve::output::MemorySink)).
     pub fn with_output(mut self, sink: impl Write + Send + 'static) -> Self {
         self.output = Output::new(self.config.format, Box::new(sink));
         self

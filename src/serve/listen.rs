@@ -19,9 +19,10 @@ use std::sync::Arc;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::addr::Address;
-use crate::error::{Error, os_reason};
-use crate::stream::{Peer, Stream};
+use crate::net::addr::Address;
+use crate::net::os_reason;
+use crate::net::stream::{Peer, Stream};
+use crate::serve::error::Error;
 
 /// What a listener is bound to, with the real port once the kernel chose it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,7 +23,8 @@ use std::fmt;
 use std::io::{self, BufWriter, Write};
 use std::sync::{Arc, Mutex};
 
-use crate::connection::CloseReason;
+use crate::proto::write_escaped;
+use crate::serve::close::CloseReason;
 
 /// How lines and connection events are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,11 +102,6 @@ impl Output {
         }
     }
 
-    /// Whether this output prints anything at all.
-    pub fn is_silent(&self) -> bool {
-        self.format == Format::None || self.broken
-    }
-
     /// A client connected.
     pub fn open(&mut self, peer: &str) {
         match self.format {
@@ -134,7 +130,7 @@ impl Output {
                 w.write_all(b"\n")
             }),
             Format::Plain => self.emit(|w| {
-                write_escaped(w, crate::command::strip(text), false)?;
+                write_escaped(w, crate::proto::command::strip(text), false)?;
                 w.write_all(b"\n")
             }),
             Format::Json => self.emit(|w| {
@@ -192,73 +188,6 @@ impl Output {
     }
 }
 
-/// Writes `bytes` so that no byte a client chose can act on a terminal or
-/// break a JSON string; see the module docs for the rules.
-///
-/// With `json`, the result is also valid inside a JSON string (`"` and `\`
-/// are escaped for JSON; a visible escape such as `\u{1b}` reads back as
-/// that text).
-///
-/// ```
-/// let mut out = Vec::new();
-/// selectd::output::write_escaped(&mut out, "çalışıyor \x1b[31m\u{202e}".as_bytes(), false)?;
-/// selectd::output::write_escaped(&mut out, b" \xff", false)?;
-/// assert_eq!(String::from_utf8(out).unwrap(), r"çalışıyor \u{1b}[31m\u{202e} \xff");
-/// # Ok::<(), std::io::Error>(())
-/// ```
-pub fn write_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8], json: bool) -> io::Result<()> {
-    // Fast path: plain printable ASCII needs no work at all.
-    if bytes
-        .iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\')))
-    {
-        return w.write_all(bytes);
-    }
-    let backslash: &[u8] = if json { b"\\\\" } else { b"\\" };
-    for chunk in bytes.utf8_chunks() {
-        let valid = chunk.valid();
-        let mut safe_from = 0;
-        for (at, c) in valid.char_indices() {
-            let json_special = json && (c == '"' || c == '\\');
-            if !json_special && !needs_escape(c) {
-                continue;
-            }
-            w.write_all(&valid.as_bytes()[safe_from..at])?;
-            safe_from = at + c.len_utf8();
-            if json_special {
-                write!(w, "\\{c}")?;
-                continue;
-            }
-            w.write_all(backslash)?;
-            match c {
-                '\t' => w.write_all(b"t")?,
-                '\r' => w.write_all(b"r")?,
-                '\n' => w.write_all(b"n")?,
-                '\0' => w.write_all(b"0")?,
-                _ => write!(w, "u{{{:x}}}", c as u32)?,
-            }
-        }
-        w.write_all(&valid.as_bytes()[safe_from..])?;
-        for byte in chunk.invalid() {
-            w.write_all(backslash)?;
-            write!(w, "x{byte:02x}")?;
-        }
-    }
-    Ok(())
-}
-
-/// Characters that must not reach a terminal raw: controls, and the
-/// invisible ones that reorder or break what is displayed around them.
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{061c}' | '\u{200e}' | '\u{200f}'   // bidi marks
-            | '\u{202a}'..='\u{202e}'              // bidi embeddings and overrides
-            | '\u{2066}'..='\u{2069}'              // bidi isolates
-            | '\u{2028}' | '\u{2029}'              // line and paragraph separators
-        )
-}
-
 /// A sink that keeps everything written to it in memory, shareable across
 /// threads: give a clone to [`crate::Server::with_output`] and read it back.
 #[derive(Debug, Clone, Default)]
@@ -298,13 +227,6 @@ impl Write for MemorySink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    fn escaped(bytes: &[u8], json: bool) -> String {
-        let mut out = Vec::new();
-        write_escaped(&mut out, bytes, json).unwrap();
-        String::from_utf8(out).expect("escaped output is UTF-8")
-    }
 
     fn printed(format: Format, run: impl FnOnce(&mut Output)) -> String {
         let sink = MemorySink::new();
@@ -312,39 +234,6 @@ mod tests {
         run(&mut output);
         output.flush();
         sink.contents()
-    }
-
-    #[test]
-    fn turkish_stays_as_written() {
-        assert_eq!(
-            escaped("çalışıyor ĞÜŞİÖÇ".as_bytes(), false),
-            "çalışıyor ĞÜŞİÖÇ"
-        );
-    }
-
-    #[test]
-    fn controls_and_bidi_are_visible() {
-        assert_eq!(
-            escaped(b"a\x1b[2Jb\x07\x00\t", false),
-            r"a\u{1b}[2Jb\u{7}\0\t"
-        );
-        assert_eq!(
-            escaped("x\u{202e}y\u{85}".as_bytes(), false),
-            r"x\u{202e}y\u{85}"
-        );
-        assert_eq!(escaped(b"\x7f", false), r"\u{7f}");
-    }
-
-    #[test]
-    fn invalid_utf8_is_hex() {
-        assert_eq!(escaped(b"a\xffb\xc3", false), r"a\xffb\xc3");
-    }
-
-    #[test]
-    fn json_escapes_quotes_and_backslashes() {
-        assert_eq!(escaped(br#"say "hi" \o/"#, false), r#"say "hi" \o/"#);
-        assert_eq!(escaped(br#"say "hi" \o/"#, true), r#"say \"hi\" \\o/"#);
-        assert_eq!(escaped(b"\x1b\xff", true), r"\\u{1b}\\xff");
     }
 
     #[test]
@@ -395,22 +284,5 @@ mod tests {
             o.close("p", CloseReason::Eof);
         });
         assert_eq!(text, "");
-    }
-
-    proptest! {
-        /// Whatever a client sends, the escaped text has no control
-        /// character, and printable UTF-8 input comes out unchanged.
-        #[test]
-        fn escaped_text_is_inert(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            for json in [false, true] {
-                let out = escaped(&bytes, json);
-                prop_assert!(!out.chars().any(needs_escape));
-            }
-        }
-
-        #[test]
-        fn printable_text_is_unchanged(text in "[a-zA-Z0-9 çğıöşüÇĞİÖŞÜ.,!?\\\\]{0,50}") {
-            prop_assert_eq!(escaped(text.as_bytes(), false), text);
-        }
     }
 }

@@ -50,18 +50,18 @@
 //! output the socket did not take: in steady state, echoing allocates nothing.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::ops::{ControlFlow, Range};
 
 use mio::{Interest, Registry, Token};
 
-use crate::command::{Command, is_cross_protocol};
-use crate::config::Config;
-use crate::line::{Line, LineBuffer};
-use crate::output::Output;
-use crate::stats::Counters;
-use crate::stream::{Peer, Stream};
+use crate::net::stream::{Peer, Stream};
+use crate::proto::command::{Command, is_cross_protocol};
+use crate::proto::line::{Line, LineBuffer};
+use crate::serve::close::CloseReason;
+use crate::serve::config::Config;
+use crate::serve::output::Output;
+use crate::serve::stats::Counters;
 
 /// At most this many bytes are read from one connection per reactor turn,
 /// so one flooding client cannot starve the others. A connection with more
@@ -106,82 +106,6 @@ pub(crate) enum LineTimer {
     Start,
     /// No unfinished line any more.
     Stop,
-}
-
-/// Why a connection closed: printed in close events and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client closed its side (`recv` returned no bytes).
-    Eof,
-    /// The client sent `disconnect`.
-    Disconnect,
-    /// The client was silent for the idle time-out.
-    Idle,
-    /// The connection was reset by the peer.
-    Reset,
-    /// A write found the peer gone (`EPIPE`).
-    BrokenPipe,
-    /// The server stopped.
-    Stop,
-    /// A line was longer than `--max-line`.
-    LineTooLong,
-    /// A line took longer than `--line-timeout` from its first byte (slowloris).
-    LineTimeout,
-    /// The client sent HTTP (`POST `, `Host:`): a likely cross-protocol attack.
-    CrossProtocol,
-    /// Another socket error; the error itself is logged.
-    Error,
-}
-
-impl CloseReason {
-    /// Every reason, in a fixed order (see [`index`](Self::index)).
-    pub const ALL: [CloseReason; 10] = [
-        CloseReason::Eof,
-        CloseReason::Disconnect,
-        CloseReason::Idle,
-        CloseReason::Reset,
-        CloseReason::BrokenPipe,
-        CloseReason::Stop,
-        CloseReason::LineTooLong,
-        CloseReason::LineTimeout,
-        CloseReason::CrossProtocol,
-        CloseReason::Error,
-    ];
-
-    /// This reason's position in [`ALL`](Self::ALL).
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The word used in output: `eof`, `disconnect`, `idle`, `reset`, ...
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::Eof => "eof",
-            CloseReason::Disconnect => "disconnect",
-            CloseReason::Idle => "idle",
-            CloseReason::Reset => "reset",
-            CloseReason::BrokenPipe => "broken-pipe",
-            CloseReason::Stop => "stop",
-            CloseReason::LineTooLong => "line-too-long",
-            CloseReason::LineTimeout => "line-timeout",
-            CloseReason::CrossProtocol => "cross-protocol",
-            CloseReason::Error => "error",
-        }
-    }
-
-    fn from_io(err: &io::Error) -> Self {
-        match err.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => CloseReason::Reset,
-            io::ErrorKind::BrokenPipe => CloseReason::BrokenPipe,
-            _ => CloseReason::Error,
-        }
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// What the reactor lends a connection while it handles one event.
@@ -281,11 +205,6 @@ impl Connection {
             served_in_turn: 0,
             timed_line: None,
         })
-    }
-
-    /// Who this client is.
-    pub fn peer(&self) -> &Peer {
-        &self.peer
     }
 
     /// The peer as printed: `127.0.0.1:50312`, `[::1]:5`, `unix:/path`.

@@ -22,7 +22,7 @@ impl Command {
     /// Classifies a line's text (terminator already removed).
     ///
     /// ```
-    /// use selectd::command::Command;
+    /// use selectd::proto::command::Command;
     /// assert_eq!(Command::parse(b" stop \t"), Some(Command::Stop));
     /// assert_eq!(Command::parse(b"stopping"), None);
     /// ```

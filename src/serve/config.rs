@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use crate::addr::Address;
-use crate::output::Format;
+use crate::net::addr::Address;
+use crate::serve::output::Format;
 
 /// How a server listens, prints, and bounds its clients.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub struct Config {
     /// Accept `stop` from clients that are not on this machine.
     pub allow_remote_stop: bool,
     /// Serve at most this many connections at once; `None` derives it from
-    /// the file descriptor limit (see [`limits::default_max_conns`](crate::limits::default_max_conns)).
+    /// the file descriptor limit (see [`limits::default_max_conns`](crate::net::limits::default_max_conns)).
     pub max_conns: Option<usize>,
     /// Close a client whose unfinished line is older than this (`None`: never).
     pub line_timeout: Option<Duration>,
@@ -81,7 +81,7 @@ impl Config {
     /// ```
     /// let config = selectd::Config::listening_on("127.0.0.1:0".parse()?);
     /// assert_eq!(config.listen.len(), 1);
-    /// # Ok::<(), selectd::addr::AddressError>(())
+    /// # Ok::<(), selectd::net::addr::AddressError>(())
     /// ```
     pub fn listening_on(address: Address) -> Self {
         Config {
@@ -102,7 +102,7 @@ impl Config {
             ("grace period", Some(self.grace)),
         ];
         for (what, duration) in durations {
-            if duration.is_some_and(|d| d > crate::units::MAX_DURATION) {
+            if duration.is_some_and(|d| d > crate::net::units::MAX_DURATION) {
                 return Err(format!("{what} is longer than 100 years"));
             }
         }

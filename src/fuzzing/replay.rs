@@ -6,9 +6,9 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use selectd::fuzzing::check_framing;
-use selectd::line::LineBuffer;
-use selectd::output::{Format, MemorySink, Output, write_escaped};
+use super::check_framing;
+use crate::proto::{LineBuffer, write_escaped};
+use crate::serve::output::{Format, MemorySink, Output};
 
 /// Every regular file under the saved corpus directories, sorted.
 fn saved_inputs() -> Vec<PathBuf> {
@@ -54,7 +54,7 @@ fn saved_fuzz_inputs_print_as_json_objects() {
         let data = std::fs::read(&path).expect("read a saved input");
         let mut texts = Vec::new();
         let mut buffer = LineBuffer::new(usize::MAX - 1);
-        let mut keep = |line: selectd::line::Line<'_>| {
+        let mut keep = |line: crate::proto::Line<'_>| {
             texts.push(line.text.to_vec());
             ControlFlow::Continue(())
         };
@@ -70,7 +70,7 @@ fn saved_fuzz_inputs_print_as_json_objects() {
         for text in &texts {
             output.line(peer, text);
         }
-        output.close(peer, selectd::connection::CloseReason::Eof);
+        output.close(peer, crate::serve::CloseReason::Eof);
         output.flush();
         let printed = sink.contents();
 

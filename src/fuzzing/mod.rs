@@ -18,10 +18,11 @@
 
 use std::ops::ControlFlow;
 
-use crate::command::{Command, strip};
-use crate::connection::CloseReason;
-use crate::line::{LineBuffer, LineTooLong};
-use crate::output::{Format, MemorySink, Output, SEPARATOR, write_escaped};
+use crate::proto::command::{Command, strip};
+use crate::proto::line::{LineBuffer, LineTooLong};
+use crate::proto::write_escaped;
+use crate::serve::close::CloseReason;
+use crate::serve::output::{Format, MemorySink, Output, SEPARATOR};
 
 /// At most this many reads are cut from one input.
 const MAX_SPLITS: usize = 16;
@@ -328,3 +329,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod replay;

@@ -59,7 +59,7 @@ impl std::error::Error for LineTooLong {}
 ///
 /// ```
 /// use std::ops::ControlFlow;
-/// use selectd::line::LineBuffer;
+/// use selectd::proto::line::LineBuffer;
 ///
 /// let mut buffer = LineBuffer::new(1024);
 /// let mut lines = Vec::new();
@@ -70,7 +70,7 @@ impl std::error::Error for LineTooLong {}
 ///     })?;
 /// }
 /// assert_eq!(lines, ["hello", "world"]);
-/// # Ok::<(), selectd::line::LineTooLong>(())
+/// # Ok::<(), selectd::proto::line::LineTooLong>(())
 /// ```
 #[derive(Debug)]
 pub struct LineBuffer {

@@ -7,9 +7,9 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::addr::Address;
-use crate::config::Config;
-use crate::units::{parse_bytes, parse_duration, parse_optional_duration};
+use crate::net::addr::Address;
+use crate::net::units::{parse_bytes, parse_duration, parse_optional_duration};
+use crate::serve::config::Config;
 
 /// selectd: the select() line server from the socket notes, done right.
 #[derive(Debug, Parser)]
@@ -28,7 +28,7 @@ pub enum Command {
     /// Load a line server and measure it (echo, ingest or idle).
     Bench(crate::bench::BenchArgs),
     /// Connect to ADDR, send standard input (or --data, or an HTTP GET), print what comes back.
-    Send(crate::client::SendArgs),
+    Send(crate::send::SendArgs),
 }
 
 /// `selectd serve` flags.

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use mio::event::Event;
 
-use crate::stats::Counters;
+use crate::serve::stats::Counters;
 
 /// How a `poll` time-out reads: `4.998s`, or `forever` when nothing is due.
 pub fn timeout(timeout: Option<Duration>) -> String {

@@ -16,11 +16,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
-use crate::command::Command;
-use crate::config::Config;
-use crate::line::LineBuffer;
-use crate::output::Output;
-use crate::stats::Counters;
+use crate::proto::command::Command;
+use crate::proto::line::LineBuffer;
+use crate::serve::config::Config;
+use crate::serve::output::Output;
+use crate::serve::stats::Counters;
 
 /// Datagrams read from one socket per loop turn before the others get a turn.
 const DATAGRAM_BUDGET: usize = 256;

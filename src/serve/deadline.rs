@@ -39,19 +39,6 @@ impl Default for Node {
 }
 
 /// Keys (connection slots) ordered by deadline, all with one time-out.
-///
-/// ```
-/// use std::time::{Duration, Instant};
-/// use selectd::deadline::DeadlineList;
-///
-/// let mut idle = DeadlineList::new(Duration::from_secs(5));
-/// let start = Instant::now();
-/// idle.touch(7, start);
-/// idle.touch(3, start + Duration::from_secs(1));
-/// assert_eq!(idle.next_deadline(), Some(start + Duration::from_secs(5)));
-/// assert_eq!(idle.pop_expired(start + Duration::from_secs(5)), Some(7));
-/// assert_eq!(idle.pop_expired(start + Duration::from_secs(5)), None);
-/// ```
 #[derive(Debug)]
 pub struct DeadlineList {
     timeout: Duration,
@@ -74,16 +61,19 @@ impl DeadlineList {
     }
 
     /// The time-out every entry shares.
+    #[cfg(test)]
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// How many keys are waiting.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether no key is waiting.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -169,6 +159,17 @@ mod tests {
     }
 
     // ---- empty ----
+
+    #[test]
+    fn touched_keys_expire_oldest_first() {
+        let mut idle = DeadlineList::new(Duration::from_secs(5));
+        let start = Instant::now();
+        idle.touch(7, start);
+        idle.touch(3, start + Duration::from_secs(1));
+        assert_eq!(idle.next_deadline(), Some(start + Duration::from_secs(5)));
+        assert_eq!(idle.pop_expired(start + Duration::from_secs(5)), Some(7));
+        assert_eq!(idle.pop_expired(start + Duration::from_secs(5)), None);
+    }
 
     #[test]
     fn empty_has_no_deadline() {
