@@ -66,9 +66,11 @@ pub const READ_BUDGET: usize = 64 * 1024;
 /// kernel receive queue can hold, but not an endless stream.
 const STOP_DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
-/// Whether a short read may be taken to mean "nothing more queued" (see
+/// Whether a short TCP read may be taken to mean "nothing more queued" (see
 /// `on_readable`). Only where urgent data is reported as an event (epoll's
 /// `EPOLLPRI`, mio's `PRIORITY`): elsewhere every read goes on to `WouldBlock`.
+/// Never for Unix sockets: their reads stop at every message that carries
+/// descriptors (`SCM_RIGHTS`), with more queued behind it.
 const SHORT_READ_SHORTCUT: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 /// What a connection always waits for: readability, and on Linux urgent
@@ -148,10 +150,12 @@ pub struct Connection {
     phase: Phase,
     /// The interest currently registered with the `Poll`.
     interest: Interest,
-    /// A short read no longer proves the socket's queue is empty: an event
-    /// said the peer shut down its side (the end of the stream must be read
-    /// now, no further edge will come), or that TCP urgent data arrived (a
-    /// read stops at the urgent mark with more queued behind it).
+    /// A short read does not prove the socket's queue is empty: always so
+    /// for a Unix socket (a read stops at a message carrying descriptors),
+    /// and for TCP once an event said the peer shut down its side (the end
+    /// of the stream must be read now, no further edge will come) or that
+    /// urgent data arrived (a read stops at the urgent mark with more
+    /// queued behind it).
     drain_fully: bool,
     /// A write or read failed: the peer is gone. What it sent is still
     /// printed, but nothing more is sent to it.
@@ -174,6 +178,7 @@ impl Connection {
         ctx.output.open(&label);
         let config = &ctx.config;
         log::debug!("{label}: open as {token:?}");
+        let drain_fully = !SHORT_READ_SHORTCUT || matches!(stream, Stream::Unix(_));
         Ok(Connection {
             token,
             stream,
@@ -183,7 +188,7 @@ impl Connection {
             out: SendQueue::new(config.high_watermark, config.low_watermark),
             phase: Phase::Reading,
             interest: READ_INTEREST,
-            drain_fully: !SHORT_READ_SHORTCUT,
+            drain_fully,
             peer_gone: false,
             timed_line: None,
         })
@@ -287,12 +292,15 @@ impl Connection {
             if self.phase != Phase::Reading {
                 break;
             }
-            // A read that did not fill the buffer emptied the socket's
+            // A TCP read that did not fill the buffer emptied the socket's
             // receive queue: on epoll (and kqueue) a new arrival raises a
             // new edge, so the extra read that would only say `WouldBlock`
             // is skipped (tokio makes the same deduction). Not so once the
             // peer has closed (the end of stream was already announced and
-            // must be read now) or sent urgent data (see `drain_fully`).
+            // must be read now) or sent urgent data, and never for a Unix
+            // socket (see `drain_fully`). A descriptor a Unix client passes
+            // is never ours: a plain `read` asks for no control data, so
+            // the kernel closes it instead of installing it.
             if n < want && !self.drain_fully {
                 break;
             }

@@ -28,8 +28,8 @@
 //!
 //! mio is edge-triggered: an event says readiness *changed*, once. So a
 //! listener accepts until `WouldBlock` (or its budget), a connection reads
-//! until `WouldBlock` (or a short read where the kernel guarantees that it
-//! emptied the queue, or its budget), and anything left behind must be
+//! until `WouldBlock` (or a short TCP read, where the kernel guarantees that
+//! it emptied the queue, or its budget), and anything left behind must be
 //! remembered, because the kernel will not mention it again: that is the
 //! ready queue's job. `Interrupted` (EINTR) is retried, from `poll` and from
 //! every call, never treated as a failure. Events may be spurious: a handler

@@ -1,0 +1,84 @@
+//! What only Unix stream sockets do: pass file descriptors (`SCM_RIGHTS`),
+//! cut reads at those messages, carry urgent data their own way, and leave
+//! a socket file behind that a new server must probe before taking it.
+
+mod common;
+
+use std::io::{IoSlice, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+
+use common::*;
+
+fn unix_client(path: &Path) -> UnixStream {
+    let stream = UnixStream::connect(path).expect("connect unix");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Descriptors open in process `pid` right now.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd")
+        .count()
+}
+
+/// Sends `bytes` with three descriptors (of `/dev/null`) attached.
+fn send_with_fds(stream: &UnixStream, bytes: &[u8]) {
+    let files: Vec<std::fs::File> = (0..3)
+        .map(|_| std::fs::File::open("/dev/null").unwrap())
+        .collect();
+    let fds: Vec<_> = files.iter().map(|f| f.as_fd()).collect();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+    let sent = rustix::net::sendmsg(
+        stream,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .expect("sendmsg");
+    assert_eq!(sent, bytes.len());
+}
+
+/// On Linux a Unix-socket read stops at a message that carries descriptors,
+/// so a short read does not mean the queue is empty: the lines queued behind
+/// such a message are read at once (not stranded until the idle time-out),
+/// and every descriptor a client passes is closed at once, none kept.
+#[test]
+fn lines_behind_passed_descriptors_are_read_and_the_descriptors_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let listen = format!("unix:{}", sock.display());
+    let server = ServerProcess::start(&["--listen", &listen, "--idle-timeout", "3s"]);
+    let client = unix_client(&sock);
+    server.wait_for_output("] open\n");
+    let baseline = open_fds(server.pid());
+    // Everything is queued before the server reads any of it.
+    server.signal(libc::SIGSTOP);
+    for round in 0..5 {
+        send_with_fds(&client, format!("first {round}\n").as_bytes());
+    }
+    (&client).write_all(b"second\nthird\n").unwrap();
+    server.signal(libc::SIGCONT);
+    server.wait_for_output("] third\n");
+    let output = server.stdout();
+    for round in 0..5 {
+        assert!(output.contains(&format!("] first {round}\n")), "{output}");
+    }
+    assert!(output.contains("] second\n"), "{output}");
+    assert!(!output.contains("close: idle"), "{output}");
+    assert_eq!(
+        open_fds(server.pid()),
+        baseline,
+        "passed descriptors must be closed, not kept"
+    );
+}
