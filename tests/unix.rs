@@ -9,8 +9,6 @@ use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
@@ -81,4 +79,25 @@ fn lines_behind_passed_descriptors_are_read_and_the_descriptors_closed() {
         baseline,
         "passed descriptors must be closed, not kept"
     );
+}
+
+/// Urgent data: TCP keeps the urgent byte inline (`SO_OOBINLINE`), and so
+/// do Unix sockets, so both families print the same line.
+#[test]
+fn urgent_data_is_inline_over_unix_as_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let listen = format!("unix:{}", sock.display());
+    let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--listen", &listen]);
+    let tcp = server.connect();
+    let unix = unix_client(&sock);
+    for (family, fd) in [("tcp", tcp.as_fd()), ("unix", unix.as_fd())] {
+        rustix::net::send(fd, b"ab", SendFlags::empty()).unwrap();
+        rustix::net::send(fd, b"X", SendFlags::OOB).unwrap();
+        rustix::net::send(fd, format!("cd {family}\n").as_bytes(), SendFlags::empty()).unwrap();
+    }
+    server.wait_for_output("abXcd tcp\n");
+    wait_until("the unix line", || server.stdout().contains(" unix\n"));
+    let output = server.stdout();
+    assert!(output.contains("] abXcd unix\n"), "{output}");
 }

@@ -137,6 +137,12 @@ impl Listener {
             }
             Listener::Unix(listener) => {
                 let (stream, _) = listener.socket.accept()?;
+                // Linux gives Unix stream sockets urgent data too (`MSG_OOB`,
+                // one byte set aside): kept inline as for TCP, so both
+                // families print the same bytes.
+                if let Err(err) = socket2::SockRef::from(&stream).set_out_of_band_inline(true) {
+                    log::debug!("cannot set SO_OOBINLINE for a Unix client: {err}");
+                }
                 Ok((Stream::Unix(stream), Peer::Unix(listener.path.clone())))
             }
         }
