@@ -9,6 +9,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
@@ -100,4 +102,56 @@ fn urgent_data_is_inline_over_unix_as_over_tcp() {
     wait_until("the unix line", || server.stdout().contains(" unix\n"));
     let output = server.stdout();
     assert!(output.contains("] abXcd unix\n"), "{output}");
+}
+
+/// A live socket whose owner does not accept and whose backlog is full:
+/// the probe for a stale socket must not wait for room in that backlog; the
+/// path is refused as in use, exit 1, at once.
+#[test]
+fn a_live_socket_with_a_full_backlog_is_refused_without_hanging() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("busy.sock");
+    let owner = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    owner.bind(&SockAddr::unix(&sock).unwrap()).unwrap();
+    owner.listen(1).unwrap();
+    // Fill the backlog: non-blocking connects until the kernel says
+    // "try again" (the owner never accepts).
+    let mut queued = Vec::new();
+    loop {
+        let client = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        client.set_nonblocking(true).unwrap();
+        match client.connect(&SockAddr::unix(&sock).unwrap()) {
+            Ok(()) => queued.push(client),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(err) => panic!("unexpected connect error: {err}"),
+        }
+        assert!(queued.len() < 1000, "the backlog never filled");
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_selectd"))
+        .args(["serve", "--listen", &format!("unix:{}", sock.display())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = collect(child.stderr.take().unwrap());
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve hung probing a live socket with a full backlog");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(1));
+    wait_until("the error line", || stderr.lock().unwrap().contains('\n'));
+    let text = stderr.lock().unwrap().clone();
+    assert!(text.contains(&sock.display().to_string()), "{text}");
+    assert!(text.contains("in use"), "{text}");
+    assert!(sock.exists(), "a live socket is never removed");
+    drop(queued);
 }
