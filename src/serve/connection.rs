@@ -235,16 +235,12 @@ impl Connection {
         CloseReason::Idle
     }
 
-    /// Prints an unfinished line as it stands, when the server gives up on
-    /// it. It is not acted on (no command, no echo): unlike a last line at
-    /// EOF, the client never finished it.
+    /// Prints an unfinished line as it stands, when the connection ends
+    /// without a clean EOF (a time-out, a reset, a failed write). It is not
+    /// acted on (no command, no echo): unlike a last line at EOF, the client
+    /// never finished it.
     fn print_unfinished_line(&mut self, ctx: &mut Context) {
-        let label = &self.label;
-        let _ = self.lines.finish(|line| {
-            ctx.counters.lines += 1;
-            ctx.output.line(label, line.text);
-            ControlFlow::Continue(())
-        });
+        print_unfinished(&mut self.lines, &self.label, ctx);
     }
 
     /// The socket is readable: the notes' `recv`, repeated until the kernel
@@ -322,7 +318,7 @@ impl Connection {
             }
             Err(err) => {
                 let reason = self.write_failed(&err, ctx);
-                let _ = self.receive(None, ctx);
+                self.print_unfinished_line(ctx);
                 return Status::Closed(reason);
             }
         };
@@ -338,17 +334,22 @@ impl Connection {
 
     /// The server is stopping: read what this client has already sent (what
     /// the kernel holds for us, up to `STOP_DRAIN_LIMIT` so a client that
-    /// keeps streaming cannot hold the stop), act on every line, keep an
-    /// unfinished last line as a line, and close once the replies are flushed.
+    /// keeps streaming cannot hold the stop), act on every line, print an
+    /// unfinished last line (obeyed only if the client's EOF came too), and
+    /// close once the replies are flushed.
     pub(crate) fn on_stop(&mut self, ctx: &mut Context, scratch: &mut [u8]) -> Status {
         if let Phase::Closing(_) = self.phase {
             return self.settle(ctx, false, false);
         }
         let mut remaining = STOP_DRAIN_LIMIT;
+        let mut eof = false;
         while remaining > 0 {
             let want = scratch.len().min(remaining);
             let n = match self.stream.read(&mut scratch[..want]) {
-                Ok(0) => break,
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -363,7 +364,10 @@ impl Connection {
                 return self.settle(ctx, true, false);
             }
         }
-        if let Err(reason) = self.receive(None, ctx) {
+        if !eof {
+            // The client may still be writing this line: print what came.
+            self.print_unfinished_line(ctx);
+        } else if let Err(reason) = self.receive(None, ctx) {
             return Status::Closed(reason);
         }
         if !matches!(self.phase, Phase::Closing(_)) {
@@ -404,7 +408,8 @@ impl Connection {
     }
 
     /// A read failed. A reset loses nothing we hold: the unfinished last
-    /// line is printed before the connection closes.
+    /// line is printed (not obeyed: only a clean EOF finishes a line)
+    /// before the connection closes.
     fn on_read_error(&mut self, err: &io::Error, ctx: &mut Context) -> Status {
         ctx.counters.errors += 1;
         let reason = CloseReason::from_io(err);
@@ -414,7 +419,7 @@ impl Connection {
         // The peer is gone: there is nobody to send to.
         self.peer_gone = true;
         self.out.clear();
-        let _ = self.receive(None, ctx);
+        self.print_unfinished_line(ctx);
         Status::Closed(reason)
     }
 
@@ -450,8 +455,9 @@ impl Connection {
         act.flush_echo_run();
         if act.failure.is_some() && chunk.is_some() {
             // A reply failed: the peer is gone, but every line of this read
-            // was still printed, and so is the unfinished one it leaves.
-            let _ = lines.finish(|line| act.on_line(line));
+            // was still printed, and so is the unfinished one it leaves
+            // (printed only: the client never finished it).
+            print_unfinished(lines, act.label, act.ctx);
         }
         if let Err(too_long) = framed {
             log::info!("{}: {too_long}", act.label);
@@ -506,6 +512,15 @@ impl Connection {
         self.out.clear();
         reason
     }
+}
+
+/// Prints the unfinished line `lines` holds, if any, without acting on it.
+fn print_unfinished(lines: &mut LineBuffer, label: &str, ctx: &mut Context) {
+    let _ = lines.finish(|line| {
+        ctx.counters.lines += 1;
+        ctx.output.line(label, line.text);
+        ControlFlow::Continue(())
+    });
 }
 
 /// Acting on the lines of one read: borrows what that needs, for as long as

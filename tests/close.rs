@@ -1,0 +1,35 @@
+//! How a connection ends: what an unfinished last line means at each kind
+//! of close, which reason the close gives, and that a client the server
+//! closes on purpose reads everything it was told before the end.
+
+mod common;
+
+use std::io::Write;
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+/// Only a clean EOF finishes an unterminated last line. A client that
+/// resets after `hello\nstop` (no newline) has its `stop` printed, not
+/// obeyed: with `--echo` too, where the echo of `hello` may fail first.
+/// Both orders are tried: the reset arriving with the bytes, and after the
+/// server already holds `stop` as an unfinished line.
+#[test]
+fn a_reset_after_an_unfinished_stop_prints_it_and_keeps_serving() {
+    for args in [&[][..], &["--echo"][..]] {
+        for pause in [Duration::ZERO, Duration::from_millis(200)] {
+            let server = ServerProcess::start(args);
+            let mut client = server.connect();
+            client.write_all(b"hello\nstop").unwrap();
+            thread::sleep(pause);
+            reset(client);
+            server.wait_for_output("] stop\n");
+            let mut next = server.connect();
+            next.write_all(b"still serving\n").unwrap();
+            server.wait_for_output("] still serving\n");
+            let output = server.stdout();
+            assert!(!output.contains("close: stop"), "{args:?} {output}");
+        }
+    }
+}
