@@ -33,3 +33,39 @@ fn a_reset_after_an_unfinished_stop_prints_it_and_keeps_serving() {
         }
     }
 }
+
+/// The client that sends `stop` is closed with reason `stop`, even when it
+/// half-closes right after (its EOF may be read before the server stops),
+/// and `--trace-loop` shows that a stop was received.
+#[test]
+fn the_client_that_stops_the_server_closes_with_reason_stop() {
+    for round in 0..5 {
+        let mut server = ServerProcess::start(&["--trace-loop"]);
+        let mut client = server.connect();
+        send_and_shutdown(&mut client, b"stop\n");
+        assert!(server.wait_exit().success());
+        let output = server.stdout();
+        assert!(
+            output.contains("] close: stop\n"),
+            "round {round}: {output}"
+        );
+        assert!(!output.contains("close: eof"), "round {round}: {output}");
+        let trace = server.stderr();
+        assert!(
+            trace.contains(": stop requested\n"),
+            "round {round}: {trace}"
+        );
+    }
+}
+
+/// `closed_stop` counts the stopping client as well.
+#[test]
+fn the_stopping_client_is_counted_as_closed_by_stop() {
+    let mut server = InProcess::start(|_| {});
+    let mut client = server.connect();
+    send_and_shutdown(&mut client, b"stop\n");
+    server.join();
+    let counters = server.handle.stats();
+    assert_eq!(counters.closed_for(selectd::CloseReason::Stop), 1);
+    assert_eq!(counters.closed_for(selectd::CloseReason::Eof), 0);
+}

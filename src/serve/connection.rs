@@ -56,6 +56,7 @@ use crate::serve::config::Config;
 use crate::serve::output::Output;
 use crate::serve::send_queue::SendQueue;
 use crate::serve::stats::Counters;
+use crate::serve::trace;
 
 /// At most this many bytes are read from one connection per reactor turn,
 /// so one flooding client cannot starve the others. A connection with more
@@ -163,6 +164,9 @@ pub struct Connection {
     /// Which unfinished line the line-timeout clock is running for (by
     /// its number), if any.
     timed_line: Option<u64>,
+    /// This client's `stop` was obeyed: however it ends (its EOF may be read
+    /// before the server stops), it closes with reason `stop`.
+    sent_stop: bool,
 }
 
 impl Connection {
@@ -191,6 +195,7 @@ impl Connection {
             drain_fully,
             peer_gone: false,
             timed_line: None,
+            sent_stop: false,
         })
     }
 
@@ -402,7 +407,12 @@ impl Connection {
             return Status::Closed(reason);
         }
         if !matches!(self.phase, Phase::Closing(_)) {
-            self.phase = Phase::Closing(CloseReason::Eof);
+            let reason = if self.sent_stop {
+                CloseReason::Stop
+            } else {
+                CloseReason::Eof
+            };
+            self.phase = Phase::Closing(reason);
         }
         self.settle(ctx, true, false)
     }
@@ -427,6 +437,7 @@ impl Connection {
     /// (end of input), acts on the unterminated last line, if any.
     fn receive(&mut self, chunk: Option<&[u8]>, ctx: &mut Context) -> Result<(), CloseReason> {
         let Connection {
+            token,
             stream,
             peer,
             label,
@@ -434,13 +445,16 @@ impl Connection {
             out,
             phase,
             peer_gone,
+            sent_stop,
             ..
         } = self;
         let mut act = Act {
+            token: *token,
             stream,
             out,
             peer,
             label,
+            sent_stop,
             ctx,
             chunk: chunk.unwrap_or_default(),
             echo_run: 0..0,
@@ -526,10 +540,13 @@ fn print_unfinished(lines: &mut LineBuffer, label: &str, ctx: &mut Context) {
 /// Acting on the lines of one read: borrows what that needs, for as long as
 /// the read is being framed.
 struct Act<'a, 'c> {
+    token: Token,
     stream: &'a mut Stream,
     out: &'a mut SendQueue,
     peer: &'a Peer,
     label: &'a str,
+    /// Set when this client's `stop` is obeyed.
+    sent_stop: &'a mut bool,
     ctx: &'a mut Context,
     /// The read being framed; `echo_run` is a range of it.
     chunk: &'c [u8],
@@ -568,7 +585,12 @@ impl Act<'_, '_> {
             }
             Some(Command::Stop) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
                 log::info!("{}: stop requested", self.label);
+                if self.ctx.config.trace_loop {
+                    let key = self.token.0;
+                    trace::emit(format_args!("  conn {key} {}: stop requested", self.label));
+                }
                 self.ctx.stop_requested = true;
+                *self.sent_stop = true;
             }
             Some(Command::Stop) => {
                 log::warn!("{}: refused stop from a remote client", self.label);

@@ -475,6 +475,10 @@ impl EventLoop {
     /// are read and acted on; replies are flushed within the grace period.
     fn begin_stop(&mut self, now: Instant) {
         log::info!("stopping: {} clients connected", self.connections.len());
+        if self.ctx.config.trace_loop {
+            let open = self.connections.len();
+            trace::emit(format_args!("  stopping: {open} clients connected"));
+        }
         for mut listener in self.accept.close_all() {
             let _ = self.ctx.registry.deregister(listener.source());
             // Dropping closes the socket; a Unix listener removes its file.
