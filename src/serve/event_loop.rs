@@ -221,10 +221,14 @@ impl EventLoop {
             self.next_stats = Some(now + every);
         }
         if self.grace_deadline.is_some_and(|deadline| deadline <= now) {
-            log::warn!(
-                "grace period over: closing {} clients with output unsent",
-                self.connections.len()
-            );
+            let unsent = self
+                .connections
+                .iter()
+                .filter(|(_, connection)| connection.pending_output() > 0)
+                .count();
+            if unsent > 0 {
+                log::warn!("grace period over: closing {unsent} clients with output unsent");
+            }
             self.close_all(CloseReason::Stop);
         }
         if self.accept.resume_if_due(now) {
