@@ -40,6 +40,20 @@ use queue::{Closed, OutputQueue, Sink};
 /// reaches this size, so that staging never holds much beyond the bound.
 const STAGE_LIMIT: usize = 64 * 1024;
 
+/// If `fd` is a pipe, asks the kernel for a larger one (1 MiB instead of
+/// 64 KiB): the writer and the reader then take turns far less often. A
+/// pipe's size belongs to the pipe, not to our end of it, and a reader never
+/// notices; if the kernel refuses (a lower `pipe-max-size`), nothing changes.
+fn grow_pipe(fd: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    const PIPE_SIZE: libc::c_int = 1024 * 1024;
+    // SAFETY: fcntl(2) on a descriptor we own; F_SETPIPE_SZ takes an int and
+    // fails harmlessly (EBADF) on anything but a pipe.
+    unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
+    }
+}
+
 /// Where printed output goes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum OutputTarget {
@@ -160,6 +174,7 @@ impl Output {
                 // writes, and the shell's file description left as it is.
                 use std::os::fd::AsFd;
                 let fd = io::stdout().as_fd().try_clone_to_owned()?;
+                grow_pipe(&fd);
                 (Sink::Stream(Box::new(std::fs::File::from(fd))), false)
             }
             OutputTarget::File(path) => (Sink::file(path)?, true),
@@ -268,6 +283,7 @@ impl Output {
 
     /// Hands over what is staged and waits up to `timeout` for everything
     /// to be written; `true` if it was. Not for a loop: for tests and tools.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn wait_written(&mut self, timeout: std::time::Duration) -> bool {
         self.flush();
         self.queue.wait_drained(timeout)
