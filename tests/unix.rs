@@ -63,12 +63,12 @@ fn lines_behind_passed_descriptors_are_read_and_the_descriptors_closed() {
     server.wait_for_output("] open\n");
     let baseline = open_fds(server.pid());
     // Everything is queued before the server reads any of it.
-    server.signal(libc::SIGSTOP);
+    server.freeze();
     for round in 0..5 {
         send_with_fds(&client, format!("first {round}\n").as_bytes());
     }
     (&client).write_all(b"second\nthird\n").unwrap();
-    server.signal(libc::SIGCONT);
+    server.thaw();
     server.wait_for_output("] third\n");
     let output = server.stdout();
     for round in 0..5 {

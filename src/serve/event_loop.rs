@@ -628,13 +628,20 @@ impl EventLoop {
         }
     }
 
-    /// Stop gracefully: no new clients; every client's already-sent bytes
-    /// are read and acted on; replies are flushed within the grace period.
+    /// Stop gracefully: no new clients (those already in the backlog are
+    /// taken); every client's already-sent bytes are read and acted on;
+    /// replies are flushed within the grace period.
     fn begin_stop(&mut self, now: Instant) {
         log::info!("stopping: {} clients connected", self.connections.len());
         if self.ctx.config.trace_loop {
             let open = self.connections.len();
             trace::emit(format_args!("  stopping: {open} clients connected"));
+        }
+        // Clients already queued in the backlog connected before the stop:
+        // accept them (one turn's budget per listener) and serve them like
+        // the others, rather than reset them by closing the listener.
+        for index in 0..self.accept.len() {
+            self.accept_from(index, now);
         }
         for mut listener in self.accept.close_all() {
             let _ = self.ctx.registry.deregister(listener.source());

@@ -127,6 +127,25 @@ impl ServerProcess {
         assert_eq!(rc, 0, "kill failed");
     }
 
+    /// Stops the process (SIGSTOP) and waits until it is stopped: what a
+    /// test does next happens while the server cannot run.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        wait_until("the server to be stopped", || {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('T')
+        });
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
     /// CPU time (user + system) the process has used, in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
         cpu_ticks(self.pid())
