@@ -61,7 +61,7 @@ use crate::serve::output::diagnostics;
 use crate::serve::output::queue::Closed;
 use crate::serve::ready::ReadyQueue;
 use crate::serve::slots::{self, Slot};
-use crate::serve::stats::SharedCounters;
+use crate::serve::stats::{self, SharedCounters};
 use crate::serve::trace;
 
 /// Events fetched per `poll` call; more simply wait for the next turn.
@@ -278,7 +278,7 @@ impl EventLoop {
         if let Some(due) = self.next_stats
             && due <= now
         {
-            log::info!(target: "selectd::stats", "{}", self.ctx.counters);
+            stats::report(&self.ctx.counters);
             let every = self
                 .ctx
                 .config
