@@ -6,6 +6,10 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
 
 use common::*;
 
@@ -66,6 +70,85 @@ fn clients_in_the_backlog_at_stop_are_served() {
         missing.len()
     );
     drop(late);
+}
+
+/// Peak resident memory (`VmHWM`) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// At stop the watermarks still hold: a client held back because it does
+/// not read its echoes keeps its unread bytes in the kernel (they were never
+/// received), so peak memory during the stop stays within the bound of
+/// normal running, and no client has more than a watermark's worth unsent.
+#[test]
+fn stop_keeps_memory_within_the_watermarks() {
+    const CLIENTS: usize = 40;
+    let server = ServerProcess::start_with(
+        &[
+            "--echo",
+            "--format",
+            "none",
+            "--idle-timeout",
+            "off",
+            "--grace",
+            "3s",
+        ],
+        |command| {
+            command.env("RUST_LOG", "warn,selectd::serve::connection=debug");
+        },
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let client = connect(&server.addr);
+        let mut writer = client.try_clone().unwrap();
+        let done = Arc::clone(&done);
+        writers.push(thread::spawn(move || {
+            let chunk = [b"flooding, never reading\n".as_slice(); 2730].concat();
+            while !done.load(Ordering::Relaxed) && writer.write_all(&chunk).is_ok() {}
+        }));
+        clients.push(client);
+    }
+    wait_until("every client to be held back", || {
+        server.stderr().matches("pausing reads").count() >= CLIENTS
+    });
+    // Let the kernel queues fill behind the paused reads.
+    thread::sleep(Duration::from_millis(1500));
+    let running = peak_rss_kib(server.pid());
+    server.signal(libc::SIGTERM);
+    thread::sleep(Duration::from_millis(2000));
+    let stopping = peak_rss_kib(server.pid());
+    done.store(true, Ordering::Relaxed);
+    eprintln!("peak RSS: {running} KiB while running, {stopping} KiB during stop");
+    let growth = stopping.saturating_sub(running);
+    assert!(
+        growth < 16 * 1024,
+        "peak memory grew by {growth} KiB during stop ({running} -> {stopping} KiB)"
+    );
+    drop(clients);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let stderr = server.stderr();
+    for line in stderr
+        .lines()
+        .filter(|l| l.contains("bytes of output unsent"))
+    {
+        let unsent: u64 = line
+            .split(" with ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unparsable: {line}"));
+        assert!(unsent <= (1024 + 64) * 1024, "{line}");
+    }
 }
 
 /// `--grace 0` closes at once, and does not claim output was unsent when

@@ -64,7 +64,8 @@ use crate::serve::trace;
 pub const READ_BUDGET: usize = 64 * 1024;
 
 /// At `stop`, at most this much more is read from one client: everything a
-/// kernel receive queue can hold, but not an endless stream.
+/// kernel receive queue can hold, but not an endless stream. (With `--echo`
+/// the watermarks stop it much sooner.)
 const STOP_DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Whether a short TCP read may be taken to mean "nothing more queued" (see
@@ -360,7 +361,14 @@ impl Connection {
         if let Phase::Closing(_) = self.phase {
             return self.settle(ctx, false, false);
         }
-        let mut remaining = if may_read { STOP_DRAIN_LIMIT } else { 0 };
+        // The watermarks still hold: a client held back for not reading its
+        // replies keeps its unread bytes in the kernel (never received),
+        // and reading stops as soon as a client's replies pass the mark.
+        let mut remaining = if may_read && self.phase == Phase::Reading {
+            STOP_DRAIN_LIMIT
+        } else {
+            0
+        };
         let mut eof = false;
         while remaining > 0 {
             let want = scratch.len().min(remaining);
@@ -379,8 +387,10 @@ impl Connection {
             if let Err(reason) = self.receive(Some(&scratch[..n]), ctx) {
                 return Status::Closed(reason);
             }
-            if let Phase::Closing(_) = self.phase {
-                return self.settle(ctx, true, false);
+            match self.phase {
+                Phase::Closing(_) => return self.settle(ctx, true, false),
+                Phase::Backpressured => break,
+                Phase::Reading => {}
             }
         }
         if !eof {
