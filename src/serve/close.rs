@@ -32,11 +32,15 @@ pub enum CloseReason {
     CrossProtocol,
     /// Another socket error; the error itself is logged.
     Error,
+    /// The server held the client back (it did not read its replies, so
+    /// the server stopped reading from it) and its pending output made no
+    /// progress for the idle time-out.
+    WriteTimeout,
 }
 
 impl CloseReason {
     /// Every reason, in a fixed order (see [`index`](Self::index)).
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::Eof,
         CloseReason::Disconnect,
         CloseReason::Idle,
@@ -47,6 +51,7 @@ impl CloseReason {
         CloseReason::LineTimeout,
         CloseReason::CrossProtocol,
         CloseReason::Error,
+        CloseReason::WriteTimeout,
     ];
 
     /// This reason's position in [`ALL`](Self::ALL).
@@ -67,6 +72,7 @@ impl CloseReason {
             CloseReason::LineTimeout => "line-timeout",
             CloseReason::CrossProtocol => "cross-protocol",
             CloseReason::Error => "error",
+            CloseReason::WriteTimeout => "write-timeout",
         }
     }
 

@@ -213,7 +213,10 @@ impl Connection {
     /// Whether an unfinished line began or ended since the last call: the
     /// reactor starts or stops this connection's line-timeout clock.
     pub(crate) fn line_timer(&mut self) -> LineTimer {
-        let now = (self.lines.pending() > 0).then(|| self.lines.completed());
+        // While the server holds the client back, it is not the client
+        // that is slow: the clock stops, and starts afresh on resuming.
+        let unfinished = self.lines.pending() > 0 && self.phase != Phase::Backpressured;
+        let now = unfinished.then(|| self.lines.completed());
         if now == self.timed_line {
             return LineTimer::Unchanged;
         }
@@ -233,12 +236,25 @@ impl Connection {
         CloseReason::LineTimeout
     }
 
-    /// The client was silent for the idle time-out (the notes'
-    /// `if not inp: break`). What it sent of an unfinished line is still
+    /// Nothing moved for the idle time-out. Usually the client was silent
+    /// (the notes' `if not inp: break`). But while the server holds it back
+    /// (backpressure) the server is the one not reading, so the client may
+    /// be sending all along: what it failed to do is read its replies, and
+    /// the clock (restarted by every byte written to it) timed the output
+    /// that made no progress. What it sent of an unfinished line is still
     /// printed: nothing already received is lost.
     pub(crate) fn on_idle_timeout(&mut self, ctx: &mut Context) -> CloseReason {
         self.print_unfinished_line(ctx);
-        CloseReason::Idle
+        if self.phase == Phase::Backpressured {
+            log::info!(
+                "{}: {} bytes of replies unread for the idle time-out",
+                self.label,
+                self.out.len()
+            );
+            CloseReason::WriteTimeout
+        } else {
+            CloseReason::Idle
+        }
     }
 
     /// Prints an unfinished line as it stands, when the connection ends
