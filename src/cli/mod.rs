@@ -57,7 +57,8 @@ pub struct ServeArgs {
     /// drop whole lines and count them as lines_dropped).
     #[arg(long, value_name = "POLICY", default_value = "block")]
     pub output_full: String,
-    /// Longest accepted line (bytes, or 64KiB, 1MiB); longer lines close the client.
+    /// Longest accepted line (bytes, or 64KiB, 1MiB); longer lines close the
+    /// client. `off`: no limit, for raw echo of binary data.
     #[arg(long, value_name = "BYTES", default_value = "64KiB")]
     pub max_line: String,
     /// Write every line back to its sender.
@@ -119,7 +120,11 @@ impl ServeArgs {
             },
             output_buffer: flag("output-buffer", parse_bytes(&self.output_buffer))?,
             output_full: flag("output-full", self.output_full.parse())?,
-            max_line: flag("max-line", parse_bytes(&self.max_line))?,
+            // `off`: no limit (raw echo of binary data; see proto::line).
+            max_line: match self.max_line.as_str() {
+                "off" => usize::MAX,
+                bytes => flag("max-line", parse_bytes(bytes))?,
+            },
             echo: self.echo,
             high_watermark: flag("high-watermark", parse_bytes(&self.high_watermark))?,
             low_watermark: flag("low-watermark", parse_bytes(&self.low_watermark))?,

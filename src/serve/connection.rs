@@ -604,7 +604,7 @@ impl Act<'_, '_> {
     /// echoed with `--echo`).
     fn on_line(&mut self, line: Line<'_>) -> ControlFlow<()> {
         self.ctx.counters.lines += 1;
-        if is_cross_protocol(line.text) {
+        if !line.continues && is_cross_protocol(line.text) {
             // Close at once: nothing this connection sent from here on,
             // nor the replies owed to it, is worth anything.
             log::warn!(
@@ -616,7 +616,10 @@ impl Act<'_, '_> {
             self.next_phase = Some(Phase::Closing(CloseReason::CrossProtocol));
             return ControlFlow::Break(());
         }
-        match Command::parse(line.text) {
+        // A piece of a line longer than any limit (`--max-line off`) is
+        // never a command, however it ends.
+        let command = line.is_whole().then(|| Command::parse(line.text)).flatten();
+        match command {
             Some(Command::Disconnect) => {
                 // As redis does for QUIT: flush the replies so far, then close;
                 // whatever the client sent after `disconnect` is not acted on.
