@@ -26,6 +26,7 @@
 //! each turn for `--trace-loop`; `config` and `error` hold the settings and
 //! the failures that stop the server.
 
+pub(crate) mod activation;
 pub(crate) mod close;
 pub(crate) mod config;
 pub(crate) mod connection;
@@ -34,7 +35,9 @@ pub(crate) mod deadline;
 pub(crate) mod error;
 pub(crate) mod event_loop;
 pub(crate) mod listen;
+pub(crate) mod notify;
 pub(crate) mod output;
+pub(crate) mod proxy;
 pub(crate) mod slots;
 pub(crate) mod stats;
 pub(crate) mod trace;
