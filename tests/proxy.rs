@@ -173,7 +173,11 @@ fn a_header_naming_a_local_client_may_stop_the_server() {
         .write_all(b"PROXY TCP4 127.0.0.9 127.0.0.1 40005 10001\r\nstop\n")
         .unwrap();
     server.join();
-    assert!(server.output().contains("* [127.0.0.9:40005] close: stop\n"));
+    assert!(
+        server
+            .output()
+            .contains("* [127.0.0.9:40005] close: stop\n")
+    );
 }
 
 /// A v2 LOCAL header (a proxy's own health check) keeps the proxy's address.
@@ -200,8 +204,14 @@ fn bad_headers_close_with_proxy_header() {
     too_long_v2.extend([0x21, 0x11, 0xff, 0xff]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("no header", b"hello\n".to_vec()),
-        ("bad v1", b"PROXY TCP4 203.0.113.300 127.0.0.1 1 2\r\nhello\n".to_vec()),
-        ("v1 without CR", b"PROXY TCP4 203.0.113.7 127.0.0.1 1 2\nhello\n".to_vec()),
+        (
+            "bad v1",
+            b"PROXY TCP4 203.0.113.300 127.0.0.1 1 2\r\nhello\n".to_vec(),
+        ),
+        (
+            "v1 without CR",
+            b"PROXY TCP4 203.0.113.7 127.0.0.1 1 2\nhello\n".to_vec(),
+        ),
         ("bad v2 version", {
             let mut h = v2_tcp4(1);
             h[12] = 0x11;
@@ -229,7 +239,10 @@ fn bad_headers_close_with_proxy_header() {
         server.handle.stats().closed_for(CloseReason::ProxyHeader) == count as u64
     });
     let output = server.output();
-    assert!(!output.contains("hello"), "nothing after a bad header is served");
+    assert!(
+        !output.contains("hello"),
+        "nothing after a bad header is served"
+    );
 }
 
 /// A trusted proxy that sends nothing, or half a header, is closed with
@@ -244,7 +257,11 @@ fn slow_headers_close_with_proxy_header_after_five_seconds() {
     let rest = read_to_end(&mut silent);
     assert!(rest.is_empty());
     read_to_end(&mut trickle);
-    assert!(start.elapsed() >= Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     wait_until("both counted", || {
         server.handle.stats().closed_for(CloseReason::ProxyHeader) == 2
     });
@@ -283,7 +300,13 @@ fn without_the_flag_a_header_is_a_line() {
 #[test]
 fn a_bad_cidr_is_refused_with_its_flag() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_selectd"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--proxy-protocol", "10.0.0.0/8,nope"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--proxy-protocol",
+            "10.0.0.0/8,nope",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));

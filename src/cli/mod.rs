@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::net::addr::Address;
 use crate::net::units::{parse_bytes, parse_duration, parse_optional_duration};
-use crate::serve::config::Config;
+use crate::serve::Config;
 
 /// selectd: the select() line server from the socket notes, done right.
 #[derive(Debug, Parser)]
@@ -139,7 +139,7 @@ impl ServeArgs {
             },
             notify: true,
         };
-        config.validate()?;
+        config.validate().map_err(|err| err.to_string())?;
         Ok(config)
     }
 }

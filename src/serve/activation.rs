@@ -20,18 +20,31 @@ use std::path::PathBuf;
 
 use socket2::{Socket, Type};
 
-use crate::net::os_reason;
-use crate::serve::error::Error;
+use crate::serve::error::{Error, ListenError};
 use crate::serve::listen::{Listener, UnixListener};
 
 /// A listening socket the service manager handed over, with its name.
 #[derive(Debug)]
 pub struct Activated {
-    /// The socket, ready to serve.
-    pub listener: Listener,
+    pub(crate) socket: Adopted,
+    name: Option<String>,
+}
+
+impl Activated {
     /// Its name from `LISTEN_FDNAMES` (`FileDescriptorName=` in a unit), if
     /// one was given.
-    pub name: Option<String>,
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+/// What an inherited socket turned out to be.
+#[derive(Debug)]
+pub(crate) enum Adopted {
+    /// A TCP or Unix stream listener.
+    Stream(Listener),
+    /// A UDP socket.
+    Datagram(mio::net::UdpSocket),
 }
 
 /// Takes the sockets passed by socket activation, if the variables are set
@@ -44,54 +57,60 @@ pub struct Activated {
 ///
 /// Unsets environment variables: call it before any other thread starts
 /// (as [`std::env::remove_var`] requires), at the top of `main`.
-pub unsafe fn take_from_env() -> Result<Vec<Activated>, Error> {
+pub unsafe fn take_activated_sockets() -> Result<Vec<Activated>, Error> {
     // SAFETY: the caller promises no other thread is running.
     let fds = unsafe { sd_notify::listen_fds_with_names_and_unset_env() };
     let fds = fds.map_err(|err| Error::Listen {
-        address: "sockets passed by the service manager (LISTEN_FDS)".into(),
-        reason: os_reason(&err),
+        address: "the sockets passed by the service manager (LISTEN_FDS)".into(),
+        reason: err.into(),
     })?;
     fds.map(|(fd, name)| {
         // SAFETY: the service manager passed this descriptor to this process
         // (LISTEN_PID matched) and `sd-notify` hands each one out once; it is
-        // owned here from now on and closed when the listener is dropped.
+        // owned here from now on and closed when the socket is dropped.
         let socket = Socket::from(unsafe { OwnedFd::from_raw_fd(fd) });
         let name = Some(name).filter(|n| !n.is_empty() && n != "unknown");
-        adopt(socket, fd, name.as_deref()).map(|listener| Activated { listener, name })
+        adopt(socket, fd, name.as_deref()).map(|socket| Activated { socket, name })
     })
     .collect()
 }
 
 /// Recognises one inherited socket by its type and family.
-fn adopt(socket: Socket, fd: RawFd, name: Option<&str>) -> Result<Listener, Error> {
-    let fail = |reason: String| Error::Listen {
+fn adopt(socket: Socket, fd: RawFd, name: Option<&str>) -> Result<Adopted, Error> {
+    let fail = |reason: ListenError| Error::Listen {
         address: match name {
             Some(name) => format!("inherited fd {fd} ({name})"),
             None => format!("inherited fd {fd}"),
         },
         reason,
     };
-    let kind = socket.r#type().map_err(|e| fail(os_reason(&e)))?;
-    let local = socket.local_addr().map_err(|e| fail(os_reason(&e)))?;
-    socket
-        .set_nonblocking(true)
-        .map_err(|e| fail(os_reason(&e)))?;
+    let os = |err| fail(ListenError::Os(err));
+    let kind = socket.r#type().map_err(os)?;
+    let local = socket.local_addr().map_err(os)?;
+    socket.set_nonblocking(true).map_err(os)?;
     if kind == Type::DGRAM {
         return match local.as_socket() {
-            Some(_) => Ok(Listener::Udp(mio::net::UdpSocket::from_std(socket.into()))),
-            None => Err(fail("Unix datagram sockets are not served".into())),
+            Some(_) => Ok(Adopted::Datagram(mio::net::UdpSocket::from_std(
+                socket.into(),
+            ))),
+            None => Err(fail(ListenError::Unservable(
+                "a Unix datagram socket (not served)",
+            ))),
         };
     }
     if kind != Type::STREAM {
-        return Err(fail("neither a stream nor a datagram socket".into()));
+        return Err(fail(ListenError::Unservable(
+            "neither a stream nor a datagram socket",
+        )));
     }
-    if !socket.is_listener().map_err(|e| fail(os_reason(&e)))? {
-        return Err(fail("not a listening socket (with systemd: Accept=no)".into()));
+    if !socket.is_listener().map_err(os)? {
+        return Err(fail(ListenError::Unservable(
+            "not a listening socket (with systemd: Accept=no)",
+        )));
     }
     if local.as_socket().is_some() {
-        return Ok(Listener::Tcp(mio::net::TcpListener::from_std(
-            socket.into(),
-        )));
+        let listener = mio::net::TcpListener::from_std(socket.into());
+        return Ok(Adopted::Stream(Listener::Tcp(listener)));
     }
     if local.is_unix() {
         let path = match local.as_pathname() {
@@ -103,12 +122,14 @@ fn adopt(socket: Socket, fd: RawFd, name: Option<&str>) -> Result<Listener, Erro
             )),
         };
         let std_listener: std::os::unix::net::UnixListener = socket.into();
-        return Ok(Listener::Unix(UnixListener::inherited(
-            mio::net::UnixListener::from_std(std_listener),
-            path,
-        )));
+        let listener = mio::net::UnixListener::from_std(std_listener);
+        return Ok(Adopted::Stream(Listener::Unix(UnixListener::inherited(
+            listener, path,
+        ))));
     }
-    Err(fail("an address family that is not served".into()))
+    Err(fail(ListenError::Unservable(
+        "an address family that is not served",
+    )))
 }
 
 #[cfg(test)]
@@ -128,27 +149,40 @@ mod tests {
 
     #[test]
     fn tcp_udp_and_unix_are_recognised() {
-        let v4: SockAddr = "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into();
+        let v4: SockAddr = "127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into();
         let v6: SockAddr = "[::1]:0".parse::<std::net::SocketAddr>().unwrap().into();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.sock");
         let unix = SockAddr::unix(&path).unwrap();
 
-        let tcp = adopt(listening(Domain::IPV4, Type::STREAM, &v4), 3, None).unwrap();
+        let stream = |adopted: Adopted| match adopted {
+            Adopted::Stream(listener) => listener,
+            Adopted::Datagram(_) => panic!("a stream socket taken for a datagram one"),
+        };
+        let tcp = stream(adopt(listening(Domain::IPV4, Type::STREAM, &v4), 3, None).unwrap());
         assert!(matches!(tcp.bound_addr(), BoundAddr::Tcp(a) if a.ip().is_loopback()));
-        let tcp6 = adopt(listening(Domain::IPV6, Type::STREAM, &v6), 4, None).unwrap();
+        let tcp6 = stream(adopt(listening(Domain::IPV6, Type::STREAM, &v6), 4, None).unwrap());
         assert!(matches!(tcp6.bound_addr(), BoundAddr::Tcp(a) if a.is_ipv6()));
         let udp = adopt(listening(Domain::IPV4, Type::DGRAM, &v4), 5, None).unwrap();
-        assert!(matches!(udp.bound_addr(), BoundAddr::Udp(_)));
-        let unix = adopt(listening(Domain::UNIX, Type::STREAM, &unix), 6, None).unwrap();
+        assert!(matches!(udp, Adopted::Datagram(_)));
+        let unix = stream(adopt(listening(Domain::UNIX, Type::STREAM, &unix), 6, None).unwrap());
         assert_eq!(unix.bound_addr(), BoundAddr::Unix(path.clone()));
         drop(unix);
-        assert!(path.exists(), "an inherited socket file is not ours to remove");
+        assert!(
+            path.exists(),
+            "an inherited socket file is not ours to remove"
+        );
     }
 
     #[test]
     fn a_socket_that_does_not_listen_is_refused_with_its_name() {
-        let v4: SockAddr = "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into();
+        let v4: SockAddr = "127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into();
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         socket.bind(&v4).unwrap();
         let err = adopt(socket, 3, Some("web")).unwrap_err().to_string();

@@ -152,11 +152,6 @@ pub struct PendingHeader {
 }
 
 impl PendingHeader {
-    /// Waiting for a header.
-    pub fn new() -> Self {
-        PendingHeader::default()
-    }
-
     /// Takes the bytes of one read. `Ok(None)`: the header is not complete
     /// yet (every byte was taken). `Ok(Some((carried, used)))`: complete,
     /// and `chunk[used..]` is the client's.
@@ -170,11 +165,11 @@ impl PendingHeader {
         Ok(None)
     }
 
-    /// Bytes held so far (for a log line).
+    /// Bytes held so far.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
-
 
     /// After each byte: is the header complete, still possible, or wrong?
     fn step(&self) -> Result<Option<Carried>, HeaderError> {
@@ -223,8 +218,12 @@ fn parse_v1(line: &[u8]) -> Result<Carried, HeaderError> {
     let header =
         Header::try_from(line).map_err(|err| HeaderError::Malformed(lowercase(err.to_string())))?;
     Ok(match header.addresses {
-        Addresses::Tcp4(ip) => Carried::Client(SocketAddr::from((ip.source_address, ip.source_port))),
-        Addresses::Tcp6(ip) => Carried::Client(SocketAddr::from((ip.source_address, ip.source_port))),
+        Addresses::Tcp4(ip) => {
+            Carried::Client(SocketAddr::from((ip.source_address, ip.source_port)))
+        }
+        Addresses::Tcp6(ip) => {
+            Carried::Client(SocketAddr::from((ip.source_address, ip.source_port)))
+        }
         Addresses::Unknown => Carried::Proxy,
     })
 }
@@ -238,8 +237,12 @@ fn parse_v2(bytes: &[u8]) -> Result<Carried, HeaderError> {
         return Ok(Carried::Proxy);
     }
     Ok(match header.addresses {
-        Addresses::IPv4(ip) => Carried::Client(SocketAddr::from((ip.source_address, ip.source_port))),
-        Addresses::IPv6(ip) => Carried::Client(SocketAddr::from((ip.source_address, ip.source_port))),
+        Addresses::IPv4(ip) => {
+            Carried::Client(SocketAddr::from((ip.source_address, ip.source_port)))
+        }
+        Addresses::IPv6(ip) => {
+            Carried::Client(SocketAddr::from((ip.source_address, ip.source_port)))
+        }
         Addresses::Unspecified | Addresses::Unix(_) => Carried::Proxy,
     })
 }
@@ -281,7 +284,12 @@ mod tests {
 
     fn v2_tcp6() -> Vec<u8> {
         let mut addresses = Vec::new();
-        addresses.extend("2001:db8::9".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        addresses.extend(
+            "2001:db8::9"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
         addresses.extend(std::net::Ipv6Addr::LOCALHOST.octets());
         addresses.extend([0x9c, 0x41, 0x27, 0x11]);
         v2(1, 0x21, &addresses, &[])
@@ -294,7 +302,7 @@ mod tests {
     /// Feeds `bytes` in the pieces `cuts` makes; returns the result and the
     /// bytes left over for the client.
     fn feed_split(bytes: &[u8], cuts: &[usize]) -> (Result<Carried, HeaderError>, Vec<u8>) {
-        let mut pending = PendingHeader::new();
+        let mut pending = PendingHeader::default();
         let mut start = 0;
         let mut ends: Vec<usize> = cuts.iter().copied().filter(|&c| c < bytes.len()).collect();
         ends.sort_unstable();
@@ -341,7 +349,7 @@ mod tests {
 
     #[test]
     fn v1_tcp4_whole() {
-        let mut pending = PendingHeader::new();
+        let mut pending = PendingHeader::default();
         let mut bytes = V1_TCP4.to_vec();
         bytes.extend(b"hello\n");
         let (carried, used) = pending.feed(&bytes).unwrap().unwrap();
@@ -359,10 +367,7 @@ mod tests {
 
     #[test]
     fn v1_unknown_keeps_the_proxy() {
-        assert_eq!(
-            feed_split(b"PROXY UNKNOWN\r\n", &[]).0,
-            Ok(Carried::Proxy)
-        );
+        assert_eq!(feed_split(b"PROXY UNKNOWN\r\n", &[]).0, Ok(Carried::Proxy));
         assert_eq!(
             feed_split(b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n", &[]).0,
             Ok(Carried::Proxy)
@@ -371,7 +376,7 @@ mod tests {
 
     #[test]
     fn v1_partial_waits() {
-        let mut pending = PendingHeader::new();
+        let mut pending = PendingHeader::default();
         assert_eq!(pending.feed(&V1_TCP4[..20]), Ok(None));
         assert_eq!(pending.len(), 20);
     }
@@ -396,12 +401,12 @@ mod tests {
 
     #[test]
     fn v1_not_a_header_fails_at_the_first_wrong_byte() {
-        let mut pending = PendingHeader::new();
+        let mut pending = PendingHeader::default();
         assert!(matches!(
             pending.feed(b"PRX"),
             Err(HeaderError::Malformed(_))
         ));
-        let mut pending = PendingHeader::new();
+        let mut pending = PendingHeader::default();
         assert!(matches!(
             pending.feed(b"hello\n"),
             Err(HeaderError::Malformed(_))
@@ -422,7 +427,7 @@ mod tests {
         let mut bytes = v2_tcp4();
         let header_len = bytes.len();
         bytes.extend(b"first\n");
-        let mut pending = PendingHeader::new();
+        let mut pending = PendingHeader::default();
         let (carried, used) = pending.feed(&bytes).unwrap().unwrap();
         assert_eq!(carried, client("198.51.100.9:40000"));
         assert_eq!(used, header_len);
@@ -430,12 +435,18 @@ mod tests {
 
     #[test]
     fn v2_tcp6_whole() {
-        assert_eq!(feed_split(&v2_tcp6(), &[]).0, Ok(client("[2001:db8::9]:40001")));
+        assert_eq!(
+            feed_split(&v2_tcp6(), &[]).0,
+            Ok(client("[2001:db8::9]:40001"))
+        );
     }
 
     #[test]
     fn v2_local_keeps_the_proxy() {
-        assert_eq!(feed_split(&v2(0, 0x00, &[], &[]), &[]).0, Ok(Carried::Proxy));
+        assert_eq!(
+            feed_split(&v2(0, 0x00, &[], &[]), &[]).0,
+            Ok(Carried::Proxy)
+        );
         // LOCAL with addresses (HAProxy's checks may send them): still the proxy.
         let addresses = [127, 0, 0, 1, 127, 0, 0, 1, 0, 1, 0, 2];
         assert_eq!(
@@ -446,7 +457,10 @@ mod tests {
 
     #[test]
     fn v2_unspecified_family_keeps_the_proxy() {
-        assert_eq!(feed_split(&v2(1, 0x00, &[], &[]), &[]).0, Ok(Carried::Proxy));
+        assert_eq!(
+            feed_split(&v2(1, 0x00, &[], &[]), &[]).0,
+            Ok(Carried::Proxy)
+        );
     }
 
     #[test]
@@ -460,7 +474,10 @@ mod tests {
         bad_signature[6] = b'X';
         for bad in [bad_version, bad_command, short_addresses, bad_signature] {
             let result = feed_split(&bad, &[]).0;
-            assert!(matches!(result, Err(HeaderError::Malformed(_))), "{result:?}");
+            assert!(
+                matches!(result, Err(HeaderError::Malformed(_))),
+                "{result:?}"
+            );
         }
     }
 
@@ -468,7 +485,7 @@ mod tests {
     fn v2_too_long_is_refused_from_its_length_field() {
         let mut header = V2_SIGNATURE.to_vec();
         header.extend([0x21, 0x11, 0xff, 0xff]);
-        let mut pending = PendingHeader::new();
+        let mut pending = PendingHeader::default();
         assert_eq!(pending.feed(&header), Err(HeaderError::TooLong));
     }
 
@@ -504,7 +521,10 @@ mod tests {
                 assert_eq!(rest, b"first line\n", "cut at {cut}");
             }
             let every: Vec<usize> = (1..bytes.len()).collect();
-            assert_eq!(feed_split(&bytes, &every), (Ok(expected), b"first line\n".to_vec()));
+            assert_eq!(
+                feed_split(&bytes, &every),
+                (Ok(expected), b"first line\n".to_vec())
+            );
         }
     }
 
@@ -528,7 +548,7 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..600),
             cuts in proptest::collection::vec(0usize..600, 0..8),
         ) {
-            let mut pending = PendingHeader::new();
+            let mut pending = PendingHeader::default();
             let mut start = 0;
             let mut ends = cuts;
             ends.push(bytes.len());
