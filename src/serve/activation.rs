@@ -58,6 +58,16 @@ pub(crate) enum Adopted {
 /// Unsets environment variables: call it before any other thread starts
 /// (as [`std::env::remove_var`] requires), at the top of `main`.
 pub unsafe fn take_activated_sockets() -> Result<Vec<Activated>, Error> {
+    let for_us = std::env::var("LISTEN_PID").is_ok_and(|pid| pid == std::process::id().to_string());
+    if !for_us {
+        // Meant for another process (or absent): not ours to serve, and
+        // `sd-notify` would take names without sockets for an error.
+        for name in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+            // SAFETY: the caller promises no other thread is running.
+            unsafe { std::env::remove_var(name) };
+        }
+        return Ok(Vec::new());
+    }
     // SAFETY: the caller promises no other thread is running.
     let fds = unsafe { sd_notify::listen_fds_with_names_and_unset_env() };
     let fds = fds.map_err(|err| Error::Listen {
