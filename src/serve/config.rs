@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::net::addr::Address;
 use crate::serve::error::ConfigError;
-use crate::serve::output::Format;
+use crate::serve::output::{Format, OutputFull, OutputTarget};
 use crate::serve::proxy::TrustedProxies;
 
 /// How a server listens, prints, and bounds its clients.
@@ -23,6 +23,13 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// How lines and events are printed.
     pub format: Format,
+    /// Where they are printed (`--output`).
+    pub output: OutputTarget,
+    /// At most this many bytes of printed output wait to be written
+    /// (`--output-buffer`).
+    pub output_buffer: usize,
+    /// What happens when that much waits (`--output-full`).
+    pub output_full: OutputFull,
     /// The longest line accepted, in bytes, without its terminator.
     pub max_line: usize,
     /// Write every line back to its sender.
@@ -69,6 +76,9 @@ impl Default for Config {
             }],
             idle_timeout: Some(Duration::from_secs(5)),
             format: Format::Tagged,
+            output: OutputTarget::Stdout,
+            output_buffer: 16 * 1024 * 1024,
+            output_full: OutputFull::Block,
             max_line: 64 * 1024,
             echo: false,
             high_watermark: 1024 * 1024,
@@ -119,6 +129,9 @@ impl Config {
         }
         if self.max_conns == Some(0) {
             return Err(ConfigError::NoConnections);
+        }
+        if self.output_buffer == 0 {
+            return Err(ConfigError::NoOutputBuffer);
         }
         if self.max_line == 0 {
             return Err(ConfigError::EmptyLines);

@@ -319,6 +319,12 @@ impl Connection {
         self.settle(ctx, active, again)
     }
 
+    /// The socket is readable but the loop may not read now (its output is
+    /// full): keep what the event said, for the read that comes later.
+    pub(crate) fn defer_read(&mut self, drain_fully: bool) {
+        self.drain_fully |= drain_fully;
+    }
+
     /// The socket is writable: send what is waiting, and resume reading if
     /// backpressure eased.
     pub(crate) fn on_writable(&mut self, ctx: &mut Context) -> Status {
@@ -347,11 +353,19 @@ impl Connection {
     /// the kernel holds for us, up to `STOP_DRAIN_LIMIT` so a client that
     /// keeps streaming cannot hold the stop), act on every line, keep an
     /// unfinished last line as a line, and close once the replies are flushed.
-    pub(crate) fn on_stop(&mut self, ctx: &mut Context, scratch: &mut [u8]) -> Status {
+    ///
+    /// With `may_read` false (the output is full), nothing more is read:
+    /// what the client sent stays in the kernel, never received.
+    pub(crate) fn on_stop(
+        &mut self,
+        ctx: &mut Context,
+        scratch: &mut [u8],
+        may_read: bool,
+    ) -> Status {
         if let Phase::Closing(_) = self.phase {
             return self.settle(ctx, false, false);
         }
-        let mut remaining = STOP_DRAIN_LIMIT;
+        let mut remaining = if may_read { STOP_DRAIN_LIMIT } else { 0 };
         while remaining > 0 {
             let want = scratch.len().min(remaining);
             let n = match self.stream.read(&mut scratch[..want]) {

@@ -58,7 +58,8 @@ pub use config::Config;
 pub use connection::{LINE_TOO_LONG, STATS_NOT_LOCAL, STOP_NOT_LOCAL};
 pub use error::Error;
 pub use listen::BoundAddr;
-pub use output::{Format, MemorySink};
+pub use output::diagnostics::{Stderr, finish as flush_stderr, line as stderr_line};
+pub use output::{Format, MemorySink, OutputFull, OutputTarget};
 pub use proxy::TrustedProxies;
 pub use stats::Counters;
 
@@ -166,8 +167,10 @@ impl Server {
                 .register(socket, slots::datagram_token(index), Interest::READABLE)
                 .map_err(|err| Error::Setup("register a UDP socket", err))?;
         }
-        let waker = Waker::new(&registry, slots::WAKER)
-            .map_err(|err| Error::Setup("create the waker", err))?;
+        let waker = Arc::new(
+            Waker::new(&registry, slots::WAKER)
+                .map_err(|err| Error::Setup("create the waker", err))?,
+        );
         let signals = if config.handle_signals {
             Some(register_signals(&registry)?)
         } else {
@@ -175,14 +178,27 @@ impl Server {
         };
         let max_conns = config.max_conns.unwrap_or_else(limits::default_max_conns);
         log::debug!("serving at most {max_conns} connections");
+        let output = Output::start(
+            config.format,
+            &config.output,
+            config.output_buffer,
+            config.output_full,
+        )
+        .map_err(|source| Error::Output {
+            path: match &config.output {
+                OutputTarget::Stdout => "-".into(),
+                OutputTarget::File(path) => path.display().to_string(),
+            },
+            source,
+        })?;
         let handle = ServerHandle {
-            waker: Arc::new(waker),
+            waker: Arc::clone(&waker),
             stop_flag: Arc::new(AtomicBool::new(false)),
             counters: SharedCounters::default(),
         };
         let ctx = Context {
             registry,
-            output: Output::new(config.format, Box::new(std::io::stdout())),
+            output,
             config,
             stop_requested: false,
             counters: Counters::default(),
@@ -195,6 +211,7 @@ impl Server {
             published: handle.counters.clone(),
             stop_flag: Arc::clone(&handle.stop_flag),
             signals,
+            waker,
         });
         names.resize(bound.addrs.len(), None);
         Ok(Server {
@@ -205,10 +222,19 @@ impl Server {
         })
     }
 
-    /// Prints to `sink` instead of stdout (e.g. a [`MemorySink`]).
+    /// Prints to `sink` instead of stdout (e.g. a [`MemorySink`]), through
+    /// the same bounded queue and writer thread.
     pub fn with_output(mut self, sink: impl Write + Send + 'static) -> Self {
-        let ctx = self.event_loop.ctx_mut();
-        ctx.output = Output::new(ctx.config.format, Box::new(sink));
+        let config = self.event_loop.config();
+        match Output::to_writer(
+            config.format,
+            Box::new(sink),
+            config.output_buffer,
+            config.output_full,
+        ) {
+            Ok(output) => self.event_loop.set_output(output),
+            Err(err) => log::error!("cannot start the output writer, keeping the old: {err}"),
+        }
         self
     }
 
@@ -237,18 +263,20 @@ impl Server {
 
     /// Runs until stopped (by a `stop` line, a [`ServerHandle`], or a signal),
     /// then returns once every client is closed and all output is flushed.
-    pub fn run(mut self) -> Result<(), Error> {
-        if self.event_loop.ctx_mut().config.notify {
+    pub fn run(self) -> Result<(), Error> {
+        if self.event_loop.config().notify {
             notify::ready();
         }
         self.event_loop.run()
     }
 }
 
-/// SIGINT and SIGTERM, delivered through the loop's `Poll`.
+/// SIGINT and SIGTERM (stop), and SIGHUP (reopen the output file),
+/// delivered through the loop's `Poll`.
 fn register_signals(registry: &mio::Registry) -> Result<Signals, Error> {
-    let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|err| Error::Setup("handle SIGINT and SIGTERM", err))?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|err| Error::Setup("handle SIGINT, SIGTERM and SIGHUP", err))?;
     registry
         .register(&mut signals, slots::SIGNALS, Interest::READABLE)
         .map_err(|err| Error::Setup("register the signal handler", err))?;
