@@ -36,7 +36,9 @@ pub enum Command {
 pub struct ServeArgs {
     /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
     /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT. Port 0 picks a free port.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10001")]
+    /// Default: 127.0.0.1:10001, unless a service manager passes sockets
+    /// (socket activation), which are served beside any --listen.
+    #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
     /// Close a client silent this long: 250ms, 5s, 2m; 0 or off disables.
     #[arg(long, value_name = "DUR", default_value = "5s")]
@@ -95,6 +97,11 @@ pub struct ServeArgs {
     /// Print each reactor turn on stderr, in select() terms (for learning).
     #[arg(long)]
     pub trace_loop: bool,
+    /// Trusted proxies (e.g. 127.0.0.1/32,10.0.0.0/8): their connections
+    /// must open with a PROXY protocol header (v1 or v2) within 5s, and the
+    /// client it names is the peer.
+    #[arg(long, value_name = "CIDR[,CIDR...]")]
+    pub proxy_protocol: Option<String>,
 }
 
 impl ServeArgs {
@@ -146,6 +153,11 @@ impl ServeArgs {
             },
             trace_loop: self.trace_loop,
             handle_signals: true,
+            proxy_protocol: match &self.proxy_protocol {
+                Some(trusted) => flag("proxy-protocol", trusted.parse())?,
+                None => Default::default(),
+            },
+            notify: true,
         };
         config.validate().map_err(|err| err.to_string())?;
         Ok(config)
