@@ -23,7 +23,7 @@ use common::{
     Captured, ServerProcess, capture, connect, cpu_ticks, read_to_end, skip, wait_exit, wait_until,
 };
 
-/// The seed's separator line.
+/// The notes' separator line.
 const SEPARATOR: &str = "----------------\n";
 
 /// The examples these tests run.
@@ -161,7 +161,7 @@ fn stop(server: &mut Spawned, addr: &str) {
     assert_eq!(read_to_end(&mut stopper), b"", "closed after stop");
 }
 
-// ---- blocking_server: the seed's server ----
+// ---- blocking_server: the notes' server ----
 
 /// Each chunk a client sends is printed stripped; `disconnect` ends that
 /// client, which is followed by the separator; `stop` ends the server with
@@ -185,7 +185,7 @@ fn blocking_server_prints_chunks_and_obeys_disconnect_and_stop() {
     );
 }
 
-/// A client silent for the time-out (the seed's `select(.., TIMEOUT)`
+/// A client silent for the time-out (the notes' `select(.., TIMEOUT)`
 /// returning nothing) is dropped: not before the time-out has passed.
 #[test]
 fn blocking_server_drops_idle_client_after_timeout() {
@@ -204,7 +204,7 @@ fn blocking_server_drops_idle_client_after_timeout() {
 }
 
 /// A client that closes without `disconnect` ends that client, and the
-/// server goes back to waiting in `accept`, using no CPU. The seed spun
+/// server goes back to waiting in `accept`, using no CPU. The notes' server spun
 /// here, printing blank lines forever.
 #[test]
 fn blocking_server_does_not_spin_at_eof() {
@@ -237,7 +237,7 @@ fn blocking_server_does_not_spin_at_eof() {
 }
 
 /// One client at a time: a second client's chunk waits in the backlog
-/// until the first client leaves (the seed's limitation, kept on purpose).
+/// until the first client leaves (the notes' limitation, kept on purpose).
 #[test]
 fn blocking_server_serves_one_client_at_a_time() {
     let (mut server, addr) = blocking_server(&[]);
@@ -258,7 +258,7 @@ fn blocking_server_serves_one_client_at_a_time() {
     stop(&mut server, &addr);
 }
 
-// ---- blocking_client: the seed's client ----
+// ---- blocking_client: the notes' client ----
 
 /// Against `selectd serve --echo`, the client's request comes back byte for
 /// byte, fixed (`HTTP/1.0`, CRLF), and the half-close makes selectd finish
@@ -326,7 +326,7 @@ fn blocking_client_against_blocking_server() {
     stop(&mut server, &addr);
 }
 
-/// A refused connection is reported as the seed would have seen it:
+/// A refused connection is reported as the notes' client would have seen it:
 /// `socket.error`, with the `io::ErrorKind`, and exit status 1.
 #[test]
 fn blocking_client_names_the_python_exception() {

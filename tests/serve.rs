@@ -1,4 +1,4 @@
-//! `selectd serve`: the seed server's job, for every client at once.
+//! `selectd serve`: the notes' server's job, for every client at once.
 //!
 //! Each test states the rule it pins. Clients speak raw bytes over loopback
 //! to a server on an ephemeral port; every wait is bounded.
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// Every client is served at once: none waits for another to leave (the
-/// seed served one at a time while the rest queued in the backlog).
+/// notes' server served one at a time while the rest queued in the backlog).
 #[test]
 fn many_clients_are_served_at_once() {
     let server = InProcess::start(|_| {});
@@ -171,7 +171,7 @@ fn idle_timeout_off_keeps_a_silent_client() {
 }
 
 /// At EOF an unterminated last line is printed; the connection is closed
-/// and the server does not spin (the seed printed blank lines forever).
+/// and the server does not spin (the notes' server printed blank lines forever).
 #[test]
 fn eof_tail_is_printed_and_nothing_spins() {
     let server = ServerProcess::start(&[]);
@@ -270,7 +270,7 @@ fn format_tagged_exact() {
     );
 }
 
-/// `--format plain`: exactly what the seed prints: stripped lines, and the
+/// `--format plain`: exactly what the notes' server prints: stripped lines, and the
 /// separator after each client.
 #[test]
 fn format_plain_exact() {

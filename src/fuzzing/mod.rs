@@ -10,7 +10,7 @@
 //! It lives in the library (hidden from the docs) rather than in `fuzz/` so
 //! that the cargo-fuzz target stays one line and an ordinary test on the
 //! stable toolchain replays the saved corpus through the very same checks
-//! (`tests/fuzz_corpus.rs`). Nothing here is used by the server.
+//! (`replay.rs`, run by `cargo test`). Nothing here is used by the server.
 
 // This module's job is to panic when an invariant breaks: that panic is
 // the fuzzer's finding. The library-wide ban on panics does not apply here.
@@ -53,7 +53,7 @@ struct Framed {
 /// - without an error, the raw bytes of all lines, joined, are the stream;
 ///   with one, they are a prefix of it;
 /// - [`Command::parse`] is `Some` only for the exact command word after
-///   [`strip`], which itself trims exactly the seed's whitespace;
+///   [`strip`], which itself trims exactly the whitespace of the notes' `strip()`;
 /// - [`write_escaped`] (plain and JSON) yields UTF-8 with no control or
 ///   bidi character, keeps printable UTF-8 as it is, and in JSON mode yields
 ///   a valid JSON string body that decodes to the plain escaping;
@@ -180,7 +180,7 @@ fn check_line(raw: &[u8], text: &[u8], max_line: usize, last: bool) {
     }
 }
 
-/// The seed's `strip()` whitespace.
+/// The whitespace Python's `strip()` removes, as the notes' server uses it.
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
