@@ -9,9 +9,12 @@ use selectd::{Server, bench, send as client};
 
 fn main() -> ExitCode {
     // Warnings by default, and the counters that `--stats` asks for.
+    // Log records go to stderr through a bounded queue and a thread of
+    // their own, so a stalled stderr never stalls the server.
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,selectd::stats=info"),
     )
+    .target(env_logger::Target::Pipe(Box::new(selectd::serve::Stderr)))
     .init();
     let cli = Cli::parse();
     match cli.command {
@@ -38,10 +41,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(err) => return fail(&err.to_string(), 1),
     };
     for addr in server.local_addrs() {
-        eprintln!("listening on {addr}");
+        selectd::serve::stderr_line(format_args!("listening on {addr}"));
     }
     match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            selectd::serve::flush_stderr(STDERR_GRACE);
+            ExitCode::SUCCESS
+        }
         Err(err) => fail(&err.to_string(), 1),
     }
 }
@@ -54,7 +60,12 @@ fn send(args: client::SendArgs) -> ExitCode {
     }
 }
 
+/// How long the last words on stderr may hold up the exit (a stalled
+/// stderr must not keep the process alive).
+const STDERR_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn fail(message: &str, code: u8) -> ExitCode {
-    eprintln!("error: {message}");
+    selectd::serve::stderr_line(format_args!("error: {message}"));
+    selectd::serve::flush_stderr(STDERR_GRACE);
     ExitCode::from(code)
 }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::net::addr::Address;
 use crate::net::units::{parse_bytes, parse_duration, parse_optional_duration};
-use crate::serve::config::Config;
+use crate::serve::{Config, OutputTarget};
 
 /// selectd: the select() line server from the socket notes, done right.
 #[derive(Debug, Parser)]
@@ -44,6 +44,19 @@ pub struct ServeArgs {
     /// Output format: tagged, plain, json or none.
     #[arg(long, value_name = "FORMAT", default_value = "tagged")]
     pub format: String,
+    /// Where to print: - (stdout) or a FILE, appended to (created with mode
+    /// 0640) and reopened on SIGHUP, for log rotation.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub output: String,
+    /// At most this much printed output waits to be written; then
+    /// --output-full says what happens.
+    #[arg(long, value_name = "BYTES", default_value = "16MiB")]
+    pub output_buffer: String,
+    /// When the output buffer is full: block (stop reading from clients
+    /// until half of it is written; nothing is lost) or drop (keep serving,
+    /// drop whole lines and count them as lines_dropped).
+    #[arg(long, value_name = "POLICY", default_value = "block")]
+    pub output_full: String,
     /// Longest accepted line (bytes, or 64KiB, 1MiB); longer lines close the client.
     #[arg(long, value_name = "BYTES", default_value = "64KiB")]
     pub max_line: String,
@@ -99,6 +112,13 @@ impl ServeArgs {
             listen,
             idle_timeout: flag("idle-timeout", parse_optional_duration(&self.idle_timeout))?,
             format: flag("format", self.format.parse())?,
+            output: match self.output.as_str() {
+                "-" => OutputTarget::Stdout,
+                "" => return Err("--output: empty path (use - for stdout)".into()),
+                path => OutputTarget::File(path.into()),
+            },
+            output_buffer: flag("output-buffer", parse_bytes(&self.output_buffer))?,
+            output_full: flag("output-full", self.output_full.parse())?,
             max_line: flag("max-line", parse_bytes(&self.max_line))?,
             echo: self.echo,
             high_watermark: flag("high-watermark", parse_bytes(&self.high_watermark))?,
@@ -127,7 +147,7 @@ impl ServeArgs {
             trace_loop: self.trace_loop,
             handle_signals: true,
         };
-        config.validate()?;
+        config.validate().map_err(|err| err.to_string())?;
         Ok(config)
     }
 }

@@ -1,10 +1,10 @@
 //! What a line means.
 //!
-//! The notes' server compares whole `recv()` chunks with `'disconnect\r\n'`
-//! and `'stop\r\n'`, so `stop\n` from a Unix `nc`, or `stop` with a stray
-//! space, is printed instead of obeyed. Here a command is a complete line
-//! whose text, with surrounding whitespace trimmed (as the notes' `strip()`
-//! does), is exactly the command word. Everything else is text to print. Who may run a command is
+//! The notes' server compares whole `recv()` chunks with `'disconnect\r\n'` and
+//! `'stop\r\n'`, so `stop\n` from a Unix `nc`, or `stop` with a stray space,
+//! is printed instead of obeyed. Here a command is a complete line whose text,
+//! with surrounding whitespace trimmed (the notes' `strip()`), is exactly the
+//! command word. Everything else is text to print. Who may run a command is
 //! not decided here but where the peer is known (`connection.rs`).
 
 /// A line that asks the server to do something rather than print it.

@@ -1,8 +1,7 @@
 //! Splitting a byte stream into lines.
 //!
-//! The notes' server calls `recv(1024)` and treats each chunk as one message,
-//! so a command split across two reads, or two commands in one read, is
-//! missed.
+//! The notes' server calls `recv(1024)` and treats each chunk as one message, so
+//! a command split across two reads, or two commands in one read, is missed.
 //! TCP delivers a stream, not messages: framing must work for every way the
 //! same bytes can be cut into reads. This module owns that rule and nothing
 //! else: no sockets, no clock, so it is tested exhaustively with `proptest`.

@@ -60,12 +60,6 @@ impl DeadlineList {
         }
     }
 
-    /// The time-out every entry shares.
-    #[cfg(test)]
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// How many keys are waiting.
     #[cfg(test)]
     pub fn len(&self) -> usize {

@@ -227,6 +227,13 @@ impl Captured {
     }
 }
 
+/// Reads `pipe` into a shared string, for a caller that never needs to know
+/// it reached its end (prefer [`capture`] and [`Captured::wait_eof`] when
+/// reading what a process wrote before it exited).
+pub fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    capture(pipe).text
+}
+
 /// Starts reading `pipe` into a [`Captured`].
 pub fn capture(pipe: impl Read + Send + 'static) -> Captured {
     let text = Arc::new(Mutex::new(String::new()));
