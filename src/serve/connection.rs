@@ -360,7 +360,7 @@ impl Connection {
             }
             Err(err) => {
                 let reason = self.write_failed(&err, ctx);
-                let _ = self.receive(None, ctx);
+                self.drain_gone_peer(ctx);
                 return Status::Closed(reason);
             }
         };
@@ -505,11 +505,38 @@ impl Connection {
         if reason == CloseReason::Error {
             log::warn!("{}: read failed: {err}", self.label);
         }
-        // The peer is gone: there is nobody to send to.
+        // The peer is gone: there is nobody to send to. Its unfinished line
+        // is printed, not obeyed: it never finished it.
         self.peer_gone = true;
         self.out.clear();
-        let _ = self.receive(None, ctx);
+        self.print_unfinished_line(ctx);
         Status::Closed(reason)
+    }
+
+    /// A write found the peer gone, but what it sent before going may still
+    /// wait in the kernel (on Linux, reads after a reset return the queued
+    /// bytes first, then the error). Read it, bounded, and print every line
+    /// (nothing is sent any more); then the unfinished one, printed but not
+    /// obeyed. Without this, the lines behind the failed reply were lost and
+    /// a piece of one was printed as if it were a line.
+    fn drain_gone_peer(&mut self, ctx: &mut Context) {
+        // A rare path: a buffer of its own, not the loop's scratch.
+        let mut buffer = vec![0u8; 16 * 1024];
+        let mut remaining = STOP_DRAIN_LIMIT;
+        while remaining > 0 && !matches!(self.phase, Phase::Closing(_)) {
+            let n = match self.stream.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break, // WouldBlock, or the reset itself: all read.
+            };
+            remaining = remaining.saturating_sub(n);
+            ctx.counters.bytes_in += n as u64;
+            if self.receive(Some(&buffer[..n]), ctx).is_err() {
+                break;
+            }
+        }
+        self.print_unfinished_line(ctx);
     }
 
     /// Frames one read's bytes and acts on each complete line; with `None`
@@ -550,18 +577,19 @@ impl Connection {
             None => lines.finish(|line| act.on_line(line)),
         };
         act.flush_echo_run();
-        if act.failure.is_some() && chunk.is_some() {
-            // A reply failed: the peer is gone, but every line of this read
-            // was still printed, and so is the unfinished one it leaves.
-            let _ = lines.finish(|line| act.on_line(line));
-        }
         if let Err(too_long) = framed {
             log::info!("{}: {too_long}", act.label);
             act.reply(LINE_TOO_LONG);
             act.next_phase = Some(Phase::Closing(CloseReason::LineTooLong));
         }
         if let Some(err) = act.failure {
-            return Err(self.write_failed(&err, ctx));
+            // A reply failed: the peer is gone, but every line of this read
+            // was still printed, and so is what it sent after it.
+            let reason = self.write_failed(&err, ctx);
+            if chunk.is_some() {
+                self.drain_gone_peer(ctx);
+            }
+            return Err(reason);
         }
         if let Some(next) = act.next_phase {
             *phase = next;
