@@ -22,6 +22,8 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once, at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Serve line clients: print what they send (the notes' server).
     Serve(ServeArgs),
@@ -36,7 +38,9 @@ pub enum Command {
 pub struct ServeArgs {
     /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
     /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT. Port 0 picks a free port.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10001")]
+    /// Default: 127.0.0.1:10001, unless a service manager passes sockets
+    /// (socket activation), which are served beside any --listen.
+    #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
     /// Close a client silent this long: 250ms, 5s, 2m; 0 or off disables.
     #[arg(long, value_name = "DUR", default_value = "5s")]
@@ -96,6 +100,16 @@ pub struct ServeArgs {
     /// Print each reactor turn on stderr, in select() terms (for learning).
     #[arg(long)]
     pub trace_loop: bool,
+    /// Event loops, each on its own thread with its own connections: a
+    /// number, or auto (one per CPU this process may run on). 1 is the
+    /// notes' single select() loop.
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub reactors: String,
+    /// Trusted proxies (e.g. 127.0.0.1/32,10.0.0.0/8): their connections
+    /// must open with a PROXY protocol header (v1 or v2) within 5s, and the
+    /// client it names is the peer.
+    #[arg(long, value_name = "CIDR[,CIDR...]")]
+    pub proxy_protocol: Option<String>,
 }
 
 impl ServeArgs {
@@ -150,9 +164,29 @@ impl ServeArgs {
                 None => None,
             },
             trace_loop: self.trace_loop,
+            reactors: flag("reactors", parse_reactors(&self.reactors))?,
             handle_signals: true,
+            proxy_protocol: match &self.proxy_protocol {
+                Some(trusted) => flag("proxy-protocol", trusted.parse())?,
+                None => Default::default(),
+            },
+            notify: true,
         };
         config.validate().map_err(|err| err.to_string())?;
         Ok(config)
+    }
+}
+
+/// `--reactors`: a count, or `auto` for one per CPU this process may use.
+fn parse_reactors(text: &str) -> Result<usize, String> {
+    if text == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, usize::from));
+    }
+    match text.parse::<usize>() {
+        Ok(n) if (1..=crate::serve::MAX_REACTORS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "invalid count '{text}' (expected auto or 1 to {})",
+            crate::serve::MAX_REACTORS
+        )),
     }
 }

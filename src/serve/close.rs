@@ -30,6 +30,9 @@ pub enum CloseReason {
     LineTimeout,
     /// The client sent HTTP (`POST `, `Host:`): a likely cross-protocol attack.
     CrossProtocol,
+    /// A trusted proxy's connection did not open with a valid PROXY header
+    /// in time (`--proxy-protocol`): missing, malformed, too long or late.
+    ProxyHeader,
     /// Another socket error; the error itself is logged.
     Error,
     /// The server held the client back (it did not read its replies, so
@@ -40,7 +43,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in a fixed order (see [`index`](Self::index)).
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::Eof,
         CloseReason::Disconnect,
         CloseReason::Idle,
@@ -50,6 +53,7 @@ impl CloseReason {
         CloseReason::LineTooLong,
         CloseReason::LineTimeout,
         CloseReason::CrossProtocol,
+        CloseReason::ProxyHeader,
         CloseReason::Error,
         CloseReason::WriteTimeout,
     ];
@@ -71,6 +75,7 @@ impl CloseReason {
             CloseReason::LineTooLong => "line-too-long",
             CloseReason::LineTimeout => "line-timeout",
             CloseReason::CrossProtocol => "cross-protocol",
+            CloseReason::ProxyHeader => "proxy-header",
             CloseReason::Error => "error",
             CloseReason::WriteTimeout => "write-timeout",
         }

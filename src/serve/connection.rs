@@ -54,7 +54,9 @@ use crate::proto::line::{Line, LineBuffer};
 use crate::serve::close::CloseReason;
 use crate::serve::config::Config;
 use crate::serve::output::Output;
+use crate::serve::proxy::{Carried, HeaderError, PendingHeader};
 use crate::serve::send_queue::SendQueue;
+use crate::serve::shared::SharedRef;
 use crate::serve::stats::Counters;
 use crate::serve::trace;
 
@@ -113,6 +115,30 @@ pub(crate) struct Context {
     /// the current batch of events.
     pub stop_requested: bool,
     pub counters: Counters,
+    /// What every loop of this server shares, and which loop this is.
+    pub shared: SharedRef,
+    pub reactor: usize,
+}
+
+impl Context {
+    /// The reply to `stats`: the whole server's counters (this loop's live,
+    /// the others' as last published) and, with several loops, how many
+    /// connections each holds.
+    fn stats_reply(&mut self, reply: &mut [u8]) -> usize {
+        self.counters.lines_dropped = self.output.dropped();
+        let live = Some((self.reactor, &self.counters));
+        let totals = self.shared.totals(live);
+        let mut cursor = io::Cursor::new(reply);
+        let _ = write!(cursor, "stats {totals}");
+        if self.shared.loops() > 1 {
+            let _ = write!(cursor, " reactors={} open_by_reactor=", self.shared.loops());
+            for (index, open) in self.shared.open_by_loop(live).iter().enumerate() {
+                let _ = write!(cursor, "{}{open}", if index == 0 { "" } else { "," });
+            }
+        }
+        let _ = write!(cursor, "\r\n");
+        cursor.position() as usize
+    }
 }
 
 /// What the reactor must do with a connection after an event.
@@ -168,6 +194,10 @@ pub struct Connection {
     /// This client's `stop` was obeyed: however it ends (its EOF may be read
     /// before the server stops), it closes with reason `stop`.
     sent_stop: bool,
+    /// From a trusted proxy, until its PROXY header is complete: the bytes
+    /// so far. Until then nothing is framed, and `open` is not printed yet,
+    /// so that every event names the client the header carries.
+    proxy_header: Option<Box<PendingHeader>>,
 }
 
 impl Connection {
@@ -180,7 +210,13 @@ impl Connection {
     ) -> io::Result<Connection> {
         ctx.registry.register(&mut stream, token, READ_INTEREST)?;
         let label = peer.to_string().into_boxed_str();
-        ctx.output.open(&label);
+        let proxy_header = match &peer {
+            Peer::Ip(addr) if ctx.config.proxy_protocol.trusts(addr.ip()) => Some(Box::default()),
+            _ => None,
+        };
+        if proxy_header.is_none() {
+            ctx.output.open(&label);
+        }
         let config = &ctx.config;
         log::debug!("{label}: open as {token:?}");
         let drain_fully = !SHORT_READ_SHORTCUT || matches!(stream, Stream::Unix(_));
@@ -197,6 +233,7 @@ impl Connection {
             peer_gone: false,
             timed_line: None,
             sent_stop: false,
+            proxy_header,
         })
     }
 
@@ -244,6 +281,9 @@ impl Connection {
     /// that made no progress. What it sent of an unfinished line is still
     /// printed: nothing already received is lost.
     pub(crate) fn on_idle_timeout(&mut self, ctx: &mut Context) -> CloseReason {
+        if self.awaits_proxy_header() {
+            return self.on_proxy_header_late();
+        }
         self.print_unfinished_line(ctx);
         if self.phase == Phase::Backpressured {
             log::info!(
@@ -346,7 +386,7 @@ impl Connection {
             }
             Err(err) => {
                 let reason = self.write_failed(&err, ctx);
-                self.print_unfinished_line(ctx);
+                self.drain_gone_peer(ctx);
                 return Status::Closed(reason);
             }
         };
@@ -421,9 +461,57 @@ impl Connection {
         self.settle(ctx, true, false)
     }
 
+    /// Whether a trusted proxy's PROXY header is still due.
+    pub(crate) fn awaits_proxy_header(&self) -> bool {
+        self.proxy_header.is_some()
+    }
+
+    /// The PROXY header's time is up.
+    pub(crate) fn on_proxy_header_late(&mut self) -> CloseReason {
+        self.proxy_header_failed(&HeaderError::Late)
+    }
+
+    fn proxy_header_failed(&self, err: &HeaderError) -> CloseReason {
+        log::warn!("{} (trusted proxy): {err}", self.label);
+        CloseReason::ProxyHeader
+    }
+
+    /// While a PROXY header is due, takes it from the front of the stream:
+    /// `Ok(None)` while it is incomplete; once complete, the client it names
+    /// becomes the peer, `open` is printed, and what follows the header in
+    /// this read is the client's (`Ok(Some(rest))`).
+    fn take_proxy_header<'c>(
+        &mut self,
+        chunk: Option<&'c [u8]>,
+        ctx: &mut Context,
+    ) -> Result<Option<&'c [u8]>, CloseReason> {
+        let Some(pending) = &mut self.proxy_header else {
+            return Ok(chunk);
+        };
+        let fed = chunk.map_or(Err(HeaderError::Missing), |bytes| pending.feed(bytes));
+        match fed {
+            Ok(None) => Ok(None),
+            Ok(Some((carried, used))) => {
+                self.proxy_header = None;
+                if let Carried::Client(client) = carried {
+                    log::debug!("{}: PROXY header for {client}", self.label);
+                    self.peer = Peer::Ip(client);
+                    self.label = self.peer.to_string().into_boxed_str();
+                }
+                ctx.output.open(&self.label);
+                Ok(chunk.map(|bytes| &bytes[used..]))
+            }
+            Err(err) => Err(self.proxy_header_failed(&err)),
+        }
+    }
+
     /// The single exit: deregister, print the close event, log, drop the socket.
     pub(crate) fn close(mut self, reason: CloseReason, ctx: &mut Context) {
         let (registry, output) = (&ctx.registry, &mut ctx.output);
+        if self.proxy_header.is_some() {
+            // It never named a client: it opens and closes as the proxy.
+            output.open(&self.label);
+        }
         if let Err(err) = registry.deregister(&mut self.stream) {
             log::debug!("{}: deregister failed: {err}", self.label);
         }
@@ -466,16 +554,51 @@ impl Connection {
         if reason == CloseReason::Error {
             log::warn!("{}: read failed: {err}", self.label);
         }
-        // The peer is gone: there is nobody to send to.
+        // The peer is gone: there is nobody to send to. Its unfinished line
+        // is printed, not obeyed: it never finished it.
         self.peer_gone = true;
         self.out.clear();
         self.print_unfinished_line(ctx);
         Status::Closed(reason)
     }
 
+    /// A write found the peer gone, but what it sent before going may still
+    /// wait in the kernel (on Linux, reads after a reset return the queued
+    /// bytes first, then the error). Read it, bounded, and print every line
+    /// (nothing is sent any more); then the unfinished one, printed but not
+    /// obeyed. Without this, the lines behind the failed reply were lost and
+    /// a piece of one was printed as if it were a line.
+    fn drain_gone_peer(&mut self, ctx: &mut Context) {
+        // A rare path: a buffer of its own, not the loop's scratch.
+        let mut buffer = vec![0u8; 16 * 1024];
+        let mut remaining = STOP_DRAIN_LIMIT;
+        while remaining > 0 && !matches!(self.phase, Phase::Closing(_)) {
+            let n = match self.stream.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break, // WouldBlock, or the reset itself: all read.
+            };
+            remaining = remaining.saturating_sub(n);
+            ctx.counters.bytes_in += n as u64;
+            if self.receive(Some(&buffer[..n]), ctx).is_err() {
+                break;
+            }
+        }
+        self.print_unfinished_line(ctx);
+    }
+
     /// Frames one read's bytes and acts on each complete line; with `None`
     /// (end of input), acts on the unterminated last line, if any.
     fn receive(&mut self, chunk: Option<&[u8]>, ctx: &mut Context) -> Result<(), CloseReason> {
+        let chunk = if self.proxy_header.is_some() {
+            match self.take_proxy_header(chunk, ctx)? {
+                Some(rest) => Some(rest),
+                None => return Ok(()),
+            }
+        } else {
+            chunk
+        };
         let Connection {
             token,
             stream,
@@ -507,19 +630,19 @@ impl Connection {
             None => lines.finish(|line| act.on_line(line)),
         };
         act.flush_echo_run();
-        if act.failure.is_some() && chunk.is_some() {
-            // A reply failed: the peer is gone, but every line of this read
-            // was still printed, and so is the unfinished one it leaves
-            // (printed only: the client never finished it).
-            print_unfinished(lines, act.label, act.ctx);
-        }
         if let Err(too_long) = framed {
             log::info!("{}: {too_long}", act.label);
             act.reply(LINE_TOO_LONG);
             act.next_phase = Some(Phase::Closing(CloseReason::LineTooLong));
         }
         if let Some(err) = act.failure {
-            return Err(self.write_failed(&err, ctx));
+            // A reply failed: the peer is gone, but every line of this read
+            // was still printed, and so is what it sent after it.
+            let reason = self.write_failed(&err, ctx);
+            if chunk.is_some() {
+                self.drain_gone_peer(ctx);
+            }
+            return Err(reason);
         }
         if let Some(next) = act.next_phase {
             *phase = next;
@@ -640,11 +763,10 @@ impl Act<'_, '_> {
                 self.reply(STOP_NOT_LOCAL);
             }
             Some(Command::Stats) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
-                let mut reply = [0u8; 1024];
-                let mut cursor = io::Cursor::new(&mut reply[..]);
-                // 1 KiB holds every counter at its largest (20 digits each).
-                let _ = write!(cursor, "stats {}\r\n", self.ctx.counters);
-                let len = cursor.position() as usize;
+                // Every counter at its largest (20 digits each), and 20
+                // digits for each of up to 128 loops, fit.
+                let mut reply = [0u8; 4096];
+                let len = self.ctx.stats_reply(&mut reply);
                 self.reply(&reply[..len]);
             }
             Some(Command::Stats) => self.reply(STATS_NOT_LOCAL),

@@ -71,6 +71,9 @@ pub enum ListenError {
     /// A Unix socket path is a socket that neither accepts nor refuses in
     /// time (its owner is alive but not accepting).
     Unresponsive,
+    /// A socket handed over by the service manager is not one that can be
+    /// served; the text says what it is instead.
+    Unservable(&'static str),
 }
 
 impl fmt::Display for ListenError {
@@ -84,6 +87,7 @@ impl fmt::Display for ListenError {
             ListenError::Unresponsive => f.write_str(
                 "a socket is there and its owner does not answer (in use; refusing to remove it)",
             ),
+            ListenError::Unservable(what) => f.write_str(what),
         }
     }
 }
@@ -107,6 +111,8 @@ pub enum ConfigError {
     EmptyLines,
     /// `--output-buffer 0`.
     NoOutputBuffer,
+    /// `--reactors` out of range.
+    Reactors(usize),
     /// The low watermark above the high one.
     Watermarks {
         /// `--low-watermark`.
@@ -124,6 +130,11 @@ impl fmt::Display for ConfigError {
             ConfigError::NoConnections => f.write_str("--max-conns must be at least 1"),
             ConfigError::EmptyLines => f.write_str("--max-line must be at least 1 byte"),
             ConfigError::NoOutputBuffer => f.write_str("--output-buffer must be at least 1 byte"),
+            ConfigError::Reactors(n) => write!(
+                f,
+                "--reactors must be from 1 to {} (got {n})",
+                crate::serve::config::MAX_REACTORS
+            ),
             ConfigError::Watermarks { low, high } => write!(
                 f,
                 "low watermark ({low}) is above the high watermark ({high})"

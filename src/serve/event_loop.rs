@@ -42,7 +42,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
@@ -61,8 +60,9 @@ use crate::serve::output::diagnostics;
 use crate::serve::output::queue::Closed;
 use crate::serve::ready::ReadyQueue;
 use crate::serve::slots::{self, Slot};
-use crate::serve::stats::{self, SharedCounters};
+use crate::serve::stats;
 use crate::serve::trace;
+use crate::serve::{notify, proxy};
 
 /// Events fetched per `poll` call; more simply wait for the next turn.
 const EVENTS_PER_TURN: usize = 1024;
@@ -83,16 +83,16 @@ pub(crate) struct EventLoop {
     idle: Option<DeadlineList>,
     /// Deadlines of unfinished lines (`--line-timeout`), by connection key.
     line_deadlines: Option<DeadlineList>,
+    /// Deadlines of PROXY headers still due from trusted proxies; `None`
+    /// without `--proxy-protocol`.
+    proxy_headers: Option<DeadlineList>,
     ready: ReadyQueue,
     accept: Acceptor,
     datagrams: Vec<mio::net::UdpSocket>,
     datagram_state: DatagramState,
     scratch: Box<[u8]>,
-    published: SharedCounters,
     /// When to log the counters next (`--stats DUR`).
     next_stats: Option<Instant>,
-    /// Set by a [`ServerHandle`](crate::ServerHandle) before it wakes us.
-    stop_flag: Arc<AtomicBool>,
     signals: Option<Signals>,
     /// A second signal: stop without waiting for output to drain.
     stop_now: bool,
@@ -107,6 +107,10 @@ pub(crate) struct EventLoop {
     reading_paused: bool,
     /// The output's reader went away: the loop stops, and says so.
     output_closed: bool,
+    /// Which loop gets the next client handed off (round-robin).
+    next_hand_off: usize,
+    /// Clients handed over by another loop, being opened (kept to reuse).
+    handed: Vec<(Stream, Peer)>,
 }
 
 /// What the process hands a loop to run.
@@ -115,8 +119,6 @@ pub(crate) struct Parts {
     pub ctx: Context,
     pub accept: Acceptor,
     pub datagrams: Vec<mio::net::UdpSocket>,
-    pub published: SharedCounters,
-    pub stop_flag: Arc<AtomicBool>,
     pub signals: Option<Signals>,
     pub waker: Arc<Waker>,
 }
@@ -129,7 +131,13 @@ impl EventLoop {
         EventLoop {
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
-            next_stats: config.stats_interval.map(|every| Instant::now() + every),
+            proxy_headers: (!config.proxy_protocol.is_empty())
+                .then(|| DeadlineList::new(proxy::HEADER_TIMEOUT)),
+            // One loop logs the counters of all.
+            next_stats: config
+                .stats_interval
+                .filter(|_| parts.ctx.reactor == 0)
+                .map(|every| Instant::now() + every),
             poll: parts.poll,
             ctx: parts.ctx,
             connections: Slab::new(),
@@ -138,14 +146,14 @@ impl EventLoop {
             datagrams: parts.datagrams,
             datagram_state: DatagramState::default(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
-            published: parts.published,
-            stop_flag: parts.stop_flag,
             signals: parts.signals,
             stop_now: false,
             grace_deadline: None,
             waker: parts.waker,
             reading_paused: false,
             output_closed: false,
+            next_hand_off: 0,
+            handed: Vec::new(),
         }
     }
 
@@ -164,6 +172,9 @@ impl EventLoop {
     /// Runs until stopped, then returns once every client is closed and all
     /// output is flushed.
     pub fn run(mut self) -> Result<(), Error> {
+        if self.ctx.shared.loops() > 1 {
+            trace::set_reactor(self.ctx.reactor);
+        }
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         loop {
             self.ready.begin_turn();
@@ -183,7 +194,9 @@ impl EventLoop {
             self.ctx.output.flush();
             self.ctx.output.report_drops();
             self.ctx.counters.lines_dropped = self.ctx.output.dropped();
-            self.published.publish(&self.ctx.counters);
+            self.ctx
+                .shared
+                .publish(self.ctx.reactor, &self.ctx.counters);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -205,7 +218,9 @@ impl EventLoop {
         }
         self.ctx.output.flush();
         self.ctx.counters.lines_dropped = self.ctx.output.dropped();
-        self.published.publish(&self.ctx.counters);
+        self.ctx
+            .shared
+            .publish(self.ctx.reactor, &self.ctx.counters);
         log::info!("stopped: {}", self.ctx.counters);
         if self.output_closed {
             return Err(Error::OutputClosed);
@@ -227,9 +242,13 @@ impl EventLoop {
 
     /// Every deadline this loop keeps, nearest or not. While reading is
     /// paused for output, clients' clocks do not run.
-    fn deadlines(&self) -> [Option<Instant>; 5] {
+    fn deadlines(&self) -> [Option<Instant>; 6] {
         let clients = !self.reading_paused;
         [
+            self.proxy_headers
+                .as_ref()
+                .filter(|_| clients)
+                .and_then(DeadlineList::next_deadline),
             self.idle
                 .as_ref()
                 .filter(|_| clients)
@@ -270,6 +289,18 @@ impl EventLoop {
                 self.close(key, reason);
             }
         }
+        while let Some(key) = self
+            .proxy_headers
+            .as_mut()
+            .and_then(|headers| headers.pop_expired(now))
+        {
+            if let Some(connection) = self.connections.get_mut(key)
+                && connection.awaits_proxy_header()
+            {
+                let reason = connection.on_proxy_header_late();
+                self.close(key, reason);
+            }
+        }
     }
 
     /// Other deadlines: counters to log, the end of a stop's grace period,
@@ -278,7 +309,12 @@ impl EventLoop {
         if let Some(due) = self.next_stats
             && due <= now
         {
-            stats::report(&self.ctx.counters);
+            self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+            let totals = self
+                .ctx
+                .shared
+                .totals(Some((self.ctx.reactor, &self.ctx.counters)));
+            stats::report(&totals);
             let every = self
                 .ctx
                 .config
@@ -319,9 +355,13 @@ impl EventLoop {
     /// Another thread woke us: the handle asked to stop, or the output queue
     /// has room again, has emptied, or was closed by its reader.
     fn on_wake(&mut self, now: Instant) {
-        if self.stop_flag.load(Ordering::SeqCst) {
+        if self.ctx.shared.stop_requested() {
             self.ctx.stop_requested = true;
         }
+        if self.ctx.shared.stop_now_requested() {
+            self.stop_now = true;
+        }
+        self.open_handed(now);
         if self.ctx.output.closed() == Some(Closed::BrokenPipe) && !self.output_closed {
             self.output_closed = true;
             diagnostics::line(format_args!("error: output closed (Broken pipe): stopping"));
@@ -490,6 +530,12 @@ impl EventLoop {
                 LineTimer::Stop => lines.remove(key),
             }
         }
+        if let (Some(headers), Some(connection)) =
+            (&mut self.proxy_headers, self.connections.get(key))
+            && !connection.awaits_proxy_header()
+        {
+            headers.remove(key);
+        }
         if read {
             self.ready.served(Token(key), again);
         } else if again {
@@ -531,12 +577,18 @@ impl EventLoop {
             return;
         }
         for _ in 0..ACCEPTS_PER_TURN {
-            let open = self.connections.len();
+            let open = self.ctx.shared.open();
             match self
                 .accept
                 .accept_one(index, open, now, &mut self.ctx.counters)
             {
-                Accepted::Client(stream, peer) => self.open(stream, peer, now),
+                Accepted::Client(stream, peer) => {
+                    self.ctx.shared.opened();
+                    match self.hand_off_to(index) {
+                        Some(to) => self.ctx.shared.hand_off(to, stream, peer),
+                        None => self.open(stream, peer, now),
+                    }
+                }
                 Accepted::Skipped => {}
                 Accepted::Done => {
                     self.ready.served(slots::listener_token(index), false);
@@ -547,15 +599,51 @@ impl EventLoop {
         self.ready.served(slots::listener_token(index), true);
     }
 
+    /// With several loops, a client accepted from a listener that only this
+    /// loop has (a Unix socket, an inherited socket) goes to the loops in
+    /// turn: which one, if not this.
+    fn hand_off_to(&mut self, index: usize) -> Option<usize> {
+        let loops = self.ctx.shared.loops();
+        if loops < 2 || !self.accept.is_shared(index) {
+            return None;
+        }
+        let to = self.next_hand_off % loops;
+        self.next_hand_off = self.next_hand_off.wrapping_add(1);
+        (to != self.ctx.reactor).then_some(to)
+    }
+
+    /// Opens the clients another loop accepted and handed to this one.
+    fn open_handed(&mut self, now: Instant) {
+        let mut handed = std::mem::take(&mut self.handed);
+        self.ctx.shared.take_handed(self.ctx.reactor, &mut handed);
+        for (stream, peer) in handed.drain(..) {
+            if self.grace_deadline.is_some() {
+                // Stopping: too late to serve it.
+                self.ctx.shared.closed();
+                continue;
+            }
+            self.open(stream, peer, now);
+        }
+        self.handed = handed;
+    }
+
+    /// A new client: a connection in this loop's slab, with its token.
+    /// (It already counts in the server's open connections.)
     fn open(&mut self, stream: Stream, peer: Peer, now: Instant) {
         let entry = self.connections.vacant_entry();
         let key = entry.key();
         if !slots::is_connection_key(key) {
             log::error!("{peer}: no token left for a new connection");
+            self.ctx.shared.closed();
             return;
         }
         match Connection::new(Token(key), stream, peer, &mut self.ctx) {
             Ok(connection) => {
+                if let Some(headers) = &mut self.proxy_headers
+                    && connection.awaits_proxy_header()
+                {
+                    headers.touch(key, now);
+                }
                 entry.insert(connection);
                 self.ctx.counters.accepted += 1;
                 self.ctx.counters.open += 1;
@@ -567,7 +655,10 @@ impl EventLoop {
                     idle.touch(key, now);
                 }
             }
-            Err(err) => log::warn!("cannot register a new connection: {err}"),
+            Err(err) => {
+                log::warn!("cannot register a new connection: {err}");
+                self.ctx.shared.closed();
+            }
         }
     }
 
@@ -587,7 +678,11 @@ impl EventLoop {
         if let Some(lines) = &mut self.line_deadlines {
             lines.remove(key);
         }
+        if let Some(headers) = &mut self.proxy_headers {
+            headers.remove(key);
+        }
         self.ready.forget(Token(key));
+        self.ctx.shared.closed();
         self.ctx.counters.count_close(reason);
         connection.close(reason, &mut self.ctx);
     }
@@ -615,15 +710,20 @@ impl EventLoop {
             if self.ctx.stop_requested {
                 log::warn!("signal {signal} again: stopping now");
                 self.stop_now = true;
+                self.ctx.shared.request_stop_now();
             } else {
                 log::info!("signal {signal}: stopping");
                 self.ctx.stop_requested = true;
+                self.ctx.shared.request_stop();
             }
         }
     }
 
     fn stop_if_requested(&mut self, now: Instant) {
         if self.ctx.stop_requested && self.grace_deadline.is_none() {
+            // Whoever asked (a client of this loop, a signal, the handle),
+            // every loop stops.
+            self.ctx.shared.request_stop();
             self.begin_stop(now);
         }
     }
@@ -633,6 +733,9 @@ impl EventLoop {
     /// replies are flushed within the grace period.
     fn begin_stop(&mut self, now: Instant) {
         log::info!("stopping: {} clients connected", self.connections.len());
+        if self.ctx.config.notify {
+            notify::stopping();
+        }
         if self.ctx.config.trace_loop {
             let open = self.connections.len();
             trace::emit(format_args!("  stopping: {open} clients connected"));

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::net::addr::Address;
-use crate::net::stream::{Peer, Stream};
+use crate::net::stream::{Peer, Stream, UnixCred};
+use crate::serve::activation::Adopted;
 use crate::serve::error::{Error, ListenError};
 
 /// What a listener is bound to, with the real port once the kernel chose it.
@@ -52,6 +53,9 @@ pub struct ListenOptions {
     pub backlog: i32,
     /// Permission bits of a Unix socket file.
     pub unix_mode: u32,
+    /// Set `SO_REUSEPORT` on TCP and UDP sockets, so that each event loop
+    /// binds its own (several loops).
+    pub reuse_port: bool,
 }
 
 /// A bound, listening stream socket of one family.
@@ -72,6 +76,11 @@ pub(crate) struct Bound {
     pub datagrams: Vec<mio::net::UdpSocket>,
     /// Where each is bound, in the order given (for `listening on ...`).
     pub addrs: Vec<BoundAddr>,
+    /// By listener, and by UDP socket: the address it was bound to with
+    /// `SO_REUSEPORT`, so that another loop can bind its own socket there;
+    /// `None` for a socket only one loop can have (Unix, inherited).
+    pub listener_ports: Vec<Option<SocketAddr>>,
+    pub datagram_ports: Vec<Option<SocketAddr>>,
 }
 
 impl Bound {
@@ -81,7 +90,12 @@ impl Bound {
         match address {
             Address::Tcp { .. } => {
                 for addr in resolve(address)? {
-                    self.add_listener(Listener::Tcp(bind_tcp(addr, options)?));
+                    let listener = bind_tcp(addr, options)?;
+                    let local = listener.local_addr().unwrap_or(addr);
+                    self.add_listener(Listener::Tcp(listener));
+                    self.listener_ports.pop();
+                    self.listener_ports
+                        .push(options.reuse_port.then_some(local));
                 }
             }
             Address::Unix(path) => {
@@ -89,19 +103,60 @@ impl Bound {
             }
             Address::Udp { .. } => {
                 for addr in resolve(address)? {
-                    let socket = bind_udp(addr)?;
+                    let socket = bind_udp(addr, options)?;
                     let local = socket.local_addr().unwrap_or(addr);
                     self.addrs.push(BoundAddr::Udp(local));
                     self.datagrams.push(socket);
+                    self.datagram_ports
+                        .push(options.reuse_port.then_some(local));
                 }
             }
         }
         Ok(())
     }
 
+    /// For another event loop: its own TCP and UDP sockets on the same
+    /// addresses and ports (`SO_REUSEPORT`: the kernel spreads connections
+    /// and datagrams among them). Sockets that cannot be bound twice are left
+    /// to this loop, which hands their clients round.
+    pub fn replicate(&self, options: ListenOptions) -> Result<Bound, Error> {
+        let mut copy = Bound::default();
+        for addr in self.listener_ports.iter().flatten() {
+            copy.add_listener(Listener::Tcp(bind_tcp(*addr, options)?));
+            copy.listener_ports.pop();
+            copy.listener_ports.push(Some(*addr));
+        }
+        for addr in self.datagram_ports.iter().flatten() {
+            copy.datagrams.push(bind_udp(*addr, options)?);
+            copy.datagram_ports.push(Some(*addr));
+        }
+        Ok(copy)
+    }
+
+    /// By listener: whether only this loop has it (see `listener_ports`).
+    pub fn unshared_listeners(&self) -> Vec<bool> {
+        self.listener_ports.iter().map(Option::is_none).collect()
+    }
+
+    /// Takes a socket handed over by socket activation, as it is.
+    pub fn adopt(&mut self, socket: Adopted) {
+        match socket {
+            Adopted::Stream(listener) => self.add_listener(listener),
+            Adopted::Datagram(socket) => {
+                let local = socket
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                self.addrs.push(BoundAddr::Udp(local));
+                self.datagrams.push(socket);
+                self.datagram_ports.push(None);
+            }
+        }
+    }
+
     fn add_listener(&mut self, listener: Listener) {
         self.addrs.push(listener.bound_addr());
         self.listeners.push(listener);
+        self.listener_ports.push(None);
     }
 }
 
@@ -143,7 +198,14 @@ impl Listener {
                 if let Err(err) = socket2::SockRef::from(&stream).set_out_of_band_inline(true) {
                     log::debug!("cannot set SO_OOBINLINE for a Unix client: {err}");
                 }
-                Ok((Stream::Unix(stream), Peer::Unix(listener.path.clone())))
+                let cred = UnixCred::of(&stream)
+                    .inspect_err(|err| log::debug!("no SO_PEERCRED for a Unix client: {err}"))
+                    .ok();
+                let peer = Peer::Unix {
+                    path: listener.path.clone(),
+                    cred,
+                };
+                Ok((Stream::Unix(stream), peer))
             }
         }
     }
@@ -174,6 +236,9 @@ fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::TcpLis
     // The notes' SO_REUSEADDR: a restarted server can bind while old
     // connections linger in TIME_WAIT. (It never lets two servers share a port.)
     socket.set_reuse_address(true).map_err(fail)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(fail)?;
     }
@@ -186,14 +251,18 @@ fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::TcpLis
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
-fn bind_udp(addr: SocketAddr) -> Result<mio::net::UdpSocket, Error> {
+fn bind_udp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::UdpSocket, Error> {
     let fail = |err: io::Error| Error::Listen {
         address: format!("udp://{addr}"),
         reason: err.into(),
     };
     // No SO_REUSEADDR here: for UDP it would let a second server share the
-    // port and silently take some of the datagrams.
+    // port and silently take some of the datagrams. (With several loops,
+    // SO_REUSEPORT does share it, among sockets of the same user, on purpose.)
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None).map_err(fail)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(fail)?;
     }
@@ -206,14 +275,16 @@ fn bind_udp(addr: SocketAddr) -> Result<mio::net::UdpSocket, Error> {
 }
 
 /// A listening Unix socket that owns its file: the file is removed when the
-/// listener is dropped, if it is still the one we made.
+/// listener is dropped, if it is still the one we made. A socket handed over
+/// by socket activation owns no file: its maker removes it.
 #[derive(Debug)]
 pub(crate) struct UnixListener {
     socket: mio::net::UnixListener,
     path: Arc<Path>,
     /// Device and inode of the socket file we created, so that dropping never
-    /// removes a file another process put there since.
-    identity: (u64, u64),
+    /// removes a file another process put there since; `None` for a socket
+    /// we did not create.
+    identity: Option<(u64, u64)>,
 }
 
 impl UnixListener {
@@ -242,15 +313,27 @@ impl UnixListener {
         Ok(UnixListener {
             socket: mio::net::UnixListener::from_std(std_listener),
             path: path.into(),
-            identity: (metadata.dev(), metadata.ino()),
+            identity: Some((metadata.dev(), metadata.ino())),
         })
+    }
+
+    /// A listening socket someone else bound (socket activation): served,
+    /// never unlinked.
+    pub(crate) fn inherited(socket: mio::net::UnixListener, path: PathBuf) -> Self {
+        UnixListener {
+            socket,
+            path: path.into(),
+            identity: None,
+        }
     }
 }
 
 impl Drop for UnixListener {
     fn drop(&mut self) {
-        let ours = fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == self.identity);
+        let ours = self.identity.is_some_and(|identity| {
+            fs::symlink_metadata(&self.path)
+                .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == identity)
+        });
         if ours && let Err(err) = fs::remove_file(&self.path) {
             log::warn!("cannot remove {}: {err}", self.path.display());
         }
@@ -304,6 +387,7 @@ mod tests {
         ListenOptions {
             backlog: 16,
             unix_mode: 0o600,
+            reuse_port: false,
         }
     }
 
