@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::thread;
 use std::time::Duration;
 
@@ -68,4 +68,54 @@ fn the_stopping_client_is_counted_as_closed_by_stop() {
     let counters = server.handle.stats();
     assert_eq!(counters.closed_for(selectd::CloseReason::Stop), 1);
     assert_eq!(counters.closed_for(selectd::CloseReason::Eof), 0);
+}
+
+/// Reads until EOF; a reset is returned as the error it is.
+fn read_all(stream: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut all = Vec::new();
+    match stream.read_to_end(&mut all) {
+        Ok(_) => Ok(all),
+        Err(err) => Err(std::io::Error::new(
+            err.kind(),
+            format!("{err} after reading {:?}", String::from_utf8_lossy(&all)),
+        )),
+    }
+}
+
+/// A client beyond `--max-conns` always reads `error: server full` and then
+/// a clean EOF, though it sent a line the server never reads: the server
+/// shuts down its side and drains what the client sends before it closes
+/// (a bounded lingering close), so the kernel never answers with a reset.
+#[test]
+fn a_refused_client_always_reads_server_full() {
+    let server = ServerProcess::start(&["--max-conns", "1", "--idle-timeout", "off"]);
+    let mut holder = server.connect();
+    holder.write_all(b"here first\n").unwrap();
+    server.wait_for_output("] here first\n");
+    for round in 0..50 {
+        let mut client = server.connect();
+        client.write_all(b"hello, anyone?\n").unwrap();
+        // Like `selectd send`: more input while the answer is on its way.
+        let _ = client.write_all(b"more input\n");
+        let got = read_all(&mut client).unwrap_or_else(|err| panic!("round {round}: {err}"));
+        assert_eq!(got, selectd::serve::SERVER_FULL, "round {round}");
+    }
+}
+
+/// After `disconnect`, the client reads every reply owed to it and a clean
+/// EOF, even while it is still sending: the server lingers the same way.
+#[test]
+fn after_disconnect_the_client_reads_its_replies_and_a_clean_eof() {
+    let server = ServerProcess::start(&["--echo"]);
+    for round in 0..50 {
+        let mut client = server.connect();
+        client.write_all(b"reply\ndisconnect\n").unwrap();
+        for _ in 0..20 {
+            if let Err(err) = client.write_all(b"more after disconnect\n") {
+                panic!("round {round}: writing after disconnect: {err}");
+            }
+        }
+        let got = read_all(&mut client).unwrap_or_else(|err| panic!("round {round}: {err}"));
+        assert_eq!(got, b"reply\n", "round {round}");
+    }
 }

@@ -506,7 +506,11 @@ impl Connection {
     }
 
     /// The single exit: deregister, print the close event, log, drop the socket.
-    pub(crate) fn close(mut self, reason: CloseReason, ctx: &mut Context) {
+    ///
+    /// Returns the socket if it should close with a linger (see `linger`):
+    /// the server ended the conversation after telling the client why
+    /// (`disconnect`, a line too long), so the client must get to read it.
+    pub(crate) fn close(mut self, reason: CloseReason, ctx: &mut Context) -> Option<Stream> {
         let (registry, output) = (&ctx.registry, &mut ctx.output);
         if self.proxy_header.is_some() {
             // It never named a client: it opens and closes as the proxy.
@@ -524,7 +528,9 @@ impl Connection {
         }
         output.close(&self.label, reason);
         log::info!("{}: closed ({reason}), {:?}", self.label, self.token);
-        // Dropping the stream closes the socket (the notes' `close()`).
+        let last_words = matches!(reason, CloseReason::Disconnect | CloseReason::LineTooLong);
+        (last_words && !self.peer_gone && self.out.is_empty()).then_some(self.stream)
+        // Otherwise dropping the stream closes the socket (the notes' `close()`).
     }
 
     /// End of stream: the client shut down its sending side. An unfinished

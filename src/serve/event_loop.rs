@@ -55,6 +55,7 @@ use crate::serve::connection::{Connection, Context, LineTimer, Status};
 use crate::serve::datagram::{self, DatagramState};
 use crate::serve::deadline::DeadlineList;
 use crate::serve::error::Error;
+use crate::serve::linger::Lingering;
 use crate::serve::output::Output;
 use crate::serve::output::diagnostics;
 use crate::serve::output::queue::Closed;
@@ -87,6 +88,8 @@ pub(crate) struct EventLoop {
     /// without `--proxy-protocol`.
     proxy_headers: Option<DeadlineList>,
     ready: ReadyQueue,
+    /// Sockets closed on purpose, lingering so the client reads why.
+    lingering: Lingering,
     accept: Acceptor,
     datagrams: Vec<mio::net::UdpSocket>,
     datagram_state: DatagramState,
@@ -142,6 +145,7 @@ impl EventLoop {
             ctx: parts.ctx,
             connections: Slab::new(),
             ready: ReadyQueue::default(),
+            lingering: Lingering::default(),
             accept: parts.accept,
             datagrams: parts.datagrams,
             datagram_state: DatagramState::default(),
@@ -242,7 +246,7 @@ impl EventLoop {
 
     /// Every deadline this loop keeps, nearest or not. While reading is
     /// paused for output, clients' clocks do not run.
-    fn deadlines(&self) -> [Option<Instant>; 6] {
+    fn deadlines(&self) -> [Option<Instant>; 7] {
         let clients = !self.reading_paused;
         [
             self.proxy_headers
@@ -260,6 +264,7 @@ impl EventLoop {
             self.grace_deadline,
             self.accept.paused_until(),
             self.next_stats,
+            self.lingering.next_deadline(),
         ]
     }
 
@@ -306,6 +311,7 @@ impl EventLoop {
     /// Other deadlines: counters to log, the end of a stop's grace period,
     /// the end of a pause in accepting.
     fn on_loop_deadlines(&mut self, now: Instant) {
+        self.lingering.expire(now, &self.ctx.registry);
         if let Some(due) = self.next_stats
             && due <= now
         {
@@ -349,6 +355,10 @@ impl EventLoop {
             Slot::Datagram(index) => self.on_datagrams(index),
             Slot::Waker => self.on_wake(now),
             Slot::Signals => self.on_signals(),
+            Slot::Lingering(key) => {
+                self.lingering
+                    .on_readable(key, &mut self.scratch, &self.ctx.registry);
+            }
         }
     }
 
@@ -505,7 +515,7 @@ impl EventLoop {
                 }
                 Slot::Listener(index) => self.accept_from(index, now),
                 Slot::Datagram(index) => self.on_datagrams(index),
-                Slot::Waker | Slot::Signals => {}
+                Slot::Waker | Slot::Signals | Slot::Lingering(_) => {}
             }
         }
         self.ready.finish(batch);
@@ -588,6 +598,9 @@ impl EventLoop {
                         Some(to) => self.ctx.shared.hand_off(to, stream, peer),
                         None => self.open(stream, peer, now),
                     }
+                }
+                Accepted::Refused(stream) => {
+                    self.lingering.start(stream, &self.ctx.registry, now);
                 }
                 Accepted::Skipped => {}
                 Accepted::Done => {
@@ -684,7 +697,10 @@ impl EventLoop {
         self.ready.forget(Token(key));
         self.ctx.shared.closed();
         self.ctx.counters.count_close(reason);
-        connection.close(reason, &mut self.ctx);
+        if let Some(stream) = connection.close(reason, &mut self.ctx) {
+            self.lingering
+                .start(stream, &self.ctx.registry, Instant::now());
+        }
     }
 
     fn close_all(&mut self, reason: CloseReason) {
@@ -795,6 +811,7 @@ impl EventLoop {
                     },
                     Slot::Waker => "waker".into(),
                     Slot::Signals => "signal".into(),
+                    Slot::Lingering(key) => format!("lingering close {key}"),
                 };
                 format!("{what} {}", trace::readiness(event))
             })
