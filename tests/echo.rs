@@ -526,12 +526,7 @@ fn a_line_with_no_limit_is_never_held_whole() {
     }
     writer.join().unwrap();
     assert_eq!(echoed, SIZE + 1);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    let peak_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
+    let peak_kib = server.peak_rss_kib();
     assert!(
         peak_kib < 24 * 1024,
         "peak RSS {peak_kib} KiB for a 48 MiB line"

@@ -72,16 +72,6 @@ fn clients_in_the_backlog_at_stop_are_served() {
     drop(late);
 }
 
-/// Peak resident memory (`VmHWM`) of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 /// At stop the watermarks still hold: a client held back because it does
 /// not read its echoes keeps its unread bytes in the kernel (they were never
 /// received), so peak memory during the stop stays within the bound of
@@ -121,10 +111,10 @@ fn stop_keeps_memory_within_the_watermarks() {
     });
     // Let the kernel queues fill behind the paused reads.
     thread::sleep(Duration::from_millis(1500));
-    let running = peak_rss_kib(server.pid());
+    let running = server.peak_rss_kib();
     server.signal(libc::SIGTERM);
     thread::sleep(Duration::from_millis(2000));
-    let stopping = peak_rss_kib(server.pid());
+    let stopping = server.peak_rss_kib();
     done.store(true, Ordering::Relaxed);
     eprintln!("peak RSS: {running} KiB while running, {stopping} KiB during stop");
     let growth = stopping.saturating_sub(running);

@@ -448,6 +448,20 @@ mod tests {
         assert_eq!(buffer.partial.capacity(), 0);
     }
 
+    /// `data` cut at the positions `cuts` that fall inside it.
+    fn cut_at(data: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+        let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= data.len()).collect();
+        cuts.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for cut in cuts {
+            chunks.push(&data[last..cut]);
+            last = cut;
+        }
+        chunks.push(&data[last..]);
+        chunks
+    }
+
     // ---- no limit: pieces ----
 
     /// Frames `chunks` with no limit and pieces of `piece_len`; returns
@@ -506,15 +520,7 @@ mod tests {
             cuts in proptest::collection::vec(0usize..400, 0..20),
             piece in 1usize..16,
         ) {
-            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= data.len()).collect();
-            cuts.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut last = 0;
-            for cut in cuts {
-                chunks.push(&data[last..cut]);
-                last = cut;
-            }
-            chunks.push(&data[last..]);
+            let chunks = cut_at(&data, cuts);
             let (out, most) = frame_unlimited(piece, &chunks);
             let joined: Vec<u8> = out.iter().flat_map(|(raw, _)| raw.clone()).collect();
             prop_assert_eq!(joined, data.clone());
@@ -548,15 +554,7 @@ mod tests {
             max in 1usize..40,
         ) {
             let whole = frame(max, &[&data]);
-            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= data.len()).collect();
-            cuts.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut last = 0;
-            for cut in cuts {
-                chunks.push(&data[last..cut]);
-                last = cut;
-            }
-            chunks.push(&data[last..]);
+            let chunks = cut_at(&data, cuts);
             let split = frame(max, &chunks);
             prop_assert_eq!(whole.1.is_some(), split.1.is_some());
             if whole.1.is_none() {
