@@ -302,7 +302,12 @@ impl Connection {
     /// acted on (no command, no echo): unlike a last line at EOF, the client
     /// never finished it.
     fn print_unfinished_line(&mut self, ctx: &mut Context) {
-        print_unfinished(&mut self.lines, &self.label, ctx);
+        let label = &self.label;
+        let _ = self.lines.finish(|line| {
+            ctx.counters.lines += 1;
+            ctx.output.line(label, line.text);
+            ControlFlow::Continue(())
+        });
     }
 
     /// The socket is readable: the notes' `recv`, repeated until the kernel
@@ -695,15 +700,6 @@ impl Connection {
         self.out.clear();
         reason
     }
-}
-
-/// Prints the unfinished line `lines` holds, if any, without acting on it.
-fn print_unfinished(lines: &mut LineBuffer, label: &str, ctx: &mut Context) {
-    let _ = lines.finish(|line| {
-        ctx.counters.lines += 1;
-        ctx.output.line(label, line.text);
-        ControlFlow::Continue(())
-    });
 }
 
 /// Acting on the lines of one read: borrows what that needs, for as long as
