@@ -553,10 +553,10 @@ fn random_connections_leak_nothing_and_lose_no_line() {
     let mut idle_closes: HashMap<&str, usize> = HashMap::new();
     for line in stdout.lines() {
         if let Some(event) = line.strip_prefix("* [") {
-            if let Some((peer, reason)) = event.split_once("] close: ") {
-                if reason == "idle" {
-                    *idle_closes.entry(peer).or_default() += 1;
-                }
+            if let Some((peer, reason)) = event.split_once("] close: ")
+                && reason == "idle"
+            {
+                *idle_closes.entry(peer).or_default() += 1;
             }
             continue;
         }
