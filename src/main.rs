@@ -1,19 +1,30 @@
 //! The `selectd` binary: parse the command line, run, map the outcome to an
 //! exit code. Errors are printed once, as one line on stderr.
+//!
+//! stderr may be a closed pipe (`selectd serve 2>&- ...`, or a log reader
+//! that died): a failed diagnostic must not turn a clean exit into a panic,
+//! so nothing here uses `eprintln!`, which panics when the write fails.
 
+use std::ffi::OsString;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use selectd::cli::{Cli, Command, ServeArgs};
+use selectd::cli::{Cli, Command, SendArgs, ServeArgs, manual, usage};
 use selectd::{Server, bench, send as client};
 
 fn main() -> ExitCode {
     // Warnings by default, and the counters that `--stats` asks for.
+    // (env_logger ignores a failed write to stderr.)
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,selectd::stats=info"),
     )
     .init();
-    let cli = Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err, &args),
+    };
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Send(args) => send(args),
@@ -21,6 +32,37 @@ fn main() -> ExitCode {
             Ok(_report) => ExitCode::SUCCESS,
             Err(err) => fail(&err.to_string(), if err.is_usage() { 2 } else { 1 }),
         },
+        Command::Man(args) => {
+            let mut stdout = io::stdout().lock();
+            match manual::write_man_page(args.subcommand.as_deref(), &mut stdout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) if err.kind() == io::ErrorKind::InvalidInput => fail(&err.to_string(), 2),
+                // A closed stdout (`| head`) is the reader's choice.
+                Err(_) => ExitCode::SUCCESS,
+            }
+        }
+        Command::Completions(args) => {
+            manual::write_completions(args.shell, &mut io::stdout().lock());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `--help` and `--version` print as clap prints them (exit 0); a bare
+/// `selectd` prints the help on stderr (exit 2); anything else is one line.
+fn usage_error(err: &clap::Error, args: &[OsString]) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // A closed stdout (`selectd --help | head -1`) is not a failure.
+            let _ = err.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ExitCode::from(2)
+        }
+        _ => fail(&usage::one_line(err, args), 2),
     }
 }
 
@@ -38,7 +80,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(err) => return fail(&err.to_string(), 1),
     };
     for addr in server.local_addrs() {
-        eprintln!("listening on {addr}");
+        say(&format!("listening on {addr}"));
     }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,8 +88,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn send(args: client::SendArgs) -> ExitCode {
-    match client::run(args) {
+fn send(args: SendArgs) -> ExitCode {
+    match args.into_config().and_then(|config| client::run(&config)) {
         Ok(()) => ExitCode::SUCCESS,
         // Codes are 1..=6 (see `SendError::exit_code`), so they fit a u8.
         Err(err) => fail(&err.to_string(), u8::try_from(err.exit_code()).unwrap_or(1)),
@@ -55,6 +97,12 @@ fn send(args: client::SendArgs) -> ExitCode {
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {
-    eprintln!("error: {message}");
+    say(&format!("error: {message}"));
     ExitCode::from(code)
+}
+
+/// One line on stderr; if stderr is gone, nobody is listening, and the
+/// exit code still tells the outcome.
+fn say(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
 }

@@ -1,15 +1,24 @@
-//! The command line: flags in, a validated [`Config`] out.
+//! The command line: flags in, validated configs out.
 //!
-//! This is the only module that knows flag names. Flags arrive as strings
-//! and are checked here, so every bad value produces one line naming the flag
-//! and the value (`error: --idle-timeout: invalid duration 'soon'`) instead
-//! of a usage dump; the rest of the program sees only a `Config`.
+//! This is the only module that knows flag names. Every `*Args` type lives
+//! here, one file per subcommand; each value is parsed into its type by clap
+//! (see [`values`]), and [`usage`] turns any mistake into one line naming the
+//! flag and the value (`error: --idle-timeout: invalid duration 'soon' ...`)
+//! instead of clap's usage dump. The man page and the shell completions are
+//! generated from the same definitions ([`manual`]), so they cannot drift.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::net::addr::Address;
-use crate::net::units::{parse_bytes, parse_duration, parse_optional_duration};
-use crate::serve::config::Config;
+// `bench`'s flags still live in `bench/` for now; `mod bench;` goes here
+// when they move.
+pub mod manual;
+mod send;
+mod serve;
+pub mod usage;
+pub mod values;
+
+pub use send::{SEND_AFTER_HELP, SendArgs};
+pub use serve::{SERVE_AFTER_HELP, ServeArgs};
 
 /// selectd: the select() line server from the socket notes, done right.
 #[derive(Debug, Parser)]
@@ -24,110 +33,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve line clients: print what they send (the notes' server).
+    #[command(after_help = SERVE_AFTER_HELP)]
     Serve(ServeArgs),
     /// Load a line server and measure it (echo, ingest or idle).
+    #[cfg(feature = "bench")]
     Bench(crate::bench::BenchArgs),
     /// Connect to ADDR, send standard input (or --data, or an HTTP GET), print what comes back.
-    Send(crate::send::SendArgs),
-}
-
-/// `selectd serve` flags.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
-    /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT. Port 0 picks a free port.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10001")]
-    pub listen: Vec<String>,
-    /// Close a client silent this long: 250ms, 5s, 2m; 0 or off disables.
-    #[arg(long, value_name = "DUR", default_value = "5s")]
-    pub idle_timeout: String,
-    /// Output format: tagged, plain, json or none.
-    #[arg(long, value_name = "FORMAT", default_value = "tagged")]
-    pub format: String,
-    /// Longest accepted line (bytes, or 64KiB, 1MiB); longer lines close the client.
-    #[arg(long, value_name = "BYTES", default_value = "64KiB")]
-    pub max_line: String,
-    /// Write every line back to its sender.
-    #[arg(long)]
-    pub echo: bool,
-    /// Stop reading from a client while this much output waits for it.
-    #[arg(long, value_name = "BYTES", default_value = "1MiB")]
-    pub high_watermark: String,
-    /// Resume reading once its waiting output falls to this.
-    #[arg(long, value_name = "BYTES", default_value = "256KiB")]
-    pub low_watermark: String,
-    /// At stop, how long to keep flushing replies before closing anyway.
-    #[arg(long, value_name = "DUR", default_value = "5s")]
-    pub grace: String,
-    /// listen() backlog: connections queued by the kernel before accept.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub backlog: i32,
-    /// Permission bits (octal) of Unix socket files.
-    #[arg(long, value_name = "MODE", default_value = "600")]
-    pub unix_mode: String,
-    /// Accept `stop` from clients that are not on this machine.
-    #[arg(long)]
-    pub allow_remote_stop: bool,
-    /// Serve at most N clients at once; more get `error: server full`.
-    /// Default: the file descriptor limit (raised to the hard limit) minus 32.
-    #[arg(long, value_name = "N")]
-    pub max_conns: Option<usize>,
-    /// Close a client whose line is unfinished this long after its first
-    /// byte (slowloris); 0 or off disables.
-    #[arg(long, value_name = "DUR", default_value = "30s")]
-    pub line_timeout: String,
-    /// Log the counters (accepted, closed by reason, bytes, ...) every DUR.
-    #[arg(long, value_name = "DUR")]
-    pub stats: Option<String>,
-    /// Print each reactor turn on stderr, in select() terms (for learning).
-    #[arg(long)]
-    pub trace_loop: bool,
-}
-
-impl ServeArgs {
-    /// Checks every flag; the error names the flag and the value.
-    pub fn into_config(self) -> Result<Config, String> {
-        fn flag<T, E: std::fmt::Display>(name: &str, result: Result<T, E>) -> Result<T, String> {
-            result.map_err(|err| format!("--{name}: {err}"))
-        }
-        let listen = self
-            .listen
-            .iter()
-            .map(|text| text.parse::<Address>().map_err(|err| err.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let config = Config {
-            listen,
-            idle_timeout: flag("idle-timeout", parse_optional_duration(&self.idle_timeout))?,
-            format: flag("format", self.format.parse())?,
-            max_line: flag("max-line", parse_bytes(&self.max_line))?,
-            echo: self.echo,
-            high_watermark: flag("high-watermark", parse_bytes(&self.high_watermark))?,
-            low_watermark: flag("low-watermark", parse_bytes(&self.low_watermark))?,
-            grace: flag("grace", parse_duration(&self.grace))?,
-            backlog: self.backlog,
-            unix_mode: flag(
-                "unix-mode",
-                u32::from_str_radix(&self.unix_mode, 8)
-                    .ok()
-                    .filter(|mode| *mode <= 0o777)
-                    .ok_or_else(|| {
-                        format!(
-                            "invalid mode '{}' (expected octal, e.g. 600)",
-                            self.unix_mode
-                        )
-                    }),
-            )?,
-            allow_remote_stop: self.allow_remote_stop,
-            max_conns: self.max_conns,
-            line_timeout: flag("line-timeout", parse_optional_duration(&self.line_timeout))?,
-            stats_interval: match &self.stats {
-                Some(every) => flag("stats", parse_optional_duration(every))?,
-                None => None,
-            },
-            trace_loop: self.trace_loop,
-            handle_signals: true,
-        };
-        config.validate()?;
-        Ok(config)
-    }
+    #[command(after_help = SEND_AFTER_HELP)]
+    Send(SendArgs),
+    /// Print the manual page (roff) on standard output: `selectd man | man -l -`.
+    Man(manual::ManArgs),
+    /// Print a shell completion script on standard output.
+    Completions(manual::CompletionsArgs),
 }

@@ -1,0 +1,170 @@
+//! `selectd serve` flags, and the [`Config`] they make.
+//!
+//! Values arrive typed (clap runs the parsers in [`values`](super::values)),
+//! so what is left here is what involves more than one flag, which
+//! [`Config::validate`] checks, and the help text that tells a user what
+//! clients can say and how the process ends.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::values::{self, Timeout};
+use crate::net::addr::Address;
+use crate::serve::config::Config;
+use crate::serve::output::Format;
+
+/// What `serve --help` (and the man page) says after the flags: the line
+/// commands, the signals and the exit codes, none of which is a flag.
+pub const SERVE_AFTER_HELP: &str = "\
+Line commands (a client sends one of these alone on a line):
+  stop        stop the server: stop reading, flush replies (see --grace), exit 0
+  disconnect  close this client only
+  stats       reply with the counters, one line
+  stop and stats are obeyed only from this machine (loopback or a Unix
+  socket) unless --allow-remote-stop is given; other lines are printed.
+
+Signals:
+  SIGINT, SIGTERM  stop as `stop` does; a second one stops at once, without
+                   waiting for replies to flush
+
+Exit codes:
+  0  stopped (by `stop` or a signal)
+  1  cannot run: an address cannot be bound, or the event loop failed
+  2  usage: a bad flag or value";
+
+/// `selectd serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
+    /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT. Port 0 picks a free port.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:10001",
+        value_parser = values::listen_address,
+        allow_hyphen_values = true
+    )]
+    pub listen: Vec<Address>,
+    /// Close a client silent this long: 250ms, 5s, 2m; 0 or off disables.
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "5s",
+        allow_hyphen_values = true
+    )]
+    pub idle_timeout: Timeout,
+    /// Output format.
+    #[arg(long, value_name = "FORMAT", default_value = "tagged")]
+    pub format: Format,
+    /// Longest accepted line (bytes, or 64KiB, 1MiB); longer lines close the client.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value = "64KiB",
+        value_parser = values::size,
+        allow_hyphen_values = true
+    )]
+    pub max_line: usize,
+    /// Write every line back to its sender.
+    #[arg(long)]
+    pub echo: bool,
+    /// Stop reading from a client while this much output waits for it.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value = "1MiB",
+        value_parser = values::size_or_zero,
+        allow_hyphen_values = true
+    )]
+    pub high_watermark: usize,
+    /// Resume reading once its waiting output falls to this.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value = "256KiB",
+        value_parser = values::size_or_zero,
+        allow_hyphen_values = true
+    )]
+    pub low_watermark: usize,
+    /// At stop, how long to keep flushing replies before closing anyway.
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "5s",
+        value_parser = values::duration,
+        allow_hyphen_values = true
+    )]
+    pub grace: Duration,
+    /// listen() backlog: connections queued by the kernel before accept.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "1024",
+        value_parser = values::backlog,
+        allow_hyphen_values = true
+    )]
+    pub backlog: i32,
+    /// Permission bits (octal) of Unix socket files.
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "600",
+        value_parser = values::unix_mode,
+        allow_hyphen_values = true
+    )]
+    pub unix_mode: u32,
+    /// Obey `stop` and `stats` from clients that are not on this machine.
+    #[arg(long)]
+    pub allow_remote_stop: bool,
+    /// Serve at most N clients at once; more get `error: server full`.
+    /// Default: the file descriptor limit (raised to the hard limit) minus 32.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = values::positive_count,
+        allow_hyphen_values = true
+    )]
+    pub max_conns: Option<usize>,
+    /// Close a client whose line is unfinished this long after its first
+    /// byte (slowloris); 0 or off disables.
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "30s",
+        allow_hyphen_values = true
+    )]
+    pub line_timeout: Timeout,
+    /// Log the counters (accepted, closed by reason, bytes, ...) every DUR.
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    pub stats: Option<Timeout>,
+    /// Print each reactor turn on stderr, in select() terms (for learning).
+    #[arg(long)]
+    pub trace_loop: bool,
+}
+
+impl ServeArgs {
+    /// The server's settings; an error says which flags disagree.
+    pub fn into_config(self) -> Result<Config, String> {
+        let config = Config {
+            listen: self.listen,
+            idle_timeout: self.idle_timeout.0,
+            format: self.format,
+            max_line: self.max_line,
+            echo: self.echo,
+            high_watermark: self.high_watermark,
+            low_watermark: self.low_watermark,
+            grace: self.grace,
+            backlog: self.backlog,
+            unix_mode: self.unix_mode,
+            allow_remote_stop: self.allow_remote_stop,
+            max_conns: self.max_conns,
+            line_timeout: self.line_timeout.0,
+            stats_interval: self.stats.and_then(|every| every.0),
+            trace_loop: self.trace_loop,
+            handle_signals: true,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
