@@ -5,12 +5,12 @@
 #[path = "common/client_support.rs"]
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{RUN_LIMIT, available, selectd, wait_bounded};
+use support::{Input, RUN_LIMIT, available, selectd, wait_bounded};
 
 /// What one run of `selectd ARGS` left: exit code, stdout, stderr.
 struct Run {
@@ -19,31 +19,13 @@ struct Run {
     stderr: String,
 }
 
-/// Runs `selectd ARGS` to the end (bounded by [`RUN_LIMIT`]).
+/// Runs `selectd ARGS` to the end, with no input (bounded by `RUN_LIMIT`).
 fn run(args: &[&str]) -> Run {
-    let mut child = selectd(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn selectd");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let code = wait_bounded(&mut child, RUN_LIMIT);
+    let out = support::run(args, Input::Null);
     Run {
-        code,
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
+        code: out.code,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: out.stderr,
     }
 }
 

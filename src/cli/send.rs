@@ -23,8 +23,10 @@ Exit codes:
   5  timed out (--timeout)
   6  reset by the server, or another socket error";
 
-/// `selectd send` flags.
+/// `selectd send` flags. Values may start with `-` (`--data -x`), as for
+/// [`ServeArgs`](super::ServeArgs).
 #[derive(Debug, Clone, Args)]
+#[command(allow_hyphen_values = true)]
 pub struct SendArgs {
     /// Where to connect: `HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
     // Help text spelled out: in the doc comment, rustdoc reads `[V6]` as a link.
@@ -36,12 +38,7 @@ pub struct SendArgs {
     pub addr: Address,
 
     /// Send TEXT instead of standard input (\n, \r, \t, \\, \0 and \xHH understood)
-    #[arg(
-        long,
-        value_name = "TEXT",
-        conflicts_with = "http",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_name = "TEXT", conflicts_with = "http")]
     pub data: Option<String>,
 
     /// Send an HTTP/1.0 GET request for PATH instead of standard input
@@ -53,8 +50,7 @@ pub struct SendArgs {
         long,
         value_name = "DUR",
         default_value = "20s",
-        value_parser = values::positive_duration,
-        allow_hyphen_values = true
+        value_parser = values::positive_duration
     )]
     pub timeout: Duration,
 

@@ -34,7 +34,12 @@ Exit codes:
   2  usage: a bad flag or value";
 
 /// `selectd serve` flags.
+///
+/// Values may start with `-` (`--grace -1s`), so that such a value reaches
+/// its parser and is refused there, naming the flag, rather than being
+/// taken for an unknown flag.
 #[derive(Debug, Args)]
+#[command(allow_hyphen_values = true)]
 pub struct ServeArgs {
     /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
     /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT. Port 0 picks a free port.
@@ -42,17 +47,11 @@ pub struct ServeArgs {
         long,
         value_name = "ADDR",
         default_value = "127.0.0.1:10001",
-        value_parser = values::listen_address,
-        allow_hyphen_values = true
+        value_parser = values::listen_address
     )]
     pub listen: Vec<Address>,
     /// Close a client silent this long: 250ms, 5s, 2m; 0 or off disables.
-    #[arg(
-        long,
-        value_name = "DUR",
-        default_value = "5s",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_name = "DUR", default_value = "5s")]
     pub idle_timeout: Timeout,
     /// Output format.
     #[arg(long, value_name = "FORMAT", default_value = "tagged")]
@@ -62,8 +61,7 @@ pub struct ServeArgs {
         long,
         value_name = "BYTES",
         default_value = "64KiB",
-        value_parser = values::size,
-        allow_hyphen_values = true
+        value_parser = values::size
     )]
     pub max_line: usize,
     /// Write every line back to its sender.
@@ -74,8 +72,7 @@ pub struct ServeArgs {
         long,
         value_name = "BYTES",
         default_value = "1MiB",
-        value_parser = values::size_or_zero,
-        allow_hyphen_values = true
+        value_parser = values::size_or_zero
     )]
     pub high_watermark: usize,
     /// Resume reading once its waiting output falls to this.
@@ -83,8 +80,7 @@ pub struct ServeArgs {
         long,
         value_name = "BYTES",
         default_value = "256KiB",
-        value_parser = values::size_or_zero,
-        allow_hyphen_values = true
+        value_parser = values::size_or_zero
     )]
     pub low_watermark: usize,
     /// At stop, how long to keep flushing replies before closing anyway.
@@ -92,8 +88,7 @@ pub struct ServeArgs {
         long,
         value_name = "DUR",
         default_value = "5s",
-        value_parser = values::duration,
-        allow_hyphen_values = true
+        value_parser = values::duration
     )]
     pub grace: Duration,
     /// listen() backlog: connections queued by the kernel before accept.
@@ -101,8 +96,7 @@ pub struct ServeArgs {
         long,
         value_name = "N",
         default_value = "1024",
-        value_parser = values::backlog,
-        allow_hyphen_values = true
+        value_parser = values::backlog
     )]
     pub backlog: i32,
     /// Permission bits (octal) of Unix socket files.
@@ -110,8 +104,7 @@ pub struct ServeArgs {
         long,
         value_name = "MODE",
         default_value = "600",
-        value_parser = values::unix_mode,
-        allow_hyphen_values = true
+        value_parser = values::unix_mode
     )]
     pub unix_mode: u32,
     /// Obey `stop` and `stats` from clients that are not on this machine.
@@ -122,21 +115,15 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "N",
-        value_parser = values::positive_count,
-        allow_hyphen_values = true
+        value_parser = values::positive_count
     )]
     pub max_conns: Option<usize>,
     /// Close a client whose line is unfinished this long after its first
     /// byte (slowloris); 0 or off disables.
-    #[arg(
-        long,
-        value_name = "DUR",
-        default_value = "30s",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_name = "DUR", default_value = "30s")]
     pub line_timeout: Timeout,
     /// Log the counters (accepted, closed by reason, bytes, ...) every DUR.
-    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    #[arg(long, value_name = "DUR")]
     pub stats: Option<Timeout>,
     /// Print each reactor turn on stderr, in select() terms (for learning).
     #[arg(long)]

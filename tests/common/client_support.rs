@@ -60,12 +60,17 @@ pub fn selectd(args: &[&str]) -> Command {
     command
 }
 
-/// Runs `selectd send ARGS` with `input`, collecting both outputs on their
-/// own threads so a full pipe never stalls the child.
+/// Runs `selectd send ARGS` with `input`.
 pub fn send(args: &[&str], input: Input) -> Outcome {
     let mut full = vec!["send"];
     full.extend_from_slice(args);
-    let mut command = selectd(&full);
+    run(&full, input)
+}
+
+/// Runs `selectd ARGS` with `input`, collecting both outputs on their own
+/// threads so a full pipe never stalls the child.
+pub fn run(args: &[&str], input: Input) -> Outcome {
+    let mut command = selectd(args);
     command
         .stdin(match input {
             Input::Null => Stdio::null(),
