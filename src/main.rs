@@ -2,11 +2,13 @@
 //! exit code. Errors are printed once, as one line on stderr.
 //!
 //! stderr may be a closed pipe (`selectd serve 2>&- ...`, or a log reader
-//! that died): a failed diagnostic must not turn a clean exit into a panic,
-//! so nothing here uses `eprintln!`, which panics when the write fails.
+//! that died) or stalled: a diagnostic must neither turn a clean exit into a
+//! panic (as `eprintln!` does when the write fails) nor hold up the server.
+//! So every line goes through the server's bounded stderr queue, which drops
+//! what it cannot write.
 
 use std::ffi::OsString;
-use std::io::{self, Write};
+use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -15,10 +17,12 @@ use selectd::{Server, bench, send as client};
 
 fn main() -> ExitCode {
     // Warnings by default, and the counters that `--stats` asks for.
-    // (env_logger ignores a failed write to stderr.)
+    // Log records go to stderr through a bounded queue and a thread of
+    // their own, so a stalled stderr never stalls the server.
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,selectd::stats=info"),
     )
+    .target(env_logger::Target::Pipe(Box::new(selectd::serve::Stderr)))
     .init();
     let args: Vec<OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
@@ -83,7 +87,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         say(&format!("listening on {addr}"));
     }
     match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            selectd::serve::flush_stderr(STDERR_GRACE);
+            ExitCode::SUCCESS
+        }
         Err(err) => fail(&err.to_string(), 1),
     }
 }
@@ -96,13 +103,18 @@ fn send(args: SendArgs) -> ExitCode {
     }
 }
 
+/// How long the last words on stderr may hold up the exit (a stalled
+/// stderr must not keep the process alive).
+const STDERR_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn fail(message: &str, code: u8) -> ExitCode {
     say(&format!("error: {message}"));
+    selectd::serve::flush_stderr(STDERR_GRACE);
     ExitCode::from(code)
 }
 
 /// One line on stderr; if stderr is gone, nobody is listening, and the
 /// exit code still tells the outcome.
 fn say(line: &str) {
-    let _ = writeln!(io::stderr().lock(), "{line}");
+    selectd::serve::stderr_line(format_args!("{line}"));
 }

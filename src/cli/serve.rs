@@ -11,8 +11,7 @@ use clap::Args;
 
 use super::values::{self, Timeout};
 use crate::net::addr::Address;
-use crate::serve::config::Config;
-use crate::serve::output::Format;
+use crate::serve::{Config, Format, OutputFull, OutputTarget};
 
 /// What `serve --help` (and the man page) says after the flags: the line
 /// commands, the signals and the exit codes, none of which is a flag.
@@ -26,11 +25,13 @@ Line commands (a client sends one of these alone on a line):
 
 Signals:
   SIGINT, SIGTERM  stop as `stop` does; a second one stops at once, without
-                   waiting for replies to flush
+                   waiting for replies or output to flush
+  SIGHUP           reopen the --output FILE (log rotation)
 
 Exit codes:
-  0  stopped (by `stop` or a signal)
-  1  cannot run: an address cannot be bound, or the event loop failed
+  0  stopped (by `stop` or a signal), all output written
+  1  cannot run (an address cannot be bound, the event loop failed), or
+     stopped with output unwritten or its reader gone (EPIPE)
   2  usage: a bad flag or value";
 
 /// `selectd serve` flags.
@@ -56,6 +57,19 @@ pub struct ServeArgs {
     /// Output format.
     #[arg(long, value_name = "FORMAT", default_value = "tagged")]
     pub format: Format,
+    /// Where to print: - (stdout) or a FILE, appended to (created with mode
+    /// 0640) and reopened on SIGHUP, for log rotation.
+    #[arg(long, value_name = "FILE", default_value = "-", value_parser = values::output_target)]
+    pub output: OutputTarget,
+    /// At most this much printed output waits to be written; then
+    /// --output-full says what happens.
+    #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = values::size)]
+    pub output_buffer: usize,
+    /// When the output buffer is full: block (stop reading from clients
+    /// until half of it is written; nothing is lost) or drop (keep serving,
+    /// drop whole lines and count them as lines_dropped).
+    #[arg(long, value_name = "POLICY", default_value = "block")]
+    pub output_full: OutputFull,
     /// Longest accepted line (bytes, or 64KiB, 1MiB); longer lines close the client.
     #[arg(
         long,
@@ -137,6 +151,9 @@ impl ServeArgs {
             listen: self.listen,
             idle_timeout: self.idle_timeout.0,
             format: self.format,
+            output: self.output,
+            output_buffer: self.output_buffer,
+            output_full: self.output_full,
             max_line: self.max_line,
             echo: self.echo,
             high_watermark: self.high_watermark,
@@ -151,7 +168,7 @@ impl ServeArgs {
             trace_loop: self.trace_loop,
             handle_signals: true,
         };
-        config.validate()?;
+        config.validate().map_err(|err| err.to_string())?;
         Ok(config)
     }
 }

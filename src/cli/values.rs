@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::net::addr::Address;
 use crate::net::units::{self, UnitError};
-use crate::serve::output::Format;
+use crate::serve::{Format, OutputFull, OutputTarget};
 
 /// A time-out that `0` or `off` switches off (`None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +143,15 @@ pub fn stream_address(text: &str) -> Result<Address, ValueError> {
     Ok(addr)
 }
 
+/// Where printed output goes: `-` for stdout, or a file path.
+pub fn output_target(text: &str) -> Result<OutputTarget, ValueError> {
+    match text {
+        "-" => Ok(OutputTarget::Stdout),
+        "" => Err(ValueError("empty path (use - for stdout)".into())),
+        path => Ok(OutputTarget::File(path.into())),
+    }
+}
+
 /// A flag value that is not what the flag takes; the text says why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueError(String);
@@ -171,6 +180,24 @@ impl clap::ValueEnum for Format {
             ),
             Format::Json => ("json", "one JSON object per event"),
             Format::None => ("none", "print nothing"),
+        };
+        Some(clap::builder::PossibleValue::new(name).help(help))
+    }
+}
+
+/// The policies for a full output buffer, for clap (listed in `--help`).
+impl clap::ValueEnum for OutputFull {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[OutputFull::Block, OutputFull::Drop]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let (name, help) = match self {
+            OutputFull::Block => (
+                "block",
+                "stop reading from clients until it drains; nothing is lost",
+            ),
+            OutputFull::Drop => ("drop", "keep serving; drop whole lines and count them"),
         };
         Some(clap::builder::PossibleValue::new(name).help(help))
     }

@@ -21,8 +21,8 @@ use std::ops::ControlFlow;
 use crate::proto::command::{Command, strip};
 use crate::proto::line::{LineBuffer, LineTooLong};
 use crate::proto::write_escaped;
-use crate::serve::close::CloseReason;
-use crate::serve::output::{Format, MemorySink, Output, SEPARATOR};
+use crate::serve::CloseReason;
+use crate::serve::output::{Format, MemorySink, Output, OutputFull, SEPARATOR};
 
 /// At most this many reads are cut from one input.
 const MAX_SPLITS: usize = 16;
@@ -53,7 +53,7 @@ struct Framed {
 /// - without an error, the raw bytes of all lines, joined, are the stream;
 ///   with one, they are a prefix of it;
 /// - [`Command::parse`] is `Some` only for the exact command word after
-///   [`strip`], which itself trims exactly the seed's whitespace;
+///   [`strip`], which itself trims exactly the notes' whitespace;
 /// - [`write_escaped`] (plain and JSON) yields UTF-8 with no control or
 ///   bidi character, keeps printable UTF-8 as it is, and in JSON mode yields
 ///   a valid JSON string body that decodes to the plain escaping;
@@ -180,7 +180,7 @@ fn check_line(raw: &[u8], text: &[u8], max_line: usize, last: bool) {
     }
 }
 
-/// The seed's `strip()` whitespace.
+/// The notes' `strip()` whitespace.
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
@@ -274,13 +274,19 @@ fn check_output(lines: &[Framed], failed: bool) {
     for peer in ["127.0.0.1:5", odd_peer.as_str()] {
         for format in [Format::Tagged, Format::Plain, Format::Json, Format::None] {
             let sink = MemorySink::new();
-            let mut output = Output::new(format, Box::new(sink.clone()));
+            let mut output = Output::to_writer(
+                format,
+                Box::new(sink.clone()),
+                usize::MAX,
+                OutputFull::Block,
+            )
+            .expect("start the output writer");
             output.open(peer);
             for line in lines {
                 output.line(peer, &line.text);
             }
             output.close(peer, reason);
-            output.flush();
+            assert!(output.wait_written(std::time::Duration::from_secs(10)));
             let printed = sink.contents();
             let count = printed.lines().count();
             let expected = match format {
