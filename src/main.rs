@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use selectd::cli::{Cli, Command, SendArgs, ServeArgs, manual, usage};
-use selectd::{Server, bench, send as client};
+use selectd::{Config, Server, bench, send as client};
 
 fn main() -> ExitCode {
     // Warnings by default, and the counters that `--stats` asks for.
@@ -71,19 +71,29 @@ fn usage_error(err: &clap::Error, args: &[OsString]) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let config = match args.into_config() {
+    // SAFETY: nothing has started a thread yet (parsing flags and setting up
+    // the logger start none; the stderr queue starts on its first line), as
+    // unsetting the variables requires.
+    let activated = match unsafe { selectd::take_activated_sockets() } {
+        Ok(activated) => activated,
+        Err(err) => return fail(&err.to_string(), 1),
+    };
+    let mut config = match args.into_config() {
         Ok(config) => config,
         Err(message) => return fail(&message, 2),
     };
+    if config.listen.is_empty() && activated.is_empty() {
+        config.listen = Config::default().listen;
+    }
     match selectd::net::limits::raise_fd_limit() {
         Ok(limit) => log::debug!("file descriptor limit: {limit}"),
         Err(err) => log::warn!("cannot raise the file descriptor limit: {err}"),
     }
-    let server = match Server::bind(config) {
+    let server = match Server::bind_with(config, activated) {
         Ok(server) => server,
         Err(err) => return fail(&err.to_string(), 1),
     };
-    for addr in server.local_addrs() {
+    for addr in server.listening() {
         say(&format!("listening on {addr}"));
     }
     match server.run() {

@@ -263,8 +263,10 @@ fn the_drop_policy_keeps_echoing_through_a_stall() {
     let mut client = connect(&server.addr);
     let mut echoed = BufReader::new(client.try_clone().unwrap());
     let mut line = String::new();
+    // 5000 lines of 1 KiB: far more than the 64 KiB bound and the pipe.
+    let filler = "x".repeat(1000);
     for i in 0..5000 {
-        let sent = format!("dropping is allowed {i:06}\n");
+        let sent = format!("dropping is allowed {i:06} {filler}\n");
         client.write_all(sent.as_bytes()).unwrap();
         line.clear();
         echoed.read_line(&mut line).unwrap();

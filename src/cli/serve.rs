@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::values::{self, Timeout};
 use crate::net::addr::Address;
-use crate::serve::{Config, Format, OutputFull, OutputTarget};
+use crate::serve::{Config, Format, OutputFull, OutputTarget, TrustedProxies};
 
 /// What `serve --help` (and the man page) says after the flags: the line
 /// commands, the signals and the exit codes, none of which is a flag.
@@ -44,12 +44,9 @@ Exit codes:
 pub struct ServeArgs {
     /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
     /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT. Port 0 picks a free port.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        default_value = "127.0.0.1:10001",
-        value_parser = values::listen_address
-    )]
+    /// Default: 127.0.0.1:10001, unless a service manager passes sockets
+    /// (socket activation), which are served beside any --listen.
+    #[arg(long, value_name = "ADDR", value_parser = values::listen_address)]
     pub listen: Vec<Address>,
     /// Close a client silent this long: 250ms, 5s, 2m; 0 or off disables.
     #[arg(long, value_name = "DUR", default_value = "5s")]
@@ -142,6 +139,11 @@ pub struct ServeArgs {
     /// Print each reactor turn on stderr, in select() terms (for learning).
     #[arg(long)]
     pub trace_loop: bool,
+    /// Trusted proxies (e.g. 127.0.0.1/32,10.0.0.0/8): their connections
+    /// must open with a PROXY protocol header (v1 or v2) within 5s, and the
+    /// client it names is the peer.
+    #[arg(long, value_name = "CIDR[,CIDR...]")]
+    pub proxy_protocol: Option<TrustedProxies>,
 }
 
 impl ServeArgs {
@@ -167,6 +169,8 @@ impl ServeArgs {
             stats_interval: self.stats.and_then(|every| every.0),
             trace_loop: self.trace_loop,
             handle_signals: true,
+            proxy_protocol: self.proxy_protocol.unwrap_or_default(),
+            notify: true,
         };
         config.validate().map_err(|err| err.to_string())?;
         Ok(config)

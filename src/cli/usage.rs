@@ -31,9 +31,10 @@ pub fn one_line(err: &clap::Error, args: &[OsString]) -> String {
         (ErrorKind::ValueValidation, Some(flag)) => {
             let value = value.unwrap_or_default();
             let reason = match err.source().map(|source| source.to_string()) {
-                // Our parsers name the value; others (`invalid digit found
-                // in string`) do not, so it is added.
-                Some(reason) if reason.contains(&format!("'{value}'")) => reason,
+                // Our parsers quote the culprit (the value, or the bad part
+                // of a list); others (`invalid digit found in string`) do
+                // not, so the value is added.
+                Some(reason) if reason.contains('\'') => reason,
                 Some(reason) => format!("invalid value '{value}': {reason}"),
                 None => format!("invalid value '{value}'"),
             };

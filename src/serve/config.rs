@@ -10,11 +10,14 @@ use std::time::Duration;
 use crate::net::addr::Address;
 use crate::serve::error::ConfigError;
 use crate::serve::output::{Format, OutputFull, OutputTarget};
+use crate::serve::proxy::TrustedProxies;
 
 /// How a server listens, prints, and bounds its clients.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where to listen; each address may bind several sockets.
+    /// Where to listen; each address may bind several sockets. May be empty
+    /// when sockets are handed over instead (see
+    /// [`Server::bind_with`](crate::Server::bind_with)).
     pub listen: Vec<Address>,
     /// Close a client silent this long (`None`: never).
     pub idle_timeout: Option<Duration>,
@@ -55,6 +58,13 @@ pub struct Config {
     /// Stop gracefully on SIGINT and SIGTERM (a second one stops at once).
     /// The binary turns this on; embedding programs usually keep their own.
     pub handle_signals: bool,
+    /// Proxies whose connections must open with a PROXY protocol header,
+    /// whose client address then stands for the peer (`--proxy-protocol`).
+    /// Empty: no header is expected from anyone.
+    pub proxy_protocol: TrustedProxies,
+    /// Tell a service manager (`NOTIFY_SOCKET`) `READY=1` once listening and
+    /// `STOPPING=1` at stop. The binary turns this on.
+    pub notify: bool,
 }
 
 impl Default for Config {
@@ -82,6 +92,8 @@ impl Default for Config {
             stats_interval: None,
             trace_loop: false,
             handle_signals: false,
+            proxy_protocol: TrustedProxies::default(),
+            notify: false,
         }
     }
 }
@@ -101,11 +113,9 @@ impl Config {
         }
     }
 
-    /// Checks that the settings make sense together.
+    /// Checks that the settings make sense together. (An empty `listen` is
+    /// checked at bind, where handed-over sockets are known.)
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.listen.is_empty() {
-            return Err(ConfigError::NoListener);
-        }
         let durations = [
             ("idle time-out", self.idle_timeout),
             ("line time-out", self.line_timeout),

@@ -71,6 +71,9 @@ pub enum ListenError {
     /// A Unix socket path is a socket that neither accepts nor refuses in
     /// time (its owner is alive but not accepting).
     Unresponsive,
+    /// A socket handed over by the service manager is not one that can be
+    /// served; the text says what it is instead.
+    Unservable(&'static str),
 }
 
 impl fmt::Display for ListenError {
@@ -84,6 +87,7 @@ impl fmt::Display for ListenError {
             ListenError::Unresponsive => f.write_str(
                 "a socket is there and its owner does not answer (in use; refusing to remove it)",
             ),
+            ListenError::Unservable(what) => f.write_str(what),
         }
     }
 }

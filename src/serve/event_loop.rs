@@ -63,6 +63,7 @@ use crate::serve::ready::ReadyQueue;
 use crate::serve::slots::{self, Slot};
 use crate::serve::stats::SharedCounters;
 use crate::serve::trace;
+use crate::serve::{notify, proxy};
 
 /// Events fetched per `poll` call; more simply wait for the next turn.
 const EVENTS_PER_TURN: usize = 1024;
@@ -83,6 +84,9 @@ pub(crate) struct EventLoop {
     idle: Option<DeadlineList>,
     /// Deadlines of unfinished lines (`--line-timeout`), by connection key.
     line_deadlines: Option<DeadlineList>,
+    /// Deadlines of PROXY headers still due from trusted proxies; `None`
+    /// without `--proxy-protocol`.
+    proxy_headers: Option<DeadlineList>,
     ready: ReadyQueue,
     accept: Acceptor,
     datagrams: Vec<mio::net::UdpSocket>,
@@ -129,6 +133,8 @@ impl EventLoop {
         EventLoop {
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
+            proxy_headers: (!config.proxy_protocol.is_empty())
+                .then(|| DeadlineList::new(proxy::HEADER_TIMEOUT)),
             next_stats: config.stats_interval.map(|every| Instant::now() + every),
             poll: parts.poll,
             ctx: parts.ctx,
@@ -227,9 +233,13 @@ impl EventLoop {
 
     /// Every deadline this loop keeps, nearest or not. While reading is
     /// paused for output, clients' clocks do not run.
-    fn deadlines(&self) -> [Option<Instant>; 5] {
+    fn deadlines(&self) -> [Option<Instant>; 6] {
         let clients = !self.reading_paused;
         [
+            self.proxy_headers
+                .as_ref()
+                .filter(|_| clients)
+                .and_then(DeadlineList::next_deadline),
             self.idle
                 .as_ref()
                 .filter(|_| clients)
@@ -267,6 +277,18 @@ impl EventLoop {
         {
             if let Some(connection) = self.connections.get_mut(key) {
                 let reason = connection.on_line_timeout(&mut self.ctx);
+                self.close(key, reason);
+            }
+        }
+        while let Some(key) = self
+            .proxy_headers
+            .as_mut()
+            .and_then(|headers| headers.pop_expired(now))
+        {
+            if let Some(connection) = self.connections.get_mut(key)
+                && connection.awaits_proxy_header()
+            {
+                let reason = connection.on_proxy_header_late();
                 self.close(key, reason);
             }
         }
@@ -486,6 +508,12 @@ impl EventLoop {
                 LineTimer::Stop => lines.remove(key),
             }
         }
+        if let (Some(headers), Some(connection)) =
+            (&mut self.proxy_headers, self.connections.get(key))
+            && !connection.awaits_proxy_header()
+        {
+            headers.remove(key);
+        }
         if read {
             self.ready.served(Token(key), again);
         } else if again {
@@ -552,6 +580,11 @@ impl EventLoop {
         }
         match Connection::new(Token(key), stream, peer, &mut self.ctx) {
             Ok(connection) => {
+                if let Some(headers) = &mut self.proxy_headers
+                    && connection.awaits_proxy_header()
+                {
+                    headers.touch(key, now);
+                }
                 entry.insert(connection);
                 self.ctx.counters.accepted += 1;
                 self.ctx.counters.open += 1;
@@ -582,6 +615,9 @@ impl EventLoop {
         }
         if let Some(lines) = &mut self.line_deadlines {
             lines.remove(key);
+        }
+        if let Some(headers) = &mut self.proxy_headers {
+            headers.remove(key);
         }
         self.ready.forget(Token(key));
         self.ctx.counters.count_close(reason);
@@ -628,6 +664,9 @@ impl EventLoop {
     /// are read and acted on; replies are flushed within the grace period.
     fn begin_stop(&mut self, now: Instant) {
         log::info!("stopping: {} clients connected", self.connections.len());
+        if self.ctx.config.notify {
+            notify::stopping();
+        }
         for mut listener in self.accept.close_all() {
             let _ = self.ctx.registry.deregister(listener.source());
             // Dropping closes the socket; a Unix listener removes its file.

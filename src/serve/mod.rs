@@ -27,6 +27,7 @@
 //! the failures that stop the server.
 
 mod accept;
+mod activation;
 mod close;
 mod config;
 mod connection;
@@ -35,7 +36,9 @@ pub(crate) mod deadline;
 mod error;
 mod event_loop;
 mod listen;
+mod notify;
 pub(crate) mod output;
+mod proxy;
 mod ready;
 mod send_queue;
 mod slots;
@@ -49,6 +52,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use mio::{Interest, Poll, Waker};
 
 pub use accept::SERVER_FULL;
+pub use activation::{Activated, take_activated_sockets};
 pub use close::CloseReason;
 pub use config::Config;
 pub use connection::{LINE_TOO_LONG, STATS_NOT_LOCAL, STOP_NOT_LOCAL};
@@ -56,6 +60,7 @@ pub use error::Error;
 pub use listen::BoundAddr;
 pub use output::diagnostics::{Stderr, finish as flush_stderr, line as stderr_line};
 pub use output::{Format, MemorySink, OutputFull, OutputTarget};
+pub use proxy::TrustedProxies;
 pub use stats::Counters;
 
 use crate::net::limits;
@@ -86,6 +91,8 @@ use stats::SharedCounters;
 pub struct Server {
     event_loop: EventLoop,
     addrs: Vec<BoundAddr>,
+    /// Each address's name, when a service manager named it.
+    names: Vec<Option<String>>,
     handle: ServerHandle,
 }
 
@@ -117,12 +124,27 @@ impl Server {
     /// known (and errors reported) before anything runs. Output goes to
     /// stdout unless [`with_output`](Server::with_output) says otherwise.
     pub fn bind(config: Config) -> Result<Server, Error> {
+        Server::bind_with(config, Vec::new())
+    }
+
+    /// As [`bind`](Server::bind), serving `activated` (sockets a service
+    /// manager handed over, from [`take_activated_sockets`]) first and
+    /// beside `config.listen`, which may then be empty.
+    pub fn bind_with(config: Config, activated: Vec<Activated>) -> Result<Server, Error> {
         config.validate().map_err(Error::Config)?;
+        if config.listen.is_empty() && activated.is_empty() {
+            return Err(Error::Config(error::ConfigError::NoListener));
+        }
         let options = ListenOptions {
             backlog: config.backlog,
             unix_mode: config.unix_mode,
         };
         let mut bound = Bound::default();
+        let mut names = Vec::new();
+        for socket in activated {
+            names.push(socket.name().map(str::to_string));
+            bound.adopt(socket.socket);
+        }
         for address in &config.listen {
             bound.bind(address, options)?;
         }
@@ -191,9 +213,11 @@ impl Server {
             signals,
             waker,
         });
+        names.resize(bound.addrs.len(), None);
         Ok(Server {
             event_loop,
             addrs: bound.addrs,
+            names,
             handle,
         })
     }
@@ -219,6 +243,19 @@ impl Server {
         self.addrs.clone()
     }
 
+    /// What to print in `listening on ...` lines: each address with its
+    /// name when a service manager gave one, `tcp://127.0.0.1:10001 (web)`.
+    pub fn listening(&self) -> Vec<String> {
+        self.addrs
+            .iter()
+            .zip(&self.names)
+            .map(|(addr, name)| match name {
+                Some(name) => format!("{addr} ({name})"),
+                None => addr.to_string(),
+            })
+            .collect()
+    }
+
     /// A handle to stop the server from another thread.
     pub fn handle(&self) -> ServerHandle {
         self.handle.clone()
@@ -227,6 +264,9 @@ impl Server {
     /// Runs until stopped (by a `stop` line, a [`ServerHandle`], or a signal),
     /// then returns once every client is closed and all output is flushed.
     pub fn run(self) -> Result<(), Error> {
+        if self.event_loop.config().notify {
+            notify::ready();
+        }
         self.event_loop.run()
     }
 }
