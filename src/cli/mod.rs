@@ -31,6 +31,8 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once, at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Serve line clients: print what they send (the notes' server).
     #[command(after_help = SERVE_AFTER_HELP)]

@@ -139,6 +139,11 @@ pub struct ServeArgs {
     /// Print each reactor turn on stderr, in select() terms (for learning).
     #[arg(long)]
     pub trace_loop: bool,
+    /// Event loops, each on its own thread with its own connections: a
+    /// number, or auto (one per CPU this process may run on). 1 is the
+    /// notes' single select() loop.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = values::reactors)]
+    pub reactors: usize,
     /// Trusted proxies (e.g. 127.0.0.1/32,10.0.0.0/8): their connections
     /// must open with a PROXY protocol header (v1 or v2) within 5s, and the
     /// client it names is the peer.
@@ -168,6 +173,7 @@ impl ServeArgs {
             line_timeout: self.line_timeout.0,
             stats_interval: self.stats.and_then(|every| every.0),
             trace_loop: self.trace_loop,
+            reactors: self.reactors,
             handle_signals: true,
             proxy_protocol: self.proxy_protocol.unwrap_or_default(),
             notify: true,

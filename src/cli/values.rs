@@ -100,6 +100,25 @@ pub fn positive_count(text: &str) -> Result<usize, ValueError> {
     count(text, 1..=max).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
+/// `--reactors`: a count from 1 to [`MAX_REACTORS`](crate::serve::MAX_REACTORS),
+/// or `auto` for one per CPU this process may run on.
+pub fn reactors(text: &str) -> Result<usize, ValueError> {
+    let max = crate::serve::MAX_REACTORS;
+    if text == "auto" {
+        return Ok(std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(max));
+    }
+    let max_u64 = u64::try_from(max).unwrap_or(u64::MAX);
+    count(text, 1..=max_u64)
+        .map(|n| usize::try_from(n).unwrap_or(max))
+        .map_err(|_| {
+            ValueError(format!(
+                "invalid count '{text}' (expected auto or 1 to {max})"
+            ))
+        })
+}
+
 /// Permission bits in octal, as `chmod` takes them: `600`, `0660`.
 pub fn unix_mode(text: &str) -> Result<u32, ValueError> {
     u32::from_str_radix(text, 8)

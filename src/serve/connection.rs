@@ -56,6 +56,7 @@ use crate::serve::config::Config;
 use crate::serve::output::Output;
 use crate::serve::proxy::{Carried, HeaderError, PendingHeader};
 use crate::serve::send_queue::SendQueue;
+use crate::serve::shared::SharedRef;
 use crate::serve::stats::Counters;
 
 /// At most this many bytes are read from one connection per reactor turn,
@@ -110,6 +111,30 @@ pub(crate) struct Context {
     /// the current batch of events.
     pub stop_requested: bool,
     pub counters: Counters,
+    /// What every loop of this server shares, and which loop this is.
+    pub shared: SharedRef,
+    pub reactor: usize,
+}
+
+impl Context {
+    /// The reply to `stats`: the whole server's counters (this loop's live,
+    /// the others' as last published) and, with several loops, how many
+    /// connections each holds.
+    fn stats_reply(&mut self, reply: &mut [u8]) -> usize {
+        self.counters.lines_dropped = self.output.dropped();
+        let live = Some((self.reactor, &self.counters));
+        let totals = self.shared.totals(live);
+        let mut cursor = io::Cursor::new(reply);
+        let _ = write!(cursor, "stats {totals}");
+        if self.shared.loops() > 1 {
+            let _ = write!(cursor, " reactors={} open_by_reactor=", self.shared.loops());
+            for (index, open) in self.shared.open_by_loop(live).iter().enumerate() {
+                let _ = write!(cursor, "{}{open}", if index == 0 { "" } else { "," });
+            }
+        }
+        let _ = write!(cursor, "\r\n");
+        cursor.position() as usize
+    }
 }
 
 /// What the reactor must do with a connection after an event.
@@ -637,12 +662,10 @@ impl Act<'_, '_> {
                 self.reply(STOP_NOT_LOCAL);
             }
             Some(Command::Stats) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
-                let mut reply = [0u8; 1024];
-                let mut cursor = io::Cursor::new(&mut reply[..]);
-                self.ctx.counters.lines_dropped = self.ctx.output.dropped();
-                // 1 KiB holds every counter at its largest (20 digits each).
-                let _ = write!(cursor, "stats {}\r\n", self.ctx.counters);
-                let len = cursor.position() as usize;
+                // Every counter at its largest (20 digits each), and 20
+                // digits for each of up to 128 loops, fit.
+                let mut reply = [0u8; 4096];
+                let len = self.ctx.stats_reply(&mut reply);
                 self.reply(&reply[..len]);
             }
             Some(Command::Stats) => self.reply(STATS_NOT_LOCAL),
