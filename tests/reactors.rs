@@ -131,7 +131,9 @@ fn stop_from_any_reactor_stops_all() {
         let mut server = ServerProcess::start(&["--reactors", "2", "--idle-timeout", "off"]);
         let mut clients: Vec<TcpStream> = (0..16).map(|_| server.connect()).collect();
         for (i, client) in clients.iter_mut().enumerate() {
-            client.write_all(format!("line of {i}\n").as_bytes()).unwrap();
+            client
+                .write_all(format!("line of {i}\n").as_bytes())
+                .unwrap();
         }
         wait_until("every line printed", || {
             server.with_stdout(|out| out.matches("] line of ").count() == 16)
@@ -212,7 +214,9 @@ fn counters_are_summed_over_reactors() {
     let clients: Vec<TcpStream> = (0..40)
         .map(|i| {
             let mut client = server.connect();
-            client.write_all(format!("counted {i}\n").as_bytes()).unwrap();
+            client
+                .write_all(format!("counted {i}\n").as_bytes())
+                .unwrap();
             client
         })
         .collect();
@@ -230,7 +234,10 @@ fn counters_are_summed_over_reactors() {
         .split(',')
         .map(|n| n.parse().unwrap())
         .collect();
-    assert!(spread.iter().all(|&n| n > 0), "both reactors serve: {spread:?}");
+    assert!(
+        spread.iter().all(|&n| n > 0),
+        "both reactors serve: {spread:?}"
+    );
     drop(clients);
 }
 
