@@ -59,10 +59,10 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, index: usize) {
         Behaviour::Sink => while let Ok(1..) = stream.read(&mut buf) {},
         Behaviour::Echo | Behaviour::CorruptAt(_) => {
             while let Ok(n @ 1..) = stream.read(&mut buf) {
-                if let Behaviour::CorruptAt(at) = behaviour {
-                    if (offset..offset + n as u64).contains(&at) {
-                        buf[(at - offset) as usize] ^= 0x20;
-                    }
+                if let Behaviour::CorruptAt(at) = behaviour
+                    && (offset..offset + n as u64).contains(&at)
+                {
+                    buf[(at - offset) as usize] ^= 0x20;
                 }
                 offset += n as u64;
                 if stream.write_all(&buf[..n]).is_err() {

@@ -38,6 +38,21 @@ pub enum Input {
     Bytes(Vec<u8>),
 }
 
+/// Whether a test can run where it needs something the machine may lack
+/// (a program, IPv6): `false` skips it with a printed reason, but when `CI`
+/// is set it fails instead, since CI installs what the tests need.
+pub fn available(what: &str, found: bool) -> bool {
+    if found {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} is required in CI but was not found"
+    );
+    eprintln!("{what} not found: skipping");
+    false
+}
+
 /// `selectd` with the given arguments, as cargo built it for this test run.
 pub fn selectd(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_selectd"));
@@ -45,12 +60,17 @@ pub fn selectd(args: &[&str]) -> Command {
     command
 }
 
-/// Runs `selectd send ARGS` with `input`, collecting both outputs on their
-/// own threads so a full pipe never stalls the child.
+/// Runs `selectd send ARGS` with `input`.
 pub fn send(args: &[&str], input: Input) -> Outcome {
     let mut full = vec!["send"];
     full.extend_from_slice(args);
-    let mut command = selectd(&full);
+    run(&full, input)
+}
+
+/// Runs `selectd ARGS` with `input`, collecting both outputs on their own
+/// threads so a full pipe never stalls the child.
+pub fn run(args: &[&str], input: Input) -> Outcome {
+    let mut command = selectd(args);
     command
         .stdin(match input {
             Input::Null => Stdio::null(),
