@@ -68,6 +68,10 @@ use crate::serve::{notify, proxy};
 /// Events fetched per `poll` call; more simply wait for the next turn.
 const EVENTS_PER_TURN: usize = 1024;
 
+/// After the last client is closed, how long printed output that is still
+/// being written may take before what is left counts as unwritten.
+const FINAL_FLUSH: Duration = Duration::from_millis(200);
+
 /// Size of the one read buffer shared by every connection.
 const SCRATCH_SIZE: usize = 64 * 1024;
 
@@ -221,6 +225,11 @@ impl EventLoop {
             }
         }
         self.ctx.output.flush();
+        if !self.stop_now && !self.output_closed {
+            // Output that is flowing gets a moment even after the grace
+            // period (`--grace 0`): only stalled output counts as unwritten.
+            self.ctx.output.wait_written(FINAL_FLUSH);
+        }
         self.ctx.counters.lines_dropped = self.ctx.output.dropped();
         self.ctx
             .shared

@@ -296,8 +296,8 @@ impl Output {
     }
 
     /// Hands over what is staged and waits up to `timeout` for everything
-    /// to be written; `true` if it was. Not for a loop: for tests and tools.
-    #[cfg(any(test, feature = "fuzzing"))]
+    /// to be written; `true` if it was. Not for a running loop: for the end
+    /// of one, and for tests.
     pub fn wait_written(&mut self, timeout: std::time::Duration) -> bool {
         self.flush();
         self.queue.wait_drained(timeout)

@@ -64,6 +64,11 @@ use crate::net::os_reason;
 /// nothing.
 pub(crate) const BUFFER_CAPACITY: usize = 64 * 1024;
 
+/// A buffer that grew past this while the output was stalled is given back
+/// once empty, so that memory after a stall is what the steady state needs,
+/// not what the stall took.
+const SHRINK_ABOVE: usize = 4 * BUFFER_CAPACITY;
+
 /// Back-off between retries after a write error other than `EPIPE`.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(1);
@@ -238,6 +243,9 @@ impl OutputQueue {
         let n = staged.len();
         if state.queued.is_empty() {
             std::mem::swap(&mut state.queued, staged);
+            if staged.capacity() > SHRINK_ABOVE {
+                *staged = Vec::with_capacity(BUFFER_CAPACITY);
+            }
         } else {
             state.queued.extend_from_slice(staged);
             staged.clear();
@@ -405,6 +413,9 @@ fn write_forever(shared: &Shared, mut sink: Sink, report: bool) {
         }
         let _ = sink.flush();
         buffer.clear();
+        if buffer.capacity() > SHRINK_ABOVE {
+            buffer = Vec::with_capacity(BUFFER_CAPACITY);
+        }
         account(shared, 0, true);
     }
 }
