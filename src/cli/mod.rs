@@ -7,6 +7,9 @@
 
 use clap::{Args, Parser, Subcommand};
 
+mod bench;
+pub use bench::BenchArgs;
+
 use crate::net::addr::Address;
 use crate::net::units::{parse_bytes, parse_duration, parse_optional_duration};
 use crate::serve::config::Config;
@@ -25,8 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve line clients: print what they send (the notes' server).
     Serve(ServeArgs),
-    /// Load a line server and measure it (echo, ingest or idle).
-    Bench(crate::bench::BenchArgs),
+    /// Load a line server and measure it (echo, ingest, idle or churn).
+    Bench(BenchArgs),
     /// Connect to ADDR, send standard input (or --data, or an HTTP GET), print what comes back.
     Send(crate::send::SendArgs),
 }

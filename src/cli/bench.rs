@@ -1,0 +1,112 @@
+//! `selectd bench` flags, typed as clap parses them.
+//!
+//! Every flag that has a range is checked here, by clap, so a bad value is
+//! refused before any socket is opened and the message names the flag
+//! (`invalid value '0' for '--conns <N>'`). What needs more than one flag or
+//! the machine (the target's family, memory, descriptors) is checked when
+//! the flags become a [`BenchConfig`](crate::bench::BenchConfig).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::bench::Mode;
+use crate::net::addr::Address;
+use crate::net::units::{parse_bytes, parse_duration};
+
+/// Most connections one run may ask for (the descriptor limit usually binds first).
+pub const MAX_CONNS: u32 = 1_000_000;
+/// Most lines in flight per connection.
+pub const MAX_PIPELINE: u32 = 1_000_000;
+/// Most load-generator threads.
+pub const MAX_THREADS: u32 = 1024;
+/// Largest `--size`: far beyond any server's line limit.
+pub const MAX_SIZE: usize = 16 << 20;
+/// Highest `--rate`, in lines (or connections) per second.
+pub const MAX_RATE: f64 = 1e9;
+
+/// The flags of `selectd bench`, as typed: validated further by
+/// [`BenchConfig::from_args`](crate::bench::BenchConfig::from_args).
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Server to load: HOST:PORT, tcp://HOST:PORT, [V6]:PORT or unix:PATH
+    #[arg(value_name = "ADDR", value_parser = parse_address)]
+    pub addr: Address,
+    /// Concurrent connections (churn: connections open at once)
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNS)))]
+    pub conns: u32,
+    /// How long to measure, after the warm-up (e.g. 10s, 500ms, 1m)
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_window)]
+    pub duration: Duration,
+    /// Bytes per line, the trailing newline included (1 to 16MiB)
+    #[arg(long, value_name = "BYTES", default_value = "64", value_parser = parse_size)]
+    pub size: usize,
+    /// Lines in flight per connection (echo mode)
+    #[arg(long, value_name = "K", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PIPELINE)))]
+    pub pipeline: u32,
+    /// What to measure
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = Mode::Echo)]
+    pub mode: Mode,
+    /// Open loop: send R lines per second in all (churn: R new connections
+    /// per second), on a fixed schedule, whatever the server answers
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Load applied before measuring starts, excluded from the results
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Load generator threads, one mio reactor each
+    #[arg(long, value_name = "T", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_THREADS)))]
+    pub threads: u32,
+    /// Print exactly one JSON object on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// Print progress on stderr once a second even when stderr is not a terminal
+    #[arg(long)]
+    pub progress: bool,
+    /// Also write the latency distribution to FILE in HdrHistogram's .hgrm text format
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Also draw the latency percentile spectrum to FILE (SVG)
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+fn parse_address(text: &str) -> Result<Address, String> {
+    let address: Address = text.parse().map_err(|e| format!("{e}"))?;
+    match address {
+        Address::Udp { .. } => Err(format!(
+            "'{text}': bench speaks TCP or Unix stream sockets (HOST:PORT, [V6]:PORT, unix:PATH)"
+        )),
+        Address::Tcp { port: 0, .. } => Err(format!("'{text}': port 0 cannot be connected to")),
+        _ => Ok(address),
+    }
+}
+
+fn parse_window(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err(format!("'{text}': the window must be more than 0"));
+    }
+    Ok(duration)
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    let size = parse_bytes(text).map_err(|e| e.to_string())?;
+    if size == 0 || size > MAX_SIZE {
+        return Err(format!(
+            "'{text}' is not between 1 byte (just the newline) and 16MiB"
+        ));
+    }
+    Ok(size)
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= MAX_RATE => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a rate per second above 0 and at most 1e9"
+        )),
+    }
+}
