@@ -12,7 +12,7 @@ pub use bench::BenchArgs;
 
 use crate::net::addr::Address;
 use crate::net::units::{parse_bytes, parse_duration, parse_optional_duration};
-use crate::serve::config::Config;
+use crate::serve::Config;
 
 /// selectd: the select() line server from the socket notes, done right.
 #[derive(Debug, Parser)]
@@ -130,7 +130,7 @@ impl ServeArgs {
             trace_loop: self.trace_loop,
             handle_signals: true,
         };
-        config.validate()?;
+        config.validate().map_err(|err| err.to_string())?;
         Ok(config)
     }
 }

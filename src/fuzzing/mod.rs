@@ -21,7 +21,7 @@ use std::ops::ControlFlow;
 use crate::proto::command::{Command, strip};
 use crate::proto::line::{LineBuffer, LineTooLong};
 use crate::proto::write_escaped;
-use crate::serve::close::CloseReason;
+use crate::serve::CloseReason;
 use crate::serve::output::{Format, MemorySink, Output, SEPARATOR};
 
 /// At most this many reads are cut from one input.
@@ -53,7 +53,7 @@ struct Framed {
 /// - without an error, the raw bytes of all lines, joined, are the stream;
 ///   with one, they are a prefix of it;
 /// - [`Command::parse`] is `Some` only for the exact command word after
-///   [`strip`], which itself trims exactly the seed's whitespace;
+///   [`strip`], which itself trims exactly the notes' whitespace;
 /// - [`write_escaped`] (plain and JSON) yields UTF-8 with no control or
 ///   bidi character, keeps printable UTF-8 as it is, and in JSON mode yields
 ///   a valid JSON string body that decodes to the plain escaping;
@@ -180,7 +180,7 @@ fn check_line(raw: &[u8], text: &[u8], max_line: usize, last: bool) {
     }
 }
 
-/// The seed's `strip()` whitespace.
+/// The notes' `strip()` whitespace.
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }

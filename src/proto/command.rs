@@ -1,18 +1,18 @@
 //! What a line means.
 //!
-//! The seed compares whole `recv()` chunks with `'disconnect\r\n'` and
+//! The notes' server compares whole `recv()` chunks with `'disconnect\r\n'` and
 //! `'stop\r\n'`, so `stop\n` from a Unix `nc`, or `stop` with a stray space,
 //! is printed instead of obeyed. Here a command is a complete line whose text,
-//! with surrounding whitespace trimmed (the seed's `strip()`), is exactly the
+//! with surrounding whitespace trimmed (the notes' `strip()`), is exactly the
 //! command word. Everything else is text to print. Who may run a command is
 //! not decided here but where the peer is known (`connection.rs`).
 
 /// A line that asks the server to do something rather than print it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
-    /// `disconnect`: close this client (the seed's `break`).
+    /// `disconnect`: close this client (the notes' `break`).
     Disconnect,
-    /// `stop`: stop the whole server gracefully (the seed's `devam = False`).
+    /// `stop`: stop the whole server gracefully (the notes' `devam = False`).
     Stop,
     /// `stats`: reply with the server's counters, as one line.
     Stats,

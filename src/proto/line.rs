@@ -1,6 +1,6 @@
 //! Splitting a byte stream into lines.
 //!
-//! The seed server calls `recv(1024)` and treats each chunk as one message, so
+//! The notes' server calls `recv(1024)` and treats each chunk as one message, so
 //! a command split across two reads, or two commands in one read, is missed.
 //! TCP delivers a stream, not messages: framing must work for every way the
 //! same bytes can be cut into reads. This module owns that rule and nothing

@@ -2,12 +2,13 @@
 //!
 //! The command line (`cli.rs`) is one way to make a `Config`; a test, a bench
 //! or another program makes one directly, starting from [`Config::default`],
-//! which holds the seed's choices where the seed made one (port 10001, a 5 s
+//! which holds the notes' choices where the notes made one (port 10001, a 5 s
 //! time-out) and safe bounds where it did not.
 
 use std::time::Duration;
 
 use crate::net::addr::Address;
+use crate::serve::error::ConfigError;
 use crate::serve::output::Format;
 
 /// How a server listens, prints, and bounds its clients.
@@ -91,9 +92,9 @@ impl Config {
     }
 
     /// Checks that the settings make sense together.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.listen.is_empty() {
-            return Err("no address to listen on".into());
+            return Err(ConfigError::NoListener);
         }
         let durations = [
             ("idle time-out", self.idle_timeout),
@@ -103,20 +104,20 @@ impl Config {
         ];
         for (what, duration) in durations {
             if duration.is_some_and(|d| d > crate::net::units::MAX_DURATION) {
-                return Err(format!("{what} is longer than 100 years"));
+                return Err(ConfigError::TooLong(what));
             }
         }
         if self.max_conns == Some(0) {
-            return Err("--max-conns must be at least 1".into());
+            return Err(ConfigError::NoConnections);
         }
         if self.max_line == 0 {
-            return Err("--max-line must be at least 1 byte".into());
+            return Err(ConfigError::EmptyLines);
         }
         if self.low_watermark > self.high_watermark {
-            return Err(format!(
-                "low watermark ({}) is above the high watermark ({})",
-                self.low_watermark, self.high_watermark
-            ));
+            return Err(ConfigError::Watermarks {
+                low: self.low_watermark,
+                high: self.high_watermark,
+            });
         }
         Ok(())
     }

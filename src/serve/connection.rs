@@ -1,6 +1,6 @@
 //! One client's life, from `accept` to `close`.
 //!
-//! The seed server's inner loop is one connection's whole life:
+//! The notes' server's inner loop is one connection's whole life:
 //!
 //! ```python
 //! while True:
@@ -26,20 +26,14 @@
 //! 5. `Connection::close`: the single exit, printing and logging the reason.
 //!
 //! Idle time-outs are not here: the reactor owns the deadlines and closes
-//! the connection with [`CloseReason::Idle`] (the seed's `if not inp: break`).
+//! the connection with [`CloseReason::Idle`] (the notes' `if not inp: break`).
 //!
 //! # Writing without blocking
 //!
-//! The notes offer `sendall`, which blocks until every byte is sent. A
-//! non-blocking server has no `sendall`: a `write` may take part of the bytes
-//! or none. So replies are written at once, and whatever the socket does not
-//! take waits in this connection's output buffer; only then does the
-//! connection ask for `WRITABLE` events, and it stops asking as soon as the
-//! buffer is empty, so an idle connection never wakes the reactor.
-//!
-//! Backpressure: while more than the high watermark is waiting to be sent,
-//! the connection stops reading (a client that sends but never reads holds at
-//! most about that much memory), and resumes below the low watermark.
+//! Replies are written at once; what the socket does not take waits in the
+//! connection's [`SendQueue`], which also says when to stop reading
+//! (backpressure) and when to resume. The connection asks for `WRITABLE`
+//! exactly while that queue is not empty.
 //!
 //! # Zero copies on the common path
 //!
@@ -49,8 +43,7 @@
 //! connection's own buffers only for a line split across reads, or for
 //! output the socket did not take: in steady state, echoing allocates nothing.
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::ops::{ControlFlow, Range};
 
 use mio::{Interest, Registry, Token};
@@ -61,16 +54,13 @@ use crate::proto::line::{Line, LineBuffer};
 use crate::serve::close::CloseReason;
 use crate::serve::config::Config;
 use crate::serve::output::Output;
+use crate::serve::send_queue::SendQueue;
 use crate::serve::stats::Counters;
 
 /// At most this many bytes are read from one connection per reactor turn,
 /// so one flooding client cannot starve the others. A connection with more
-/// to read goes on the reactor's "ready again" list for the next turn.
+/// to read goes on the reactor's ready queue for the next turn.
 pub const READ_BUDGET: usize = 64 * 1024;
-
-/// An empty output buffer larger than this is given back, so a connection
-/// that once had a burst of output does not keep the memory while idle.
-const KEEP_OUTPUT_CAPACITY: usize = 64 * 1024;
 
 /// At `stop`, at most this much more is read from one client: everything a
 /// kernel receive queue can hold, but not an endless stream.
@@ -108,15 +98,17 @@ pub(crate) enum LineTimer {
     Stop,
 }
 
-/// What the reactor lends a connection while it handles one event.
-pub(crate) struct Context<'a> {
-    pub registry: &'a Registry,
-    pub output: &'a mut Output,
-    pub config: &'a Config,
-    /// Set when a client's `stop` is accepted; the reactor acts on it after
+/// What a connection may touch besides itself while it handles an event:
+/// the loop's state that every connection shares. It is a struct of its own
+/// so that the loop can lend it while it holds one connection from its slab.
+pub(crate) struct Context {
+    pub registry: Registry,
+    pub output: Output,
+    pub config: Config,
+    /// Set when a client's `stop` is accepted; the loop acts on it after
     /// the current batch of events.
-    pub stop_requested: &'a mut bool,
-    pub counters: &'a mut Counters,
+    pub stop_requested: bool,
+    pub counters: Counters,
 }
 
 /// What the reactor must do with a connection after an event.
@@ -152,7 +144,7 @@ pub struct Connection {
     /// A partial line, if the last read ended mid-line.
     lines: LineBuffer,
     /// Output the socket has not taken yet (empty, and unallocated, almost always).
-    out: VecDeque<u8>,
+    out: SendQueue,
     phase: Phase,
     /// The interest currently registered with the `Poll`.
     interest: Interest,
@@ -164,12 +156,6 @@ pub struct Connection {
     /// A write or read failed: the peer is gone. What it sent is still
     /// printed, but nothing more is sent to it.
     peer_gone: bool,
-    /// On the reactor's "ready again" list (so it is queued only once).
-    pub(crate) queued_again: bool,
-    /// Its last read stopped with data possibly still queued.
-    pub(crate) more_to_read: bool,
-    /// The last loop turn in which it was read (so a turn reads it once).
-    pub(crate) served_in_turn: u64,
     /// Which unfinished line the line-timeout clock is running for (by
     /// its number), if any.
     timed_line: Option<u64>,
@@ -181,13 +167,12 @@ impl Connection {
         token: Token,
         mut stream: Stream,
         peer: Peer,
-        registry: &Registry,
-        config: &Config,
-        output: &mut Output,
+        ctx: &mut Context,
     ) -> io::Result<Connection> {
-        registry.register(&mut stream, token, READ_INTEREST)?;
+        ctx.registry.register(&mut stream, token, READ_INTEREST)?;
         let label = peer.to_string().into_boxed_str();
-        output.open(&label);
+        ctx.output.open(&label);
+        let config = &ctx.config;
         log::debug!("{label}: open as {token:?}");
         Ok(Connection {
             token,
@@ -195,14 +180,11 @@ impl Connection {
             peer,
             label,
             lines: LineBuffer::new(config.max_line),
-            out: VecDeque::new(),
+            out: SendQueue::new(config.high_watermark, config.low_watermark),
             phase: Phase::Reading,
             interest: READ_INTEREST,
             drain_fully: !SHORT_READ_SHORTCUT,
             peer_gone: false,
-            queued_again: false,
-            more_to_read: false,
-            served_in_turn: 0,
             timed_line: None,
         })
     }
@@ -234,16 +216,16 @@ impl Connection {
 
     /// The unfinished line took too long (a slowloris trickling bytes):
     /// what arrived of it is still printed, then the connection closes.
-    pub(crate) fn on_line_timeout(&mut self, ctx: &mut Context<'_>) -> CloseReason {
+    pub(crate) fn on_line_timeout(&mut self, ctx: &mut Context) -> CloseReason {
         log::info!("{}: line not finished in time", self.label);
         self.print_unfinished_line(ctx);
         CloseReason::LineTimeout
     }
 
-    /// The client was silent for the idle time-out (the seed's
+    /// The client was silent for the idle time-out (the notes'
     /// `if not inp: break`). What it sent of an unfinished line is still
     /// printed: nothing already received is lost.
-    pub(crate) fn on_idle_timeout(&mut self, ctx: &mut Context<'_>) -> CloseReason {
+    pub(crate) fn on_idle_timeout(&mut self, ctx: &mut Context) -> CloseReason {
         self.print_unfinished_line(ctx);
         CloseReason::Idle
     }
@@ -251,7 +233,7 @@ impl Connection {
     /// Prints an unfinished line as it stands, when the server gives up on
     /// it. It is not acted on (no command, no echo): unlike a last line at
     /// EOF, the client never finished it.
-    fn print_unfinished_line(&mut self, ctx: &mut Context<'_>) {
+    fn print_unfinished_line(&mut self, ctx: &mut Context) {
         let label = &self.label;
         let _ = self.lines.finish(|line| {
             ctx.counters.lines += 1;
@@ -260,7 +242,7 @@ impl Connection {
         });
     }
 
-    /// The socket is readable: the seed's `recv`, repeated until the kernel
+    /// The socket is readable: the notes' `recv`, repeated until the kernel
     /// says `WouldBlock` (edge-triggered readiness is reported once per
     /// change, so anything left unread would wait for an event that never
     /// comes), or until this turn's budget is spent.
@@ -269,7 +251,7 @@ impl Connection {
     /// or sent urgent data: then a short read proves nothing.
     pub(crate) fn on_readable(
         &mut self,
-        ctx: &mut Context<'_>,
+        ctx: &mut Context,
         scratch: &mut [u8],
         drain_fully: bool,
     ) -> Status {
@@ -324,8 +306,8 @@ impl Connection {
 
     /// The socket is writable: send what is waiting, and resume reading if
     /// backpressure eased.
-    pub(crate) fn on_writable(&mut self, ctx: &mut Context<'_>) -> Status {
-        let active = match flush(&mut self.stream, &mut self.out) {
+    pub(crate) fn on_writable(&mut self, ctx: &mut Context) -> Status {
+        let active = match self.out.flush(&mut self.stream) {
             Ok(moved) => {
                 ctx.counters.bytes_out += moved as u64;
                 moved > 0
@@ -337,7 +319,7 @@ impl Connection {
             }
         };
         let mut again = false;
-        if self.phase == Phase::Backpressured && self.out.len() <= ctx.config.low_watermark {
+        if self.phase == Phase::Backpressured && self.out.is_at_low() {
             self.phase = Phase::Reading;
             // Bytes may have waited in the kernel all along; no new edge
             // will announce them, so read them next turn.
@@ -350,7 +332,7 @@ impl Connection {
     /// the kernel holds for us, up to `STOP_DRAIN_LIMIT` so a client that
     /// keeps streaming cannot hold the stop), act on every line, keep an
     /// unfinished last line as a line, and close once the replies are flushed.
-    pub(crate) fn on_stop(&mut self, ctx: &mut Context<'_>, scratch: &mut [u8]) -> Status {
+    pub(crate) fn on_stop(&mut self, ctx: &mut Context, scratch: &mut [u8]) -> Status {
         if let Phase::Closing(_) = self.phase {
             return self.settle(ctx, false, false);
         }
@@ -383,7 +365,8 @@ impl Connection {
     }
 
     /// The single exit: deregister, print the close event, log, drop the socket.
-    pub(crate) fn close(mut self, reason: CloseReason, registry: &Registry, output: &mut Output) {
+    pub(crate) fn close(mut self, reason: CloseReason, ctx: &mut Context) {
+        let (registry, output) = (&ctx.registry, &mut ctx.output);
         if let Err(err) = registry.deregister(&mut self.stream) {
             log::debug!("{}: deregister failed: {err}", self.label);
         }
@@ -402,7 +385,7 @@ impl Connection {
     /// End of stream: the client shut down its sending side. An unfinished
     /// last line is still a line; pending replies are flushed before closing
     /// (so a client that half-closes gets every byte back, then EOF).
-    fn on_eof(&mut self, ctx: &mut Context<'_>) -> Status {
+    fn on_eof(&mut self, ctx: &mut Context) -> Status {
         if let Err(reason) = self.receive(None, ctx) {
             return Status::Closed(reason);
         }
@@ -414,7 +397,7 @@ impl Connection {
 
     /// A read failed. A reset loses nothing we hold: the unfinished last
     /// line is printed before the connection closes.
-    fn on_read_error(&mut self, err: &io::Error, ctx: &mut Context<'_>) -> Status {
+    fn on_read_error(&mut self, err: &io::Error, ctx: &mut Context) -> Status {
         ctx.counters.errors += 1;
         let reason = CloseReason::from_io(err);
         if reason == CloseReason::Error {
@@ -429,7 +412,7 @@ impl Connection {
 
     /// Frames one read's bytes and acts on each complete line; with `None`
     /// (end of input), acts on the unterminated last line, if any.
-    fn receive(&mut self, chunk: Option<&[u8]>, ctx: &mut Context<'_>) -> Result<(), CloseReason> {
+    fn receive(&mut self, chunk: Option<&[u8]>, ctx: &mut Context) -> Result<(), CloseReason> {
         let Connection {
             stream,
             peer,
@@ -472,7 +455,7 @@ impl Connection {
         }
         if let Some(next) = act.next_phase {
             *phase = next;
-        } else if *phase == Phase::Reading && out.len() > ctx.config.high_watermark {
+        } else if *phase == Phase::Reading && out.is_over_high() {
             log::debug!("{label}: {} bytes unsent, pausing reads", out.len());
             *phase = Phase::Backpressured;
         }
@@ -481,14 +464,11 @@ impl Connection {
 
     /// After any event: close if a closing connection has flushed, and ask
     /// for `WRITABLE` exactly while output is waiting.
-    fn settle(&mut self, ctx: &mut Context<'_>, active: bool, again: bool) -> Status {
-        if self.out.is_empty() {
-            if let Phase::Closing(reason) = self.phase {
-                return Status::Closed(reason);
-            }
-            if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
-                self.out = VecDeque::new();
-            }
+    fn settle(&mut self, ctx: &mut Context, active: bool, again: bool) -> Status {
+        if self.out.is_empty()
+            && let Phase::Closing(reason) = self.phase
+        {
+            return Status::Closed(reason);
         }
         let wanted = if self.out.is_empty() {
             READ_INTEREST
@@ -508,7 +488,7 @@ impl Connection {
         Status::Open { active, again }
     }
 
-    fn write_failed(&mut self, err: &io::Error, ctx: &mut Context<'_>) -> CloseReason {
+    fn write_failed(&mut self, err: &io::Error, ctx: &mut Context) -> CloseReason {
         ctx.counters.errors += 1;
         let reason = CloseReason::from_io(err);
         if reason == CloseReason::Error {
@@ -522,12 +502,12 @@ impl Connection {
 
 /// Acting on the lines of one read: borrows what that needs, for as long as
 /// the read is being framed.
-struct Act<'a, 'c, 'x> {
+struct Act<'a, 'c> {
     stream: &'a mut Stream,
-    out: &'a mut VecDeque<u8>,
+    out: &'a mut SendQueue,
     peer: &'a Peer,
     label: &'a str,
-    ctx: &'a mut Context<'x>,
+    ctx: &'a mut Context,
     /// The read being framed; `echo_run` is a range of it.
     chunk: &'c [u8],
     /// Echoed lines not yet written: consecutive lines of one read go out
@@ -539,7 +519,7 @@ struct Act<'a, 'c, 'x> {
     peer_gone: bool,
 }
 
-impl Act<'_, '_, '_> {
+impl Act<'_, '_> {
     /// One complete line: a command is obeyed, anything else printed (and
     /// echoed with `--echo`).
     fn on_line(&mut self, line: Line<'_>) -> ControlFlow<()> {
@@ -565,7 +545,7 @@ impl Act<'_, '_, '_> {
             }
             Some(Command::Stop) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
                 log::info!("{}: stop requested", self.label);
-                *self.ctx.stop_requested = true;
+                self.ctx.stop_requested = true;
             }
             Some(Command::Stop) => {
                 log::warn!("{}: refused stop from a remote client", self.label);
@@ -625,49 +605,9 @@ impl Act<'_, '_, '_> {
         if self.failure.is_some() || self.peer_gone {
             return;
         }
-        let mut sent = 0;
-        if self.out.is_empty() {
-            while sent < bytes.len() {
-                match self.stream.write(&bytes[sent..]) {
-                    Ok(0) => {
-                        self.failure = Some(io::ErrorKind::WriteZero.into());
-                        return;
-                    }
-                    Ok(n) => {
-                        sent += n;
-                        self.ctx.counters.bytes_out += n as u64;
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(err) => {
-                        self.failure = Some(err);
-                        return;
-                    }
-                }
-            }
-        }
-        if sent < bytes.len() {
-            self.out.extend(&bytes[sent..]);
+        match self.out.send(self.stream, bytes) {
+            Ok(sent) => self.ctx.counters.bytes_out += sent as u64,
+            Err(err) => self.failure = Some(err),
         }
     }
-}
-
-/// Writes queued output until it is gone or the socket is full; returns the
-/// bytes written.
-fn flush(stream: &mut Stream, out: &mut VecDeque<u8>) -> io::Result<usize> {
-    let mut total = 0;
-    while !out.is_empty() {
-        let (front, back) = out.as_slices();
-        match stream.write_vectored(&[IoSlice::new(front), IoSlice::new(back)]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                out.drain(..n);
-                total += n;
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(total)
 }

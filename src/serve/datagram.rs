@@ -18,9 +18,7 @@ use std::ops::ControlFlow;
 
 use crate::proto::command::Command;
 use crate::proto::line::LineBuffer;
-use crate::serve::config::Config;
-use crate::serve::output::Output;
-use crate::serve::stats::Counters;
+use crate::serve::connection::Context;
 
 /// Datagrams read from one socket per loop turn before the others get a turn.
 const DATAGRAM_BUDGET: usize = 256;
@@ -37,10 +35,8 @@ pub struct DatagramState {
 pub(crate) fn on_readable(
     socket: &mio::net::UdpSocket,
     scratch: &mut [u8],
-    output: &mut Output,
-    config: &Config,
+    ctx: &mut Context,
     state: &mut DatagramState,
-    counters: &mut Counters,
 ) -> bool {
     for _ in 0..DATAGRAM_BUDGET {
         // The scratch buffer (64 KiB) holds the largest UDP payload
@@ -56,15 +52,15 @@ pub(crate) fn on_readable(
                 continue;
             }
         };
-        counters.datagrams += 1;
-        counters.bytes_in += n as u64;
+        ctx.counters.datagrams += 1;
+        ctx.counters.bytes_in += n as u64;
         let datagram = &scratch[..n];
-        print_lines(datagram, from, output, config, state, counters);
-        if config.echo {
+        print_lines(datagram, from, ctx, state);
+        if ctx.config.echo {
             match socket.send_to(datagram, from) {
-                Ok(sent) => counters.bytes_out += sent as u64,
+                Ok(sent) => ctx.counters.bytes_out += sent as u64,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    counters.datagram_replies_dropped += 1;
+                    ctx.counters.datagram_replies_dropped += 1;
                     log::debug!("udp reply to {from} dropped: send buffer full");
                 }
                 Err(err) => log::debug!("udp reply to {from} failed: {err}"),
@@ -75,28 +71,22 @@ pub(crate) fn on_readable(
 }
 
 /// Prints each line of one datagram; an unterminated last line is a line.
-fn print_lines(
-    datagram: &[u8],
-    from: SocketAddr,
-    output: &mut Output,
-    config: &Config,
-    state: &mut DatagramState,
-    counters: &mut Counters,
-) {
+fn print_lines(datagram: &[u8], from: SocketAddr, ctx: &mut Context, state: &mut DatagramState) {
     let label = from.to_string();
+    let max_line = ctx.config.max_line;
     let mut act = |text: &[u8]| {
-        counters.lines += 1;
+        ctx.counters.lines += 1;
         if Command::parse(text).is_some() {
             if !state.warned_commands {
                 log::warn!("{label}: commands are ignored over UDP (a sender can be forged)");
                 state.warned_commands = true;
             }
         } else {
-            output.line(&label, text);
+            ctx.output.line(&label, text);
         }
         ControlFlow::Continue(())
     };
-    let mut lines = LineBuffer::new(config.max_line);
+    let mut lines = LineBuffer::new(max_line);
     let framed = lines
         .feed(datagram, |line| act(line.text))
         .and_then(|_| lines.finish(|line| act(line.text)));

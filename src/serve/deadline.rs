@@ -79,6 +79,7 @@ impl DeadlineList {
     }
 
     /// Whether `key` is waiting.
+    #[cfg(test)]
     pub fn contains(&self, key: usize) -> bool {
         self.nodes.get(key).is_some_and(|node| node.linked)
     }

@@ -1,6 +1,6 @@
 //! Errors that stop the server.
 //!
-//! The seed wraps everything in `except: pass`, so a port in use and a
+//! The notes' server wraps everything in `except: pass`, so a port in use and a
 //! crash look the same: silence. selectd keeps two kinds of failure apart:
 //!
 //! - A client's error (reset, broken pipe, a line too long) closes that
@@ -24,8 +24,8 @@ pub enum Error {
     Listen {
         /// The address as written, or as resolved.
         address: String,
-        /// The operating system's reason, or ours.
-        reason: String,
+        /// Why not.
+        reason: ListenError,
     },
     /// A host name in an address could not be resolved.
     Resolve {
@@ -35,10 +35,86 @@ pub enum Error {
         source: io::Error,
     },
     /// The configuration is inconsistent (e.g. no listener at all).
-    Config(String),
-    /// Creating or waiting on the `Poll` itself failed.
+    Config(ConfigError),
+    /// Setting up the loop failed before it ran: what was being done, and
+    /// the operating system's reason.
+    Setup(&'static str, io::Error),
+    /// Waiting on the `Poll` itself failed.
     Reactor(io::Error),
 }
+
+/// Why a listening socket could not be made.
+#[derive(Debug)]
+pub enum ListenError {
+    /// The operating system refused a step (`socket`, `bind`, `listen`, ...).
+    Os(io::Error),
+    /// A Unix socket path names something that is not a socket; it is never
+    /// removed.
+    NotASocket,
+    /// A Unix socket path is a live socket: another server listens on it.
+    InUse,
+    /// A Unix socket path is a socket that neither accepts nor refuses in
+    /// time (its owner is alive but not accepting).
+    Unresponsive,
+}
+
+impl fmt::Display for ListenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenError::Os(err) => f.write_str(&os_reason(err)),
+            ListenError::NotASocket => {
+                f.write_str("path exists and is not a socket (refusing to remove it)")
+            }
+            ListenError::InUse => f.write_str("another server is listening on this socket"),
+            ListenError::Unresponsive => f.write_str(
+                "a socket is there and its owner does not answer (in use; refusing to remove it)",
+            ),
+        }
+    }
+}
+
+impl From<io::Error> for ListenError {
+    fn from(err: io::Error) -> Self {
+        ListenError::Os(err)
+    }
+}
+
+/// Settings that do not make sense together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Nothing to listen on.
+    NoListener,
+    /// A duration beyond what the clock can add (100 years).
+    TooLong(&'static str),
+    /// `--max-conns 0`.
+    NoConnections,
+    /// `--max-line 0`.
+    EmptyLines,
+    /// The low watermark above the high one.
+    Watermarks {
+        /// `--low-watermark`.
+        low: usize,
+        /// `--high-watermark`.
+        high: usize,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NoListener => f.write_str("no address to listen on"),
+            ConfigError::TooLong(what) => write!(f, "{what} is longer than 100 years"),
+            ConfigError::NoConnections => f.write_str("--max-conns must be at least 1"),
+            ConfigError::EmptyLines => f.write_str("--max-line must be at least 1 byte"),
+            ConfigError::Watermarks { low, high } => write!(
+                f,
+                "low watermark ({low}) is above the high watermark ({high})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -47,7 +123,8 @@ impl fmt::Display for Error {
             Error::Resolve { address, source } => {
                 write!(f, "cannot resolve {address}: {}", os_reason(source))
             }
-            Error::Config(message) => f.write_str(message),
+            Error::Config(err) => err.fmt(f),
+            Error::Setup(what, source) => write!(f, "cannot {what}: {}", os_reason(source)),
             Error::Reactor(source) => write!(f, "event loop failed: {}", os_reason(source)),
         }
     }
@@ -56,14 +133,15 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Resolve { source, .. } | Error::Reactor(source) => Some(source),
-            Error::Listen { .. } | Error::Config(_) => None,
+            Error::Resolve { source, .. } | Error::Reactor(source) | Error::Setup(_, source) => {
+                Some(source)
+            }
+            Error::Listen {
+                reason: ListenError::Os(source),
+                ..
+            } => Some(source),
+            Error::Config(source) => Some(source),
+            Error::Listen { .. } => None,
         }
-    }
-}
-
-impl From<io::Error> for Error {
-    fn from(err: io::Error) -> Self {
-        Error::Reactor(err)
     }
 }

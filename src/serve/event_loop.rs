@@ -1,64 +1,65 @@
 //! The event loop: one thread, one `mio::Poll`, every client at once.
 //!
-//! The seed server waits in `select([conn], [], [], TIMEOUT)` for one client
-//! while the others queue in the backlog. Here one `poll` waits for every
-//! socket at once (listeners, clients, the waker, signals) and returns the
-//! ones that are ready; the loop serves each and waits again.
+//! The notes' server waits in `select([conn], [], [], TIMEOUT)` for one
+//! client while the others queue in the backlog. Here one `poll` waits for
+//! every socket this loop owns (listeners, clients, UDP sockets, the waker,
+//! signals) and returns the ones that are ready; the loop serves each and
+//! waits again. Everything in [`EventLoop`] belongs to the one thread that
+//! runs it: no locks on the way from a socket to a printed line.
 //!
 //! One turn of the loop:
 //!
-//! 1. Close clients whose idle deadline has passed (the seed's
-//!    `if not inp: break`), and act on other deadlines that fell due.
+//! 1. Act on deadlines that fell due: close idle clients (the notes'
+//!    `if not inp: break`) and slow lines, log the counters, end a pause in
+//!    accepting, end the grace period of a stop.
 //! 2. Flush printed output, once per turn, just before sleeping.
-//! 3. `poll` until an event or the nearest deadline. With no deadline at
-//!    all, `poll` waits forever: an idle server makes no system calls.
+//! 3. `poll` until an event or the nearest deadline ([`poll_timeout`]).
+//!    With no deadline at all, `poll` waits forever: an idle server makes no
+//!    system calls.
 //! 4. Dispatch each event by token. A connection closed earlier in the same
 //!    batch is skipped (as redis's `ae.c` checks "if the event is still
 //!    valid"); a stale event for a reused slot is harmless, because every
 //!    handler tolerates spurious readiness.
-//! 5. Serve connections left "ready again" (budget spent with data still
-//!    queued), so one busy client cannot starve the others.
+//! 5. Serve the sockets left in the [`ReadyQueue`] (a budget spent with
+//!    work left), so one busy client cannot starve the others.
 //! 6. If someone asked to stop, stop gracefully.
 //!
 //! # Readiness rules
 //!
 //! mio is edge-triggered: an event says readiness *changed*, once. So a
-//! listener accepts until `WouldBlock`, a connection reads until `WouldBlock`
-//! (or a short read, or its budget), and anything left behind must be
-//! remembered here, because the kernel will not mention it again.
-//! `Interrupted` (EINTR) is retried, from `poll` and from every call, never
-//! treated as a failure. Events may be spurious: a handler that finds
-//! nothing to do does nothing.
+//! listener accepts until `WouldBlock` (or its budget), a connection reads
+//! until `WouldBlock` (or a short read where the kernel guarantees that it
+//! emptied the queue, or its budget), and anything left behind must be
+//! remembered, because the kernel will not mention it again: that is the
+//! ready queue's job. `Interrupted` (EINTR) is retried, from `poll` and from
+//! every call, never treated as a failure. Events may be spurious: a handler
+//! that finds nothing to do does nothing.
 //!
 //! # Errors
 //!
 //! One client's error closes that client only. The loop itself fails only if
 //! `poll` does, which means the process is in trouble.
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::event::Event;
+use mio::{Events, Poll, Token};
 use slab::Slab;
 
-use crate::net::limits;
 use crate::net::stream::{Peer, Stream};
+use crate::serve::accept::{ACCEPTS_PER_TURN, Accepted, Acceptor};
 use crate::serve::close::CloseReason;
-use crate::serve::config::Config;
 use crate::serve::connection::{Connection, Context, LineTimer, Status};
 use crate::serve::datagram::{self, DatagramState};
 use crate::serve::deadline::DeadlineList;
 use crate::serve::error::Error;
-use crate::serve::listen::{BoundAddr, ListenOptions, Listener};
-use crate::serve::output::Output;
+use crate::serve::ready::ReadyQueue;
 use crate::serve::slots::{self, Slot};
-use crate::serve::stats::{Counters, SharedCounters};
+use crate::serve::stats::SharedCounters;
 use crate::serve::trace;
-
-/// Sent to a client beyond `--max-conns` before it is closed.
-pub const SERVER_FULL: &[u8] = b"error: server full\r\n";
 
 /// Events fetched per `poll` call; more simply wait for the next turn.
 const EVENTS_PER_TURN: usize = 1024;
@@ -66,214 +67,93 @@ const EVENTS_PER_TURN: usize = 1024;
 /// Size of the one read buffer shared by every connection.
 const SCRATCH_SIZE: usize = 64 * 1024;
 
-/// Back-off after `accept` fails for lack of file descriptors: start here,
-/// double on each failure, never beyond the maximum.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(100);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// SIGINT and SIGTERM, read through the loop's own `Poll`.
+pub(crate) type Signals = signal_hook_mio::v1_0::Signals;
 
-/// What a connection handler borrows from the server for one event. A
-/// macro, not a method, so that the borrow of `self.connections` (the
-/// connection being served) stays apart from the borrows of these fields.
-macro_rules! context {
-    ($server:ident) => {
-        Context {
-            registry: $server.poll.registry(),
-            output: &mut $server.output,
-            config: &$server.config,
-            stop_requested: &mut $server.stop_requested,
-            counters: &mut $server.counters,
-        }
-    };
-}
-
-/// A bound server, ready to [`run`](Server::run).
-///
-/// ```
-/// use std::io::{Read, Write};
-/// use selectd::{Config, MemorySink, Server};
-///
-/// let sink = MemorySink::new();
-/// let server = Server::bind(Config::listening_on("127.0.0.1:0".parse()?))?
-///     .with_output(sink.clone());
-/// let addr = server.local_addrs()[0].to_string(); // tcp://127.0.0.1:PORT
-/// let running = std::thread::spawn(move || server.run());
-///
-/// let mut client = std::net::TcpStream::connect(addr.trim_start_matches("tcp://"))?;
-/// client.write_all(b"merhaba\nstop\n")?;
-/// running.join().expect("server thread")?;
-/// assert!(sink.contents().contains("] merhaba\n"));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct Server {
+/// Everything one thread's loop owns.
+pub(crate) struct EventLoop {
     poll: Poll,
-    config: Config,
-    listeners: Vec<Listener>,
+    /// What every connection shares: registry, output, config, counters.
+    ctx: Context,
     connections: Slab<Connection>,
     /// Idle deadlines by connection key; `None` when `--idle-timeout off`.
     idle: Option<DeadlineList>,
     /// Deadlines of unfinished lines (`--line-timeout`), by connection key.
     line_deadlines: Option<DeadlineList>,
-    /// `--max-conns`, or the default derived from the file descriptor limit.
-    max_conns: usize,
-    counters: Counters,
+    ready: ReadyQueue,
+    accept: Acceptor,
+    datagrams: Vec<mio::net::UdpSocket>,
+    datagram_state: DatagramState,
+    scratch: Box<[u8]>,
     published: SharedCounters,
     /// When to log the counters next (`--stats DUR`).
     next_stats: Option<Instant>,
-    /// Refusals not yet logged, and when the last log line was written: a
-    /// flood of refused clients is reported at most once a second.
-    refusals_unlogged: u64,
-    last_refusal_log: Option<Instant>,
-    /// Sockets to read again next turn (their budget ran out with data
-    /// still queued), and a spare list to swap with.
-    ready_again: Vec<Token>,
-    ready_spare: Vec<Token>,
-    datagrams: DatagramState,
-    output: Output,
-    scratch: Box<[u8]>,
-    waker: Arc<Waker>,
+    /// Set by a [`ServerHandle`](crate::ServerHandle) before it wakes us.
     stop_flag: Arc<AtomicBool>,
-    signals: Option<signal_hook_mio::v1_0::Signals>,
-    /// A client, the handle or a signal asked to stop; acted on after the batch.
-    stop_requested: bool,
+    signals: Option<Signals>,
     /// A second signal: stop without waiting for output to drain.
     stop_now: bool,
     /// Set once stopping: when to give up flushing and close everyone.
     grace_deadline: Option<Instant>,
-    /// Set while accepting is paused after running out of file descriptors.
-    accept_paused_until: Option<Instant>,
-    /// Loop turns so far: a connection is read at most once per turn.
-    turn: u64,
-    accept_backoff: Duration,
 }
 
-/// Stops a running server from another thread.
-#[derive(Clone, Debug)]
-pub struct ServerHandle {
-    waker: Arc<Waker>,
-    stop_flag: Arc<AtomicBool>,
-    counters: SharedCounters,
+/// What the process hands a loop to run.
+pub(crate) struct Parts {
+    pub poll: Poll,
+    pub ctx: Context,
+    pub accept: Acceptor,
+    pub datagrams: Vec<mio::net::UdpSocket>,
+    pub published: SharedCounters,
+    pub stop_flag: Arc<AtomicBool>,
+    pub signals: Option<Signals>,
 }
 
-impl ServerHandle {
-    /// Asks the server to stop gracefully, exactly as a `stop` line does.
-    pub fn stop(&self) {
-        self.stop_flag.store(true, Ordering::SeqCst);
-        if let Err(err) = self.waker.wake() {
-            log::error!("cannot wake the server to stop it: {err}");
-        }
-    }
-
-    /// The server's counters, as of its last loop turn.
-    pub fn stats(&self) -> Counters {
-        self.counters.snapshot()
-    }
-}
-
-impl Server {
-    /// Creates the `Poll` and binds every listener, so that addresses are
-    /// known (and errors reported) before anything runs. Output goes to
-    /// stdout unless [`with_output`](Server::with_output) says otherwise.
-    pub fn bind(config: Config) -> Result<Server, Error> {
-        config.validate().map_err(Error::Config)?;
-        let poll = Poll::new()?;
-        let options = ListenOptions {
-            backlog: config.backlog,
-            unix_mode: config.unix_mode,
-        };
-        let mut listeners = Vec::new();
-        for address in &config.listen {
-            listeners.extend(Listener::bind_all(address, options)?);
-        }
-        for (index, listener) in listeners.iter_mut().enumerate() {
-            poll.registry().register(
-                listener.source(),
-                slots::listener_token(index),
-                Interest::READABLE,
-            )?;
-        }
-        let waker = Arc::new(Waker::new(poll.registry(), slots::WAKER)?);
-        let signals = if config.handle_signals {
-            let mut signals = signal_hook_mio::v1_0::Signals::new([
-                signal_hook::consts::SIGINT,
-                signal_hook::consts::SIGTERM,
-            ])?;
-            poll.registry()
-                .register(&mut signals, slots::SIGNALS, Interest::READABLE)?;
-            Some(signals)
-        } else {
-            None
-        };
-        let max_conns = config.max_conns.unwrap_or_else(limits::default_max_conns);
-        log::debug!("serving at most {max_conns} connections");
-        Ok(Server {
-            poll,
+impl EventLoop {
+    /// A loop over sockets already registered with `parts.poll`.
+    pub fn new(parts: Parts) -> Self {
+        let config = &parts.ctx.config;
+        EventLoop {
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
-            max_conns,
-            counters: Counters::default(),
-            published: SharedCounters::default(),
             next_stats: config.stats_interval.map(|every| Instant::now() + every),
-            refusals_unlogged: 0,
-            last_refusal_log: None,
-            output: Output::new(config.format, Box::new(io::stdout())),
-            config,
-            listeners,
+            poll: parts.poll,
+            ctx: parts.ctx,
             connections: Slab::new(),
-            ready_again: Vec::new(),
-            ready_spare: Vec::new(),
-            datagrams: DatagramState::default(),
+            ready: ReadyQueue::default(),
+            accept: parts.accept,
+            datagrams: parts.datagrams,
+            datagram_state: DatagramState::default(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
-            waker,
-            stop_flag: Arc::new(AtomicBool::new(false)),
-            signals,
-            stop_requested: false,
+            published: parts.published,
+            stop_flag: parts.stop_flag,
+            signals: parts.signals,
             stop_now: false,
             grace_deadline: None,
-            accept_paused_until: None,
-            turn: 0,
-            accept_backoff: ACCEPT_BACKOFF_MIN,
-        })
-    }
-
-    /// Prints to `sink` instead of stdout (e.g. a [`MemorySink`](crate::serve::output::MemorySink)).
-    pub fn with_output(mut self, sink: impl Write + Send + 'static) -> Self {
-        self.output = Output::new(self.config.format, Box::new(sink));
-        self
-    }
-
-    /// Where the server listens, with real ports: `tcp://127.0.0.1:43617`.
-    pub fn local_addrs(&self) -> Vec<BoundAddr> {
-        self.listeners.iter().map(Listener::bound_addr).collect()
-    }
-
-    /// A handle to stop the server from another thread.
-    pub fn handle(&self) -> ServerHandle {
-        ServerHandle {
-            waker: Arc::clone(&self.waker),
-            stop_flag: Arc::clone(&self.stop_flag),
-            counters: self.published.clone(),
         }
     }
 
-    /// Runs until stopped (by a `stop` line, a [`ServerHandle`], or a signal),
-    /// then returns once every client is closed and all output is flushed.
+    /// Where output goes (tests and embedding programs replace stdout).
+    pub fn ctx_mut(&mut self) -> &mut Context {
+        &mut self.ctx
+    }
+
+    /// Runs until stopped, then returns once every client is closed and all
+    /// output is flushed.
     pub fn run(mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         loop {
-            self.turn += 1;
+            self.ready.begin_turn();
             let now = Instant::now();
             self.on_deadlines(now);
             // A deadline may have closed a client whose unfinished last line
             // was `stop`: act on it now, not after some future event.
-            if self.stop_requested && self.grace_deadline.is_none() {
-                self.begin_stop(now);
-            }
+            self.stop_if_requested(now);
             if self.grace_deadline.is_some() && self.connections.is_empty() {
                 break;
             }
-            let timeout = self.poll_timeout(now);
-            self.output.flush();
-            self.published.publish(&self.counters);
+            let timeout = poll_timeout(now, self.ready.is_empty(), self.deadlines());
+            self.ctx.output.flush();
+            self.published.publish(&self.ctx.counters);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -281,76 +161,63 @@ impl Server {
                 return Err(Error::Reactor(err));
             }
             let now = Instant::now();
-            if self.config.trace_loop {
+            if self.ctx.config.trace_loop {
                 self.trace_turn(timeout, &events);
             }
             for event in events.iter() {
                 self.on_event(event, now);
             }
-            self.serve_ready_again(now);
-            if self.stop_requested && self.grace_deadline.is_none() {
-                self.begin_stop(now);
-            }
+            self.serve_ready_queue(now);
+            self.stop_if_requested(now);
             if self.stop_now {
                 self.close_all(CloseReason::Stop);
             }
         }
-        self.output.flush();
-        self.published.publish(&self.counters);
-        log::info!("stopped: {}", self.counters);
+        self.ctx.output.flush();
+        self.published.publish(&self.ctx.counters);
+        log::info!("stopped: {}", self.ctx.counters);
         Ok(())
     }
 
-    /// How long `poll` may sleep: until the nearest deadline, not at all if
-    /// a connection is waiting to be read again, forever if nothing is due.
-    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready_again.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        let idle = self.idle.as_ref().and_then(DeadlineList::next_deadline);
-        let line = self
-            .line_deadlines
-            .as_ref()
-            .and_then(DeadlineList::next_deadline);
+    /// Every deadline this loop keeps, nearest or not.
+    fn deadlines(&self) -> [Option<Instant>; 5] {
         [
-            idle,
-            line,
+            self.idle.as_ref().and_then(DeadlineList::next_deadline),
+            self.line_deadlines
+                .as_ref()
+                .and_then(DeadlineList::next_deadline),
             self.grace_deadline,
-            self.accept_paused_until,
+            self.accept.paused_until(),
             self.next_stats,
         ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|deadline| deadline.saturating_duration_since(now))
     }
 
     fn on_deadlines(&mut self, now: Instant) {
         while let Some(key) = self.idle.as_mut().and_then(|idle| idle.pop_expired(now)) {
-            let Some(connection) = self.connections.get_mut(key) else {
-                continue;
-            };
-            let mut ctx = context!(self);
-            let reason = connection.on_idle_timeout(&mut ctx);
-            self.close(key, reason);
+            if let Some(connection) = self.connections.get_mut(key) {
+                let reason = connection.on_idle_timeout(&mut self.ctx);
+                self.close(key, reason);
+            }
         }
         while let Some(key) = self
             .line_deadlines
             .as_mut()
-            .and_then(|l| l.pop_expired(now))
+            .and_then(|lines| lines.pop_expired(now))
         {
-            let Some(connection) = self.connections.get_mut(key) else {
-                continue;
-            };
-            let mut ctx = context!(self);
-            let reason = connection.on_line_timeout(&mut ctx);
-            self.close(key, reason);
+            if let Some(connection) = self.connections.get_mut(key) {
+                let reason = connection.on_line_timeout(&mut self.ctx);
+                self.close(key, reason);
+            }
         }
         if let Some(due) = self.next_stats
             && due <= now
         {
-            log::info!(target: "selectd::stats", "{}", self.counters);
-            let every = self.config.stats_interval.unwrap_or(Duration::from_secs(1));
+            log::info!(target: "selectd::stats", "{}", self.ctx.counters);
+            let every = self
+                .ctx
+                .config
+                .stats_interval
+                .unwrap_or(Duration::from_secs(1));
             self.next_stats = Some(now + every);
         }
         if self.grace_deadline.is_some_and(|deadline| deadline <= now) {
@@ -360,52 +227,53 @@ impl Server {
             );
             self.close_all(CloseReason::Stop);
         }
-        if self.accept_paused_until.is_some_and(|until| until <= now) {
-            self.accept_paused_until = None;
-            // Connections already queued in the backlog raised their edge
-            // while we were paused: no new event will come for them.
-            for index in 0..self.listeners.len() {
+        if self.accept.resume_if_due(now) {
+            // Clients queued in the backlog while we were paused raised
+            // their edge then: no new event will come for them.
+            for index in 0..self.accept.len() {
                 self.accept_from(index, now);
             }
         }
     }
 
-    fn on_event(&mut self, event: &mio::event::Event, now: Instant) {
+    fn on_event(&mut self, event: &Event, now: Instant) {
         match Slot::of(event.token()) {
             Slot::Connection(key) => self.on_connection_event(key, event, now),
-            Slot::Listener(index) => self.on_listener(index, now),
+            Slot::Listener(index) => self.accept_from(index, now),
+            Slot::Datagram(index) => self.on_datagrams(index),
             Slot::Waker => {
                 if self.stop_flag.load(Ordering::SeqCst) {
-                    self.stop_requested = true;
+                    self.ctx.stop_requested = true;
                 }
             }
             Slot::Signals => self.on_signals(),
         }
     }
 
-    fn on_connection_event(&mut self, key: usize, event: &mio::event::Event, now: Instant) {
-        let before = self.config.trace_loop.then_some(self.counters);
+    fn on_connection_event(&mut self, key: usize, event: &Event, now: Instant) {
+        let before = self.ctx.config.trace_loop.then_some(self.ctx.counters);
         let Some(connection) = self.connections.get_mut(key) else {
             return; // Closed earlier in this batch.
         };
-        let mut ctx = context!(self);
         // Read before write, as redis does: the reply to what we read may
         // go out in the same turn.
         let mut status = Status::Open {
             active: false,
             again: false,
         };
-        if event.is_readable() || event.is_read_closed() || event.is_error() || event.is_priority()
-        {
-            connection.served_in_turn = self.turn;
+        let readable = event.is_readable()
+            || event.is_read_closed()
+            || event.is_error()
+            || event.is_priority();
+        if readable {
             let drain_fully = event.is_read_closed() || event.is_priority();
-            status = connection.on_readable(&mut ctx, &mut self.scratch, drain_fully);
+            status = connection.on_readable(&mut self.ctx, &mut self.scratch, drain_fully);
         }
         if let Status::Open { active, again } = status
             && (event.is_writable() || event.is_write_closed() || event.is_error())
             && connection.pending_output() > 0
         {
-            status = match connection.on_writable(&mut ctx) {
+            status = match connection.on_writable(&mut self.ctx) {
                 Status::Open {
                     active: wrote,
                     again: resumed,
@@ -418,12 +286,211 @@ impl Server {
         }
         if let Some(before) = before {
             let label = self.connection_label(key);
-            trace::emit(format_args!(
-                "  {label}: {}",
-                trace::work(&before, &self.counters)
-            ));
+            let work = trace::work(&before, &self.ctx.counters);
+            trace::emit(format_args!("  {label}: {work}"));
         }
-        self.settle(key, status, now);
+        self.settle(key, status, readable, now);
+    }
+
+    /// Serves the sockets that had more to do when their budget ran out, in
+    /// the order they were queued, each at most once per turn.
+    fn serve_ready_queue(&mut self, now: Instant) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let batch = self.ready.take();
+        for &token in &batch {
+            if !self.ready.claim(token) {
+                continue;
+            }
+            match Slot::of(token) {
+                Slot::Connection(key) => {
+                    let before = self.ctx.config.trace_loop.then_some(self.ctx.counters);
+                    let Some(connection) = self.connections.get_mut(key) else {
+                        continue;
+                    };
+                    let status = connection.on_readable(&mut self.ctx, &mut self.scratch, false);
+                    if let Some(before) = before {
+                        let label = self.connection_label(key);
+                        let work = trace::work(&before, &self.ctx.counters);
+                        trace::emit(format_args!("  {label}: ready again: {work}"));
+                    }
+                    self.settle(key, status, true, now);
+                }
+                Slot::Listener(index) => self.accept_from(index, now),
+                Slot::Datagram(index) => self.on_datagrams(index),
+                Slot::Waker | Slot::Signals => {}
+            }
+        }
+        self.ready.finish(batch);
+    }
+
+    /// Records what a connection's handler reported; `read` says whether it
+    /// was read this turn (so the ready queue's once-per-turn rule applies).
+    fn settle(&mut self, key: usize, status: Status, read: bool, now: Instant) {
+        let (active, again) = match status {
+            Status::Open { active, again } => (active, again),
+            Status::Closed(reason) => return self.close(key, reason),
+        };
+        if active && let Some(idle) = &mut self.idle {
+            idle.touch(key, now);
+        }
+        if let (Some(lines), Some(connection)) =
+            (&mut self.line_deadlines, self.connections.get_mut(key))
+        {
+            match connection.line_timer() {
+                LineTimer::Unchanged => {}
+                LineTimer::Start => lines.touch(key, now),
+                LineTimer::Stop => lines.remove(key),
+            }
+        }
+        if read {
+            self.ready.served(Token(key), again);
+        } else if again {
+            self.ready.wake(Token(key));
+        }
+    }
+
+    /// A UDP socket is readable: datagrams, each read whole.
+    fn on_datagrams(&mut self, index: usize) {
+        let Some(socket) = self.datagrams.get(index) else {
+            return;
+        };
+        let before = self.ctx.config.trace_loop.then_some(self.ctx.counters);
+        let more = datagram::on_readable(
+            socket,
+            &mut self.scratch,
+            &mut self.ctx,
+            &mut self.datagram_state,
+        );
+        if let Some(before) = before {
+            let work = trace::work(&before, &self.ctx.counters);
+            let count = self.ctx.counters.datagrams - before.datagrams;
+            let addr = socket
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            trace::emit(format_args!("  udp://{addr}: {count} datagrams, {work}"));
+        }
+        self.ready.served(slots::datagram_token(index), more);
+    }
+
+    /// The notes' `accept()`, until the backlog is empty or this turn's
+    /// budget is spent (then again next turn).
+    fn accept_from(&mut self, index: usize, now: Instant) {
+        if self.grace_deadline.is_some() {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            let open = self.connections.len();
+            match self
+                .accept
+                .accept_one(index, open, now, &mut self.ctx.counters)
+            {
+                Accepted::Client(stream, peer) => self.open(stream, peer, now),
+                Accepted::Skipped => {}
+                Accepted::Done => {
+                    self.ready.served(slots::listener_token(index), false);
+                    return;
+                }
+            }
+        }
+        self.ready.served(slots::listener_token(index), true);
+    }
+
+    fn open(&mut self, stream: Stream, peer: Peer, now: Instant) {
+        let entry = self.connections.vacant_entry();
+        let key = entry.key();
+        if !slots::is_connection_key(key) {
+            log::error!("{peer}: no token left for a new connection");
+            return;
+        }
+        match Connection::new(Token(key), stream, peer, &mut self.ctx) {
+            Ok(connection) => {
+                entry.insert(connection);
+                self.ctx.counters.accepted += 1;
+                self.ctx.counters.open += 1;
+                if self.ctx.config.trace_loop {
+                    let label = self.connection_label(key);
+                    trace::emit(format_args!("  accepted {label}"));
+                }
+                if let Some(idle) = &mut self.idle {
+                    idle.touch(key, now);
+                }
+            }
+            Err(err) => log::warn!("cannot register a new connection: {err}"),
+        }
+    }
+
+    /// The single exit, for every reason: forget the connection's deadlines
+    /// and queue entry, count the reason, and let it close itself.
+    fn close(&mut self, key: usize, reason: CloseReason) {
+        if self.ctx.config.trace_loop {
+            let label = self.connection_label(key);
+            trace::emit(format_args!("  {label}: closed: {reason}"));
+        }
+        let Some(connection) = self.connections.try_remove(key) else {
+            return;
+        };
+        if let Some(idle) = &mut self.idle {
+            idle.remove(key);
+        }
+        if let Some(lines) = &mut self.line_deadlines {
+            lines.remove(key);
+        }
+        self.ready.forget(Token(key));
+        self.ctx.counters.count_close(reason);
+        connection.close(reason, &mut self.ctx);
+    }
+
+    fn close_all(&mut self, reason: CloseReason) {
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key, reason);
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
+        for signal in signals.pending() {
+            if self.ctx.stop_requested {
+                log::warn!("signal {signal} again: stopping now");
+                self.stop_now = true;
+            } else {
+                log::info!("signal {signal}: stopping");
+                self.ctx.stop_requested = true;
+            }
+        }
+    }
+
+    fn stop_if_requested(&mut self, now: Instant) {
+        if self.ctx.stop_requested && self.grace_deadline.is_none() {
+            self.begin_stop(now);
+        }
+    }
+
+    /// Stop gracefully: no new clients; every client's already-sent bytes
+    /// are read and acted on; replies are flushed within the grace period.
+    fn begin_stop(&mut self, now: Instant) {
+        log::info!("stopping: {} clients connected", self.connections.len());
+        for mut listener in self.accept.close_all() {
+            let _ = self.ctx.registry.deregister(listener.source());
+            // Dropping closes the socket; a Unix listener removes its file.
+        }
+        for mut socket in self.datagrams.drain(..) {
+            let _ = self.ctx.registry.deregister(&mut socket);
+        }
+        self.grace_deadline = Some(now + self.ctx.config.grace);
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let Some(connection) = self.connections.get_mut(key) else {
+                continue;
+            };
+            let status = connection.on_stop(&mut self.ctx, &mut self.scratch);
+            self.settle(key, status, false, now);
+        }
     }
 
     /// `conn 7 127.0.0.1:50312`: how `--trace-loop` names a connection.
@@ -441,9 +508,16 @@ impl Server {
             .map(|event| {
                 let what = match Slot::of(event.token()) {
                     Slot::Connection(key) => self.connection_label(key),
-                    Slot::Listener(index) => match self.listeners.get(index) {
+                    Slot::Listener(index) => match self.accept.listener(index) {
                         Some(listener) => format!("listener {}", listener.bound_addr()),
                         None => format!("listener {index}"),
+                    },
+                    Slot::Datagram(index) => match self.datagrams.get(index) {
+                        Some(socket) => match socket.local_addr() {
+                            Ok(addr) => format!("listener udp://{addr}"),
+                            Err(_) => format!("udp {index}"),
+                        },
+                        None => format!("udp {index}"),
                     },
                     Slot::Waker => "waker".into(),
                     Slot::Signals => "signal".into(),
@@ -454,263 +528,61 @@ impl Server {
         trace::emit(format_args!("{}", trace::turn(timeout, &described)));
     }
 
-    /// Serves the sockets that had more to read when their budget ran
-    /// out, in the order they were queued.
-    fn serve_ready_again(&mut self, now: Instant) {
-        if self.ready_again.is_empty() {
-            return;
-        }
-        let mut batch = std::mem::take(&mut self.ready_spare);
-        std::mem::swap(&mut batch, &mut self.ready_again);
-        for &token in &batch {
-            match Slot::of(token) {
-                Slot::Connection(key) => {
-                    let before = self.config.trace_loop.then_some(self.counters);
-                    let Some(connection) = self.connections.get_mut(key) else {
-                        continue;
-                    };
-                    connection.queued_again = false;
-                    if connection.served_in_turn == self.turn {
-                        // An event already read it this turn: once is
-                        // enough. If that read left data behind, next turn.
-                        if connection.more_to_read {
-                            connection.queued_again = true;
-                            self.ready_again.push(token);
-                        }
-                        continue;
-                    }
-                    connection.served_in_turn = self.turn;
-                    let mut ctx = context!(self);
-                    let status = connection.on_readable(&mut ctx, &mut self.scratch, false);
-                    if let Some(before) = before {
-                        let label = self.connection_label(key);
-                        let work = trace::work(&before, &self.counters);
-                        trace::emit(format_args!("  {label}: ready again: {work}"));
-                    }
-                    self.settle(key, status, now);
-                }
-                Slot::Listener(index) => self.on_listener(index, now),
-                Slot::Waker | Slot::Signals => {}
-            }
-        }
-        batch.clear();
-        self.ready_spare = batch;
-    }
-
-    /// Records what a connection's handler reported.
-    fn settle(&mut self, key: usize, status: Status, now: Instant) {
-        match status {
-            Status::Open { active, again } => {
-                if active && let Some(idle) = &mut self.idle {
-                    idle.touch(key, now);
-                }
-                if let (Some(lines), Some(connection)) =
-                    (&mut self.line_deadlines, self.connections.get_mut(key))
-                {
-                    match connection.line_timer() {
-                        LineTimer::Unchanged => {}
-                        LineTimer::Start => lines.touch(key, now),
-                        LineTimer::Stop => lines.remove(key),
-                    }
-                }
-                if let Some(connection) = self.connections.get_mut(key) {
-                    connection.more_to_read = again;
-                    if again && !connection.queued_again {
-                        connection.queued_again = true;
-                        self.ready_again.push(Token(key));
-                    }
-                }
-            }
-            Status::Closed(reason) => self.close(key, reason),
-        }
-    }
-
-    /// A listener is readable: new connections to accept, or datagrams.
-    fn on_listener(&mut self, index: usize, now: Instant) {
-        let Some(Listener::Udp(socket)) = self.listeners.get(index) else {
-            return self.accept_from(index, now);
-        };
-        let before = self.config.trace_loop.then_some(self.counters);
-        let more = datagram::on_readable(
-            socket,
-            &mut self.scratch,
-            &mut self.output,
-            &self.config,
-            &mut self.datagrams,
-            &mut self.counters,
-        );
-        if let (Some(before), Some(listener)) = (before, self.listeners.get(index)) {
-            let work = trace::work(&before, &self.counters);
-            let datagrams = self.counters.datagrams - before.datagrams;
-            trace::emit(format_args!(
-                "  listener {}: {datagrams} datagrams, {work}",
-                listener.bound_addr()
-            ));
-        }
-        let token = slots::listener_token(index);
-        if more && !self.ready_again.contains(&token) {
-            self.ready_again.push(token);
-        }
-    }
-
-    /// The notes' `accept()`, until the backlog is empty.
-    fn accept_from(&mut self, index: usize, now: Instant) {
-        if self.grace_deadline.is_some() || self.accept_paused_until.is_some() {
-            return;
-        }
-        loop {
-            let Some(listener) = self.listeners.get(index) else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) if self.connections.len() >= self.max_conns => {
-                    self.refuse(stream, &peer, now);
-                }
-                Ok((stream, peer)) => self.open(stream, peer, now),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                // The client gave up while queued: nothing to serve.
-                Err(err) if err.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(err) => {
-                    // EMFILE/ENFILE (out of file descriptors) and anything
-                    // unexpected: retrying at once would spin, so pause.
-                    self.counters.errors += 1;
-                    self.pause_accepting(&err, now);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn pause_accepting(&mut self, err: &io::Error, now: Instant) {
-        log::warn!(
-            "accept failed: {err}; pausing new connections for {:?}",
-            self.accept_backoff
-        );
-        self.accept_paused_until = Some(now + self.accept_backoff);
-        self.accept_backoff = (self.accept_backoff * 2).min(ACCEPT_BACKOFF_MAX);
-    }
-
-    /// `--max-conns` are open: tell the client and close it at once. The
-    /// accept itself is what keeps the backlog from filling with clients
-    /// that would wait for nothing.
-    fn refuse(&mut self, mut stream: Stream, peer: &Peer, now: Instant) {
-        self.counters.refused_full += 1;
-        // A fresh socket's send buffer is empty: this short write fits.
-        let _ = stream.write(SERVER_FULL);
-        self.refusals_unlogged += 1;
-        if self
-            .last_refusal_log
-            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
-        {
-            log::warn!(
-                "server full ({} connections): refused {} (latest {peer})",
-                self.max_conns,
-                self.refusals_unlogged
-            );
-            self.refusals_unlogged = 0;
-            self.last_refusal_log = Some(now);
-        }
-    }
-
-    fn open(&mut self, stream: Stream, peer: Peer, now: Instant) {
-        self.accept_backoff = ACCEPT_BACKOFF_MIN;
-        let entry = self.connections.vacant_entry();
-        let key = entry.key();
-        if !slots::is_connection_key(key) {
-            log::error!("{peer}: no token left for a new connection");
-            return;
-        }
-        match Connection::new(
-            Token(key),
-            stream,
-            peer,
-            self.poll.registry(),
-            &self.config,
-            &mut self.output,
-        ) {
-            Ok(connection) => {
-                entry.insert(connection);
-                self.counters.accepted += 1;
-                self.counters.open += 1;
-                if self.config.trace_loop {
-                    let label = self.connection_label(key);
-                    trace::emit(format_args!("  accepted {label}"));
-                }
-                if let Some(idle) = &mut self.idle {
-                    idle.touch(key, now);
-                }
-            }
-            Err(err) => log::warn!("cannot register a new connection: {err}"),
-        }
-    }
-
-    fn close(&mut self, key: usize, reason: CloseReason) {
-        if self.config.trace_loop {
-            let label = self.connection_label(key);
-            trace::emit(format_args!("  {label}: closed: {reason}"));
-        }
-        let Some(connection) = self.connections.try_remove(key) else {
-            return;
-        };
-        if let Some(idle) = &mut self.idle {
-            idle.remove(key);
-        }
-        if let Some(lines) = &mut self.line_deadlines {
-            lines.remove(key);
-        }
-        self.counters.count_close(reason);
-        connection.close(reason, self.poll.registry(), &mut self.output);
-    }
-
-    fn close_all(&mut self, reason: CloseReason) {
-        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            self.close(key, reason);
-        }
-    }
-
-    fn on_signals(&mut self) {
-        let Some(signals) = &mut self.signals else {
-            return;
-        };
-        for signal in signals.pending() {
-            if self.stop_requested {
-                log::warn!("signal {signal} again: stopping now");
-                self.stop_now = true;
-            } else {
-                log::info!("signal {signal}: stopping");
-                self.stop_requested = true;
-            }
-        }
-    }
-
-    /// Stop gracefully: no new clients; every client's already-sent bytes
-    /// are read and acted on; replies are flushed within the grace period.
-    fn begin_stop(&mut self, now: Instant) {
-        log::info!("stopping: {} clients connected", self.connections.len());
-        for mut listener in self.listeners.drain(..) {
-            let _ = self.poll.registry().deregister(listener.source());
-            // Dropping closes the socket; a Unix listener removes its file.
-        }
-        self.grace_deadline = Some(now + self.config.grace);
-        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            let Some(connection) = self.connections.get_mut(key) else {
-                continue;
-            };
-            let mut ctx = context!(self);
-            let status = connection.on_stop(&mut ctx, &mut self.scratch);
-            self.settle(key, status, now);
-        }
+    /// How many connections are open (for `Debug`).
+    pub fn open_connections(&self) -> usize {
+        self.connections.len()
     }
 }
 
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("listeners", &self.local_addrs())
-            .field("connections", &self.connections.len())
-            .finish_non_exhaustive()
+/// How long `poll` may sleep: not at all while the ready queue holds work,
+/// until the nearest deadline otherwise, forever if nothing is due.
+fn poll_timeout(
+    now: Instant,
+    ready_queue_empty: bool,
+    deadlines: impl IntoIterator<Item = Option<Instant>>,
+) -> Option<Duration> {
+    if !ready_queue_empty {
+        return Some(Duration::ZERO);
+    }
+    deadlines
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_deadline_sleeps_forever() {
+        assert_eq!(poll_timeout(Instant::now(), true, [None, None]), None);
+    }
+
+    #[test]
+    fn the_nearest_deadline_bounds_the_sleep() {
+        let now = Instant::now();
+        let near = now + Duration::from_millis(250);
+        let far = now + Duration::from_secs(5);
+        assert_eq!(
+            poll_timeout(now, true, [Some(far), None, Some(near)]),
+            Some(Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn a_past_deadline_means_no_sleep() {
+        let now = Instant::now();
+        let past = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        assert_eq!(poll_timeout(now, true, [Some(past)]), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn work_in_the_ready_queue_means_no_sleep() {
+        let now = Instant::now();
+        let far = now + Duration::from_secs(5);
+        assert_eq!(poll_timeout(now, false, [Some(far)]), Some(Duration::ZERO));
+        assert_eq!(poll_timeout(now, false, [None]), Some(Duration::ZERO));
     }
 }

@@ -20,9 +20,8 @@ use std::sync::Arc;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::net::addr::Address;
-use crate::net::os_reason;
 use crate::net::stream::{Peer, Stream};
-use crate::serve::error::Error;
+use crate::serve::error::{Error, ListenError};
 
 /// What a listener is bound to, with the real port once the kernel chose it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,35 +54,58 @@ pub struct ListenOptions {
     pub unix_mode: u32,
 }
 
-/// A bound, listening socket of one family.
+/// A bound, listening stream socket of one family.
 #[derive(Debug)]
-pub enum Listener {
+pub(crate) enum Listener {
     /// TCP over IPv4 or IPv6.
     Tcp(mio::net::TcpListener),
     /// A Unix stream socket, which removes its file when dropped.
     Unix(UnixListener),
-    /// A UDP socket: not a listener in the `listen()` sense, but it sits
-    /// where listeners sit, as the one socket every datagram arrives on.
-    Udp(mio::net::UdpSocket),
+}
+
+/// Every socket the server was asked to bind, in the order the addresses
+/// were given: stream listeners, which `accept`, apart from UDP sockets,
+/// which have nothing to accept and receive datagrams themselves.
+#[derive(Debug, Default)]
+pub(crate) struct Bound {
+    pub listeners: Vec<Listener>,
+    pub datagrams: Vec<mio::net::UdpSocket>,
+    /// Where each is bound, in the order given (for `listening on ...`).
+    pub addrs: Vec<BoundAddr>,
+}
+
+impl Bound {
+    /// Binds every socket that `address` names (a host name may resolve to
+    /// several addresses, and each gets its own socket).
+    pub fn bind(&mut self, address: &Address, options: ListenOptions) -> Result<(), Error> {
+        match address {
+            Address::Tcp { .. } => {
+                for addr in resolve(address)? {
+                    self.add_listener(Listener::Tcp(bind_tcp(addr, options)?));
+                }
+            }
+            Address::Unix(path) => {
+                self.add_listener(Listener::Unix(UnixListener::bind(path, options)?));
+            }
+            Address::Udp { .. } => {
+                for addr in resolve(address)? {
+                    let socket = bind_udp(addr)?;
+                    let local = socket.local_addr().unwrap_or(addr);
+                    self.addrs.push(BoundAddr::Udp(local));
+                    self.datagrams.push(socket);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add_listener(&mut self, listener: Listener) {
+        self.addrs.push(listener.bound_addr());
+        self.listeners.push(listener);
+    }
 }
 
 impl Listener {
-    /// Binds every socket that `address` names (a host name may resolve to
-    /// several addresses, and each gets its own listener).
-    pub fn bind_all(address: &Address, options: ListenOptions) -> Result<Vec<Listener>, Error> {
-        match address {
-            Address::Tcp { .. } => resolve(address)?
-                .into_iter()
-                .map(|addr| bind_tcp(addr, options).map(Listener::Tcp))
-                .collect(),
-            Address::Unix(path) => Ok(vec![Listener::Unix(UnixListener::bind(path, options)?)]),
-            Address::Udp { .. } => resolve(address)?
-                .into_iter()
-                .map(|addr| bind_udp(addr).map(Listener::Udp))
-                .collect(),
-        }
-    }
-
     /// Where this listener is bound.
     pub fn bound_addr(&self) -> BoundAddr {
         match self {
@@ -93,22 +115,14 @@ impl Listener {
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
             ),
             Listener::Unix(listener) => BoundAddr::Unix(listener.path.to_path_buf()),
-            Listener::Udp(socket) => BoundAddr::Udp(
-                socket
-                    .local_addr()
-                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
-            ),
         }
     }
 
     /// Accepts one pending connection (the notes' `accept()`), already
     /// non-blocking, with `TCP_NODELAY` set so a short reply is not held back
     /// by Nagle's algorithm waiting for an ACK, and urgent data kept inline.
-    ///
-    /// A UDP socket has nothing to accept: it answers `WouldBlock`.
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
-            Listener::Udp(_) => Err(io::ErrorKind::WouldBlock.into()),
             Listener::Tcp(listener) => {
                 let (stream, addr) = listener.accept()?;
                 if let Err(err) = stream.set_nodelay(true) {
@@ -133,7 +147,6 @@ impl Listener {
         match self {
             Listener::Tcp(listener) => listener,
             Listener::Unix(listener) => &mut listener.socket,
-            Listener::Udp(socket) => socket,
         }
     }
 }
@@ -149,10 +162,10 @@ fn resolve(address: &Address) -> Result<Vec<SocketAddr>, Error> {
 fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::TcpListener, Error> {
     let fail = |err: io::Error| Error::Listen {
         address: addr.to_string(),
-        reason: os_reason(&err),
+        reason: err.into(),
     };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
-    // The seed's SO_REUSEADDR: a restarted server can bind while old
+    // The notes' SO_REUSEADDR: a restarted server can bind while old
     // connections linger in TIME_WAIT. (It never lets two servers share a port.)
     socket.set_reuse_address(true).map_err(fail)?;
     if addr.is_ipv6() {
@@ -170,7 +183,7 @@ fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::TcpLis
 fn bind_udp(addr: SocketAddr) -> Result<mio::net::UdpSocket, Error> {
     let fail = |err: io::Error| Error::Listen {
         address: format!("udp://{addr}"),
-        reason: os_reason(&err),
+        reason: err.into(),
     };
     // No SO_REUSEADDR here: for UDP it would let a second server share the
     // port and silently take some of the datagrams.
@@ -189,7 +202,7 @@ fn bind_udp(addr: SocketAddr) -> Result<mio::net::UdpSocket, Error> {
 /// A listening Unix socket that owns its file: the file is removed when the
 /// listener is dropped, if it is still the one we made.
 #[derive(Debug)]
-pub struct UnixListener {
+pub(crate) struct UnixListener {
     socket: mio::net::UnixListener,
     path: Arc<Path>,
     /// Device and inode of the socket file we created, so that dropping never
@@ -199,26 +212,25 @@ pub struct UnixListener {
 
 impl UnixListener {
     fn bind(path: &Path, options: ListenOptions) -> Result<Self, Error> {
-        let fail = |reason: String| Error::Listen {
+        let fail = |reason: ListenError| Error::Listen {
             address: format!("unix:{}", path.display()),
             reason,
         };
         remove_if_stale(path).map_err(fail)?;
-        let socket =
-            Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| fail(os_reason(&e)))?;
-        let address = SockAddr::unix(path).map_err(|e| fail(os_reason(&e)))?;
-        socket.bind(&address).map_err(|e| fail(os_reason(&e)))?;
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| fail(e.into()))?;
+        let address = SockAddr::unix(path).map_err(|e| fail(e.into()))?;
+        socket.bind(&address).map_err(|e| fail(e.into()))?;
         // The file exists from bind() on, but nobody can connect before
         // listen(): set its mode in between, so there is no window in which
         // a wider mode is in force.
-        let metadata = fs::metadata(path).map_err(|e| fail(os_reason(&e)))?;
+        let metadata = fs::metadata(path).map_err(|e| fail(e.into()))?;
         let set_mode = fs::set_permissions(path, fs::Permissions::from_mode(options.unix_mode));
         let listening = set_mode
             .and_then(|()| socket.set_nonblocking(true))
             .and_then(|()| socket.listen(options.backlog));
         if let Err(err) = listening {
             let _ = fs::remove_file(path);
-            return Err(fail(os_reason(&err)));
+            return Err(fail(err.into()));
         }
         let std_listener: std::os::unix::net::UnixListener = socket.into();
         Ok(UnixListener {
@@ -241,22 +253,22 @@ impl Drop for UnixListener {
 
 /// Makes way for a new socket at `path`: nothing there is fine; a socket
 /// nobody listens on is stale and removed; anything else is refused.
-fn remove_if_stale(path: &Path) -> Result<(), String> {
+fn remove_if_stale(path: &Path) -> Result<(), ListenError> {
     let metadata = match fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(os_reason(&err)),
+        Err(err) => return Err(err.into()),
     };
     if !metadata.file_type().is_socket() {
-        return Err("path exists and is not a socket (refusing to remove it)".into());
+        return Err(ListenError::NotASocket);
     }
     match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err("another server is listening on this socket".into()),
+        Ok(_) => Err(ListenError::InUse),
         Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
             log::info!("removing stale socket {}", path.display());
-            fs::remove_file(path).map_err(|err| os_reason(&err))
+            fs::remove_file(path).map_err(ListenError::from)
         }
-        Err(err) => Err(os_reason(&err)),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -274,8 +286,9 @@ mod tests {
     #[test]
     fn ipv6_listeners_are_v6_only() {
         let address: Address = "[::1]:0".parse().unwrap();
-        let listeners = Listener::bind_all(&address, options()).unwrap();
-        let Listener::Tcp(listener) = &listeners[0] else {
+        let mut bound = Bound::default();
+        bound.bind(&address, options()).unwrap();
+        let Listener::Tcp(listener) = &bound.listeners[0] else {
             panic!("not TCP");
         };
         assert!(socket2::SockRef::from(listener).only_v6().unwrap());
@@ -286,17 +299,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
         let address = Address::Unix(path.clone());
-        let listeners = Listener::bind_all(&address, options()).unwrap();
+        let mut bound = Bound::default();
+        bound.bind(&address, options()).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        drop(listeners);
+        drop(bound);
         assert!(!path.exists());
     }
 
     #[test]
     fn bound_addresses_print_with_their_scheme() {
         let udp: Address = "udp://127.0.0.1:0".parse().unwrap();
-        let bound = Listener::bind_all(&udp, options()).unwrap()[0].bound_addr();
-        assert!(bound.to_string().starts_with("udp://127.0.0.1:"));
+        let mut bound = Bound::default();
+        bound.bind(&udp, options()).unwrap();
+        assert!(bound.listeners.is_empty(), "UDP has nothing to accept");
+        assert!(bound.addrs[0].to_string().starts_with("udp://127.0.0.1:"));
     }
 }

@@ -1,6 +1,6 @@
 //! What the server prints: one formatter per `--format`, one buffered sink.
 //!
-//! The seed does `print data.strip()` for every chunk, which (1) costs a
+//! The notes' server does `print data.strip()` for every chunk, which (1) costs a
 //! write system call per message, and (2) copies whatever a client sends,
 //! escape sequences included, onto the operator's terminal. Here:
 //!
@@ -32,7 +32,7 @@ pub enum Format {
     /// `[127.0.0.1:50312] hello`, plus `* [peer] open` and `* [peer] close: eof`.
     #[default]
     Tagged,
-    /// What the seed prints: each line with surrounding whitespace stripped,
+    /// What the notes' server prints: each line with surrounding whitespace stripped,
     /// and `----------------` after each client.
     Plain,
     /// One JSON object per line: `{"event":"line","peer":"...","line":"..."}`;
@@ -69,7 +69,7 @@ impl fmt::Display for Format {
     }
 }
 
-/// The seed's separator, printed after each client in `plain` format.
+/// The notes' separator, printed after each client in `plain` format.
 pub const SEPARATOR: &str = "----------------";
 
 /// The server's printed output: a format and a buffered sink.
@@ -250,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn plain_format_is_the_seeds() {
+    fn plain_format_is_the_notes() {
         let text = printed(Format::Plain, |o| {
             o.open("p");
             o.line("p", b"  hello \t");

@@ -3,8 +3,9 @@
 //! mio reports readiness by `Token`, a plain number we choose when we
 //! register a socket. Connections take their slab key as their token, so
 //! finding the connection for an event is an index; the few sockets that are
-//! not connections (the waker, the signal pipe, the listeners) live at the
-//! top of the range, far above any key a slab will ever hand out.
+//! not connections (the waker, the signal pipe, the listeners, the UDP
+//! sockets) live at the top of the range, far above any key a slab will ever
+//! hand out.
 
 use mio::Token;
 
@@ -19,6 +20,11 @@ pub const SIGNALS: Token = Token(RESERVED + 1);
 
 const FIRST_LISTENER: usize = RESERVED + 2;
 
+/// Room for this many listeners before the UDP sockets' tokens begin.
+const MAX_LISTENERS: usize = 1 << 24;
+
+const FIRST_DATAGRAM: usize = FIRST_LISTENER + MAX_LISTENERS;
+
 /// What an event's token refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
@@ -26,8 +32,10 @@ pub enum Slot {
     Waker,
     /// A signal arrived.
     Signals,
-    /// The listener at this index has connections (or datagrams) waiting.
+    /// The stream listener at this index has connections waiting.
     Listener(usize),
+    /// The UDP socket at this index has datagrams waiting.
+    Datagram(usize),
     /// The connection with this slab key is ready.
     Connection(usize),
 }
@@ -39,7 +47,8 @@ impl Slot {
             key if key < RESERVED => Slot::Connection(key),
             RESERVED => Slot::Waker,
             n if n == RESERVED + 1 => Slot::Signals,
-            n => Slot::Listener(n - FIRST_LISTENER),
+            n if n < FIRST_DATAGRAM => Slot::Listener(n - FIRST_LISTENER),
+            n => Slot::Datagram(n - FIRST_DATAGRAM),
         }
     }
 }
@@ -47,6 +56,11 @@ impl Slot {
 /// The token for the listener at `index`.
 pub fn listener_token(index: usize) -> Token {
     Token(FIRST_LISTENER + index)
+}
+
+/// The token for the UDP socket at `index`.
+pub fn datagram_token(index: usize) -> Token {
+    Token(FIRST_DATAGRAM + index)
 }
 
 /// Whether a slab key can be used as a connection token.
@@ -66,5 +80,7 @@ mod tests {
         assert_eq!(Slot::of(SIGNALS), Slot::Signals);
         assert_eq!(Slot::of(listener_token(0)), Slot::Listener(0));
         assert_eq!(Slot::of(listener_token(3)), Slot::Listener(3));
+        assert_eq!(Slot::of(datagram_token(0)), Slot::Datagram(0));
+        assert_eq!(Slot::of(datagram_token(2)), Slot::Datagram(2));
     }
 }
