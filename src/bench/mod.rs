@@ -35,7 +35,7 @@
 //! | module | its job |
 //! |---|---|
 //! | `config` | flags (parsed by clap in `cli/bench.rs`) to a validated run |
-//! | `plan` | phases, the open-loop schedule, source addresses |
+//! | `plan`, `timer` | phases, the open-loop schedule, source addresses; a precise wake-up |
 //! | `worker` | one thread's reactor: connect, poll, dispatch |
 //! | `conn`, `modes`, `churn` | one connection, and its turn in each mode |
 //! | `record`, `shared` | histograms and error counts, per thread and merged |
@@ -53,6 +53,7 @@ mod progress;
 mod record;
 mod report;
 mod shared;
+mod timer;
 mod worker;
 
 use std::io::{self, Write};

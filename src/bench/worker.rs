@@ -24,6 +24,7 @@ use super::modes::{Count, Ctx, Pace, echo_turn, idle_turn, ingest_block, ingest_
 use super::plan::{CONNECT_TIMEOUT, Plan, Schedule, SourcePlan, Window};
 use super::record::Measured;
 use super::shared::Shared;
+use super::timer::Timer;
 
 /// How often a reactor adds its histograms to the shared ones (and checks `stop`).
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
@@ -79,7 +80,12 @@ struct Reactor<'a> {
     ready: Vec<usize>,
     block: Vec<u8>,
     scratch: Vec<u8>,
+    /// Open loop: wakes the reactor when the next line is due.
+    timer: Option<Timer>,
 }
+
+/// The timer's token: no connection has it.
+const TIMER: Token = Token(usize::MAX);
 
 impl<'a> Reactor<'a> {
     fn new(
@@ -116,6 +122,7 @@ impl<'a> Reactor<'a> {
                 Vec::new()
             },
             scratch: vec![0u8; 64 * 1024],
+            timer: None,
         })
     }
 
@@ -140,7 +147,7 @@ impl<'a> Reactor<'a> {
                 self.shared.merge(&mut self.measured);
                 next_flush = now + FLUSH_EVERY;
             }
-            self.release_due(now);
+            self.release_due(now)?;
             let timeout = self.timeout(now, next_flush);
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -213,6 +220,8 @@ impl<'a> Reactor<'a> {
             if let Some(rate) = self.plan.config.rate {
                 let config = &self.plan.config;
                 self.pace = Pace::Open(Schedule::new(at, rate, config.conns, self.conns.len()));
+                let timer = Timer::new(self.poll.registry(), TIMER).map_err(BenchError::Reactor)?;
+                self.timer = Some(timer);
             }
             return Ok(true);
         }
@@ -249,28 +258,32 @@ impl<'a> Reactor<'a> {
     }
 
     /// Open loop: marks the connections whose next line the schedule has
-    /// made due since the last turn.
-    fn release_due(&mut self, now: Instant) {
-        let Pace::Open(schedule) = self.pace else {
-            return;
+    /// made due since the last turn, and sets the timer for the next one.
+    fn release_due(&mut self, now: Instant) -> Result<(), BenchError> {
+        let (Pace::Open(schedule), Some(timer)) = (self.pace, &self.timer) else {
+            return Ok(());
         };
+        timer.clear();
         let released = schedule.released(now);
         let slots = self.conns.len() as u64;
         let fresh = released.saturating_sub(self.released).min(slots);
         self.ready
             .extend((0..fresh).map(|i| ((self.released + i) % slots) as usize));
         self.released = released;
+        let next = schedule.at(released).saturating_duration_since(now);
+        timer.set(next).map_err(BenchError::Reactor)
     }
 
     fn timeout(&self, now: Instant, next_flush: Instant) -> Duration {
         if !self.ready.is_empty() {
             return Duration::ZERO;
         }
-        let mut until = self.window.end.min(next_flush);
-        if let Pace::Open(schedule) = self.pace {
-            until = until.min(schedule.at(self.released));
-        }
-        let wait = until.saturating_duration_since(now);
+        // The next line due is the timer's job (see `timer`).
+        let wait = self
+            .window
+            .end
+            .min(next_flush)
+            .saturating_duration_since(now);
         // Round up to the next millisecond so the loop never wakes early and spins.
         Duration::from_millis(
             wait.as_millis() as u64 + u64::from(wait.subsec_nanos() % 1_000_000 != 0),
