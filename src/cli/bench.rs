@@ -50,7 +50,7 @@ pub struct BenchArgs {
     pub mode: Mode,
     /// Open loop: send R lines per second in all (churn: R new connections
     /// per second), on a fixed schedule, whatever the server answers
-    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    #[arg(long, value_name = "R", value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
     /// Load applied before measuring starts, excluded from the results
     #[arg(long, value_name = "DUR", default_value = "0s", value_parser = parse_duration)]
