@@ -101,6 +101,8 @@ pub struct BenchConfig {
     pub hgrm: Option<PathBuf>,
     /// Where to draw the percentile spectrum, if anywhere.
     pub plot: Option<PathBuf>,
+    /// Curves of earlier runs to draw with it: `(legend, .hgrm file)`.
+    pub plot_with: Vec<(String, PathBuf)>,
 }
 
 /// Bytes a connection costs besides its lines: the struct, its timestamps,
@@ -152,6 +154,7 @@ impl BenchConfig {
             progress: args.progress,
             hgrm: args.hgrm.clone(),
             plot: args.plot.clone(),
+            plot_with: args.plot_with.clone(),
         };
         config.check_memory(memory_available())?;
         Ok(config)
@@ -259,6 +262,7 @@ mod tests {
             progress: false,
             hgrm: None,
             plot: None,
+            plot_with: Vec::new(),
         }
     }
 
@@ -274,7 +278,7 @@ mod tests {
 
     #[test]
     fn products_that_overflow_are_refused_not_wrapped() {
-        let huge = config(1_000_000, 1_000_000, 16 << 20);
+        let huge = config(usize::MAX, usize::MAX, 16 << 20);
         assert!(huge.check_memory(u64::MAX - 1).is_err());
     }
 

@@ -137,13 +137,21 @@ fn write_files(config: &BenchConfig, report: &Report) -> Result<(), BenchError> 
     }
     if let Some(path) = &config.plot {
         let title = format!("selectd bench: {}", report.settings());
-        plot::draw(
-            path,
-            &title,
-            report.histogram(),
-            report.uncorrected_histogram(),
-        )
-        .map_err(|reason| BenchError::Output {
+        let mut curves = vec![
+            ("corrected".to_string(), plot::spectrum(report.histogram())),
+            (
+                "uncorrected".to_string(),
+                plot::spectrum(report.uncorrected_histogram()),
+            ),
+        ];
+        for (name, file) in &config.plot_with {
+            let curve = plot::read_hgrm(name, file).map_err(|reason| BenchError::Output {
+                path: path.clone(),
+                reason,
+            })?;
+            curves.push(curve);
+        }
+        plot::draw(path, &title, &curves).map_err(|reason| BenchError::Output {
             path: path.clone(),
             reason,
         })?;

@@ -41,18 +41,42 @@ pub(crate) fn nines_label(nines: f64) -> String {
     format!("{percent:.decimals$}%")
 }
 
-/// Draws both curves into `path`, with `title` (the run's settings) on top.
-pub(crate) fn draw(
-    path: &Path,
-    title: &str,
-    corrected: &Histogram<u64>,
-    uncorrected: &Histogram<u64>,
-) -> Result<(), String> {
-    let curves = [
-        ("corrected", spectrum(corrected), RED),
-        ("uncorrected", spectrum(uncorrected), BLUE),
-    ];
-    let points = || curves.iter().flat_map(|(_, points, _)| points.iter());
+/// A curve of the plot: its legend and its `(nines, ms)` points.
+pub(crate) type Curve = (String, Vec<(f64, f64)>);
+
+/// The curves of a `.hgrm` file written by an earlier run (`NAME=FILE`).
+pub(crate) fn read_hgrm(name: &str, path: &Path) -> Result<Curve, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rows: Vec<(f64, f64, f64)> = text
+        .lines()
+        .skip(2)
+        .take_while(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().map(str::parse::<f64>);
+            match (fields.next(), fields.next(), fields.next()) {
+                (Some(Ok(value)), Some(Ok(quantile)), Some(Ok(count))) => {
+                    Some((value, quantile, count))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let total = rows.last().map_or(0.0, |row| row.2);
+    if total < 1.0 {
+        return Err(format!("{}: no percentile rows", path.display()));
+    }
+    let top = 1.0 - 1.0 / total.max(2.0);
+    let points = rows
+        .iter()
+        .map(|&(value, quantile, _)| (-(1.0 - quantile.min(top)).log10(), value / 1000.0))
+        .collect();
+    Ok((name.to_string(), points))
+}
+
+/// Draws `curves` into `path`, with `title` (the run's settings) on top.
+pub(crate) fn draw(path: &Path, title: &str, curves: &[Curve]) -> Result<(), String> {
+    const COLOURS: [RGBColor; 6] = [RED, BLUE, GREEN, MAGENTA, BLACK, CYAN];
+    let points = || curves.iter().flat_map(|(_, points)| points.iter());
     let max_nines = points().map(|p| p.0).fold(1.0, f64::max).ceil();
     let max_ms = points().map(|p| p.1).fold(0.001, f64::max) * 1.05;
 
@@ -73,14 +97,13 @@ pub(crate) fn draw(
         .y_desc("latency (ms)")
         .draw()
         .map_err(|e| e.to_string())?;
-    for (name, points, color) in curves {
+    for ((name, points), colour) in curves.iter().zip(COLOURS.iter().cycle()) {
+        let style = colour.stroke_width(2);
         chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .draw_series(LineSeries::new(points.iter().copied(), style))
             .map_err(|e| e.to_string())?
             .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     chart
         .configure_series_labels()
@@ -103,6 +126,27 @@ mod tests {
         assert_eq!(nines_label(2.0), "99%");
         assert_eq!(nines_label(3.0), "99.9%");
         assert_eq!(nines_label(5.0), "99.999%");
+    }
+
+    #[test]
+    fn hgrm_files_read_back_as_the_same_curve() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 1_000_000, 3).unwrap();
+        for v in 1..=1000 {
+            h.record(v).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.hgrm");
+        std::fs::write(&path, crate::bench::hgrm(&h)).unwrap();
+        let (name, points) = read_hgrm("ref", &path).unwrap();
+        assert_eq!(name, "ref");
+        let direct = spectrum(&h);
+        assert_eq!(points.len(), direct.len());
+        for (a, b) in points.iter().zip(&direct) {
+            assert!(
+                (a.0 - b.0).abs() < 1e-6 && (a.1 - b.1).abs() < 1e-3,
+                "{a:?} {b:?}"
+            );
+        }
     }
 
     #[test]

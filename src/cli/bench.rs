@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// Also draw the latency percentile spectrum to FILE (SVG)
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// With --plot: also draw the curve of an earlier run's --hgrm FILE,
+    /// labelled NAME (repeatable), e.g. --plot-with tokio=tokio.hgrm
+    #[arg(long, value_name = "NAME=FILE", value_parser = parse_curve, requires = "plot")]
+    pub plot_with: Vec<(String, PathBuf)>,
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {
@@ -108,5 +112,14 @@ fn parse_rate(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "'{text}' is not a rate per second above 0 and at most 1e9"
         )),
+    }
+}
+
+fn parse_curve(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(file)))
+        }
+        _ => Err(format!("'{text}' is not NAME=FILE")),
     }
 }
