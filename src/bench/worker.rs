@@ -165,7 +165,9 @@ impl<'a> Reactor<'a> {
             }
         }
         self.shared.merge(&mut self.measured);
-        self.outcome.held = self.conns.iter().filter(|c| c.state == State::Open).count();
+        if self.plan.config.mode != Mode::Churn {
+            self.outcome.held = self.conns.iter().filter(|c| c.state == State::Open).count();
+        }
         Ok(self.outcome)
     }
 
