@@ -137,10 +137,19 @@ fn write_files(config: &BenchConfig, report: &Report) -> Result<(), BenchError> 
     }
     if let Some(path) = &config.plot {
         let title = format!("selectd bench: {}", report.settings());
+        // Beside earlier runs' curves, say which two are this run's.
+        let own = if config.plot_with.is_empty() {
+            ""
+        } else {
+            "this run, "
+        };
         let mut curves = vec![
-            ("corrected".to_string(), plot::spectrum(report.histogram())),
             (
-                "uncorrected".to_string(),
+                format!("{own}corrected"),
+                plot::spectrum(report.histogram()),
+            ),
+            (
+                format!("{own}uncorrected"),
                 plot::spectrum(report.uncorrected_histogram()),
             ),
         ];
