@@ -13,10 +13,10 @@
 
 use std::time::Instant;
 
-use mio::{Interest, Registry, Token};
+use mio::Registry;
 
 use super::BenchError;
-use super::conn::{Conn, State, connect, finish_connect};
+use super::conn::{Conn, State, finish_connect};
 use super::modes::{Count, Ctx, Pace, read_echoes};
 use super::plan::SourcePlan;
 use super::record::{ErrorKind, Measured, Sent};
@@ -82,22 +82,12 @@ fn start_visit(
     conn.echo.reset();
     conn.visit_intended = intended;
     conn.connect_started = now;
-    let opened =
-        connect(&ctx.config.target, io.sources.source_for(visit)).and_then(|mut stream| {
-            io.registry
-                .register(
-                    &mut stream,
-                    Token(conn.slot),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .map(|()| stream)
-        });
-    match opened {
-        Ok(stream) => {
-            conn.stream = Some(stream);
-            conn.state = State::Connecting;
-            (Count::default(), false)
-        }
+    match conn.open(
+        &ctx.config.target,
+        io.sources.source_for(visit),
+        io.registry,
+    ) {
+        Ok(()) => (Count::default(), false),
         Err(e) => {
             io.measured.errors.add(ErrorKind::of(&e));
             conn.state = State::Waiting;

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
+use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::BenchError;
@@ -64,8 +65,29 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Starts this slot's connect to `target` (bound to `source` first if
+    /// given) and registers it under the slot's token: now `Connecting`.
+    pub(crate) fn open(
+        &mut self,
+        target: &Target,
+        source: Option<IpAddr>,
+        registry: &Registry,
+    ) -> io::Result<()> {
+        let mut stream = connect(target, source)?;
+        registry.register(
+            &mut stream,
+            Token(self.slot),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.stream = Some(stream);
+        self.state = State::Connecting;
+        Ok(())
+    }
+}
+
 /// Starts a non-blocking connect to `target`, bound to `source` first if given.
-pub(crate) fn connect(target: &Target, source: Option<IpAddr>) -> io::Result<Stream> {
+fn connect(target: &Target, source: Option<IpAddr>) -> io::Result<Stream> {
     match target {
         Target::Tcp(server) => connect_tcp(*server, source).map(Stream::Tcp),
         Target::Unix(path) => connect_unix(path).map(Stream::Unix),

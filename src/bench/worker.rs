@@ -14,12 +14,12 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Token};
 
 use super::BenchError;
 use super::churn::{ChurnIo, churn_turn};
 use super::config::Mode;
-use super::conn::{Conn, State, connect, finish_connect};
+use super::conn::{Conn, State, finish_connect};
 use super::modes::{Count, Ctx, Pace, echo_turn, idle_turn, ingest_block, ingest_turn};
 use super::plan::{CONNECT_TIMEOUT, Plan, Schedule, SourcePlan, Window};
 use super::record::Measured;
@@ -176,21 +176,8 @@ impl<'a> Reactor<'a> {
         let config = &self.plan.config;
         for conn in &mut self.conns {
             let source = self.sources.source_for(conn.id as u64);
-            let opened = connect(&config.target, source).and_then(|mut stream| {
-                self.poll
-                    .registry()
-                    .register(
-                        &mut stream,
-                        Token(conn.slot),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .map(|()| stream)
-            });
-            match opened {
-                Ok(stream) => {
-                    conn.stream = Some(stream);
-                    conn.state = State::Connecting;
-                }
+            match conn.open(&config.target, source, self.poll.registry()) {
+                Ok(()) => {}
                 // Idle mode reports how far it got; the others need every connection.
                 Err(error) if config.mode == Mode::Idle => {
                     conn.state = State::Closed;
