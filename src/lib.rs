@@ -132,5 +132,6 @@ pub mod send;
 pub mod serve;
 
 pub use serve::{
-    BoundAddr, CloseReason, Config, Counters, Error, Format, MemorySink, Server, ServerHandle,
+    Activated, BoundAddr, CloseReason, Config, Counters, Error, Format, MemorySink, Server,
+    ServerHandle, TrustedProxies, take_activated_sockets,
 };

@@ -5,13 +5,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use selectd::cli::{Cli, Command, ServeArgs};
-use selectd::{Server, bench, send as client};
+use selectd::{Config, Server, bench, send as client};
 
 fn main() -> ExitCode {
     // Warnings by default, and the counters that `--stats` asks for.
+    // Log records go to stderr through a bounded queue and a thread of
+    // their own, so a stalled stderr never stalls the server.
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,selectd::stats=info"),
     )
+    .target(env_logger::Target::Pipe(Box::new(selectd::serve::Stderr)))
     .init();
     let cli = Cli::parse();
     match cli.command {
@@ -25,23 +28,35 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let config = match args.into_config() {
+    // SAFETY: nothing has started a thread yet (parsing flags and setting up
+    // the logger start none), as unsetting the variables requires.
+    let activated = match unsafe { selectd::take_activated_sockets() } {
+        Ok(activated) => activated,
+        Err(err) => return fail(&err.to_string(), 1),
+    };
+    let mut config = match args.into_config() {
         Ok(config) => config,
         Err(message) => return fail(&message, 2),
     };
+    if config.listen.is_empty() && activated.is_empty() {
+        config.listen = Config::default().listen;
+    }
     match selectd::net::limits::raise_fd_limit() {
         Ok(limit) => log::debug!("file descriptor limit: {limit}"),
         Err(err) => log::warn!("cannot raise the file descriptor limit: {err}"),
     }
-    let server = match Server::bind(config) {
+    let server = match Server::bind_with(config, activated) {
         Ok(server) => server,
         Err(err) => return fail(&err.to_string(), 1),
     };
-    for addr in server.local_addrs() {
-        eprintln!("listening on {addr}");
+    for addr in server.listening() {
+        selectd::serve::stderr_line(format_args!("listening on {addr}"));
     }
     match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            selectd::serve::flush_stderr(STDERR_GRACE);
+            ExitCode::SUCCESS
+        }
         Err(err) => fail(&err.to_string(), 1),
     }
 }
@@ -54,7 +69,12 @@ fn send(args: client::SendArgs) -> ExitCode {
     }
 }
 
+/// How long the last words on stderr may hold up the exit (a stalled
+/// stderr must not keep the process alive).
+const STDERR_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn fail(message: &str, code: u8) -> ExitCode {
-    eprintln!("error: {message}");
+    selectd::serve::stderr_line(format_args!("error: {message}"));
+    selectd::serve::flush_stderr(STDERR_GRACE);
     ExitCode::from(code)
 }

@@ -82,7 +82,13 @@ fn all_families_in_one_reactor() {
         "{output}"
     );
     assert!(
-        output.contains(&format!("[{unix_arg}] unix 0\n")),
+        // A Unix client prints as the socket's path and its process.
+        output.contains(&format!(
+            "[{unix_arg}#pid={},uid={}] unix 0\n",
+            std::process::id(),
+            // SAFETY: getuid has no preconditions.
+            unsafe { libc::getuid() }
+        )),
         "{output}"
     );
     assert!(output.contains("[[::1]:"), "{output}");

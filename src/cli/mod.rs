@@ -12,7 +12,7 @@ pub use bench::BenchArgs;
 
 use crate::net::addr::Address;
 use crate::net::units::{parse_bytes, parse_duration, parse_optional_duration};
-use crate::serve::Config;
+use crate::serve::{Config, OutputTarget};
 
 /// selectd: the select() line server from the socket notes, done right.
 #[derive(Debug, Parser)]
@@ -39,7 +39,9 @@ pub enum Command {
 pub struct ServeArgs {
     /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
     /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT. Port 0 picks a free port.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10001")]
+    /// Default: 127.0.0.1:10001, unless a service manager passes sockets
+    /// (socket activation), which are served beside any --listen.
+    #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
     /// Close a client silent this long: 250ms, 5s, 2m; 0 or off disables.
     #[arg(long, value_name = "DUR", default_value = "5s")]
@@ -47,6 +49,19 @@ pub struct ServeArgs {
     /// Output format: tagged, plain, json or none.
     #[arg(long, value_name = "FORMAT", default_value = "tagged")]
     pub format: String,
+    /// Where to print: - (stdout) or a FILE, appended to (created with mode
+    /// 0640) and reopened on SIGHUP, for log rotation.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub output: String,
+    /// At most this much printed output waits to be written; then
+    /// --output-full says what happens.
+    #[arg(long, value_name = "BYTES", default_value = "16MiB")]
+    pub output_buffer: String,
+    /// When the output buffer is full: block (stop reading from clients
+    /// until half of it is written; nothing is lost) or drop (keep serving,
+    /// drop whole lines and count them as lines_dropped).
+    #[arg(long, value_name = "POLICY", default_value = "block")]
+    pub output_full: String,
     /// Longest accepted line (bytes, or 64KiB, 1MiB); longer lines close the client.
     #[arg(long, value_name = "BYTES", default_value = "64KiB")]
     pub max_line: String,
@@ -85,6 +100,11 @@ pub struct ServeArgs {
     /// Print each reactor turn on stderr, in select() terms (for learning).
     #[arg(long)]
     pub trace_loop: bool,
+    /// Trusted proxies (e.g. 127.0.0.1/32,10.0.0.0/8): their connections
+    /// must open with a PROXY protocol header (v1 or v2) within 5s, and the
+    /// client it names is the peer.
+    #[arg(long, value_name = "CIDR[,CIDR...]")]
+    pub proxy_protocol: Option<String>,
 }
 
 impl ServeArgs {
@@ -102,6 +122,13 @@ impl ServeArgs {
             listen,
             idle_timeout: flag("idle-timeout", parse_optional_duration(&self.idle_timeout))?,
             format: flag("format", self.format.parse())?,
+            output: match self.output.as_str() {
+                "-" => OutputTarget::Stdout,
+                "" => return Err("--output: empty path (use - for stdout)".into()),
+                path => OutputTarget::File(path.into()),
+            },
+            output_buffer: flag("output-buffer", parse_bytes(&self.output_buffer))?,
+            output_full: flag("output-full", self.output_full.parse())?,
             max_line: flag("max-line", parse_bytes(&self.max_line))?,
             echo: self.echo,
             high_watermark: flag("high-watermark", parse_bytes(&self.high_watermark))?,
@@ -129,6 +156,11 @@ impl ServeArgs {
             },
             trace_loop: self.trace_loop,
             handle_signals: true,
+            proxy_protocol: match &self.proxy_protocol {
+                Some(trusted) => flag("proxy-protocol", trusted.parse())?,
+                None => Default::default(),
+            },
+            notify: true,
         };
         config.validate().map_err(|err| err.to_string())?;
         Ok(config)

@@ -22,7 +22,7 @@ use crate::proto::command::{Command, strip};
 use crate::proto::line::{LineBuffer, LineTooLong};
 use crate::proto::write_escaped;
 use crate::serve::CloseReason;
-use crate::serve::output::{Format, MemorySink, Output, SEPARATOR};
+use crate::serve::output::{Format, MemorySink, Output, OutputFull, SEPARATOR};
 
 /// At most this many reads are cut from one input.
 const MAX_SPLITS: usize = 16;
@@ -274,13 +274,19 @@ fn check_output(lines: &[Framed], failed: bool) {
     for peer in ["127.0.0.1:5", odd_peer.as_str()] {
         for format in [Format::Tagged, Format::Plain, Format::Json, Format::None] {
             let sink = MemorySink::new();
-            let mut output = Output::new(format, Box::new(sink.clone()));
+            let mut output = Output::to_writer(
+                format,
+                Box::new(sink.clone()),
+                usize::MAX,
+                OutputFull::Block,
+            )
+            .expect("start the output writer");
             output.open(peer);
             for line in lines {
                 output.line(peer, &line.text);
             }
             output.close(peer, reason);
-            output.flush();
+            assert!(output.wait_written(std::time::Duration::from_secs(10)));
             let printed = sink.contents();
             let count = printed.lines().count();
             let expected = match format {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::check_framing;
 use crate::proto::{LineBuffer, write_escaped};
-use crate::serve::output::{Format, MemorySink, Output};
+use crate::serve::output::{Format, MemorySink, Output, OutputFull};
 
 /// Every regular file under the saved corpus directories, sorted.
 fn saved_inputs() -> Vec<PathBuf> {
@@ -64,14 +64,20 @@ fn saved_fuzz_inputs_print_as_json_objects() {
         assert!(finished.is_continue());
 
         let sink = MemorySink::new();
-        let mut output = Output::new(Format::Json, Box::new(sink.clone()));
+        let mut output = Output::to_writer(
+            Format::Json,
+            Box::new(sink.clone()),
+            usize::MAX,
+            OutputFull::Block,
+        )
+        .expect("start the output writer");
         let peer = "[::1]:7 \"odd\" \u{202e}";
         output.open(peer);
         for text in &texts {
             output.line(peer, text);
         }
         output.close(peer, crate::serve::CloseReason::Eof);
-        output.flush();
+        assert!(output.wait_written(std::time::Duration::from_secs(10)));
         let printed = sink.contents();
 
         let events: Vec<serde_json::Value> = printed

@@ -110,9 +110,64 @@ impl Source for Stream {
 pub enum Peer {
     /// An IPv4 or IPv6 address and port.
     Ip(SocketAddr),
-    /// A client of the Unix socket at this path (Unix clients have no name
-    /// of their own; the kernel vouches that they are on this machine).
-    Unix(Arc<Path>),
+    /// A client of the Unix socket at `path`. Unix clients have no address
+    /// of their own, so two of them are told apart by the process the
+    /// kernel vouches for (`SO_PEERCRED`), where the system reports it.
+    Unix {
+        /// The listening socket's path.
+        path: Arc<Path>,
+        /// The connecting process, as it was when it called `connect`.
+        cred: Option<UnixCred>,
+    },
+}
+
+/// The process at the other end of a Unix socket, as the kernel reports it
+/// (`SO_PEERCRED`): it cannot be forged by the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixCred {
+    /// Its process id.
+    pub pid: u32,
+    /// Its effective user id.
+    pub uid: u32,
+}
+
+impl UnixCred {
+    /// Asks the kernel who connected `stream` (Linux and Android).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn of(stream: &mio::net::UnixStream) -> io::Result<UnixCred> {
+        use std::os::fd::AsRawFd;
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: `cred` and `len` are valid for writes and `len` holds
+        // `cred`'s size, as getsockopt(2) requires; the fd is open for the
+        // duration of the call, since `stream` is borrowed.
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&raw mut cred).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(UnixCred {
+            pid: u32::try_from(cred.pid).unwrap_or(0),
+            uid: cred.uid,
+        })
+    }
+
+    /// Elsewhere the peer's credentials are not asked for.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub fn of(_stream: &mio::net::UnixStream) -> io::Result<UnixCred> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 impl Peer {
@@ -127,17 +182,30 @@ impl Peer {
                     ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
                 }
             },
-            Peer::Unix(_) => true,
+            Peer::Unix { .. } => true,
         }
     }
 }
 
 impl fmt::Display for Peer {
-    /// `127.0.0.1:50312`, `[::1]:50312` or `unix:/path/to/sock`.
+    /// `127.0.0.1:50312`, `[::1]:50312`, `unix:/path/to/sock#pid=4242,uid=1000`
+    /// (or `unix:/path/to/sock` without credentials). The credentials follow
+    /// the path's last `#`, and contain no space and no `]`, so a tagged
+    /// line still splits at its first `] `.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Peer::Ip(addr) => write!(f, "{addr}"),
-            Peer::Unix(path) => write!(f, "unix:{}", path.display()),
+            Peer::Unix { path, cred: None } => write!(f, "unix:{}", path.display()),
+            Peer::Unix {
+                path,
+                cred: Some(cred),
+            } => write!(
+                f,
+                "unix:{}#pid={},uid={}",
+                path.display(),
+                cred.pid,
+                cred.uid
+            ),
         }
     }
 }
@@ -156,7 +224,7 @@ mod tests {
         assert!(ip("127.9.8.7:1").is_local());
         assert!(ip("[::1]:1").is_local());
         assert!(ip("[::ffff:127.0.0.1]:1").is_local());
-        assert!(Peer::Unix(Path::new("/s").into()).is_local());
+        assert!(unix("/s", None).is_local());
     }
 
     #[test]
@@ -171,6 +239,27 @@ mod tests {
     #[test]
     fn peers_print_as_addresses() {
         assert_eq!(ip("[::1]:5").to_string(), "[::1]:5");
-        assert_eq!(Peer::Unix(Path::new("/s").into()).to_string(), "unix:/s");
+        assert_eq!(unix("/s", None).to_string(), "unix:/s");
+        let cred = UnixCred { pid: 42, uid: 1000 };
+        assert_eq!(
+            unix("/run/a#b.sock", Some(cred)).to_string(),
+            "unix:/run/a#b.sock#pid=42,uid=1000"
+        );
+    }
+
+    fn unix(path: &str, cred: Option<UnixCred>) -> Peer {
+        Peer::Unix {
+            path: Path::new(path).into(),
+            cred,
+        }
+    }
+
+    #[test]
+    fn unix_peer_credentials_name_this_process() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let cred = UnixCred::of(&mio::net::UnixStream::from_std(a)).unwrap();
+        assert_eq!(cred.pid, std::process::id());
+        // SAFETY: getuid has no preconditions.
+        assert_eq!(cred.uid, unsafe { libc::getuid() });
     }
 }

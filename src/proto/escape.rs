@@ -27,10 +27,7 @@ use std::io::{self, Write};
 /// ```
 pub fn write_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8], json: bool) -> io::Result<()> {
     // Fast path: plain printable ASCII needs no work at all.
-    if bytes
-        .iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\')))
-    {
+    if is_plain(bytes, json) {
         return w.write_all(bytes);
     }
     let backslash: &[u8] = if json { b"\\\\" } else { b"\\" };
@@ -64,6 +61,39 @@ pub fn write_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8], json: bool) -> 
         }
     }
     Ok(())
+}
+
+/// Whether every byte is printable ASCII (and, for JSON, neither `"` nor
+/// `\\`), so the text can be copied as it is. This runs for every printed
+/// line, so it looks at eight bytes at a time: with `ONES` in every byte,
+/// `(w - k * ONES) & !w & HIGH` is non-zero exactly when some byte of `w`
+/// is below `k` (and under 0x80), the classic "has a zero byte" test.
+fn is_plain(bytes: &[u8], json: bool) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // High bit set in each byte below `k` (given the byte is under 0x80).
+    let below = |w: u64, k: u64| w.wrapping_sub(k * ONES) & !w;
+    let quote = u64::from(b'"') * ONES;
+    let backslash = u64::from(b'\\') * ONES;
+    let mut words = bytes.chunks_exact(8);
+    // No early exit: a line is short, and a loop without branches runs
+    // several words per cycle.
+    let mut bad = 0u64;
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        // A control character, or DEL (0x7f) and above.
+        bad |= below(w, 0x20) | w.wrapping_add(ONES) | w;
+        if json {
+            bad |= below(w ^ quote, 1) | below(w ^ backslash, 1);
+        }
+    }
+    bad & HIGH == 0
+        && words
+            .remainder()
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\')))
 }
 
 /// Characters that must not reach a terminal raw: controls, and the
@@ -122,7 +152,38 @@ mod tests {
         assert_eq!(escaped(b"\x1b\xff", true), r"\\u{1b}\\xff");
     }
 
+    #[test]
+    fn plain_means_printable_ascii_at_every_position() {
+        for len in 0..20 {
+            let text = vec![b'a'; len];
+            assert!(is_plain(&text, false) && is_plain(&text, true));
+            for at in 0..len {
+                for bad in [0x00, 0x1f, 0x7f, 0x80, 0xff] {
+                    let mut text = text.clone();
+                    text[at] = bad;
+                    assert!(!is_plain(&text, false), "{bad:#x} at {at} of {len}");
+                }
+                for json_only in [b'"', b'\\'] {
+                    let mut text = text.clone();
+                    text[at] = json_only;
+                    assert!(is_plain(&text, false) && !is_plain(&text, true));
+                }
+            }
+        }
+    }
+
     proptest! {
+        /// The word-at-a-time test agrees with the byte-at-a-time rule.
+        #[test]
+        fn plain_agrees_with_the_byte_rule(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            for json in [false, true] {
+                let expected = bytes
+                    .iter()
+                    .all(|&b| (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\')));
+                prop_assert_eq!(is_plain(&bytes, json), expected);
+            }
+        }
+
         /// Whatever a client sends, the escaped text has no control
         /// character, and printable UTF-8 input comes out unchanged.
         #[test]

@@ -30,13 +30,16 @@ pub enum CloseReason {
     LineTimeout,
     /// The client sent HTTP (`POST `, `Host:`): a likely cross-protocol attack.
     CrossProtocol,
+    /// A trusted proxy's connection did not open with a valid PROXY header
+    /// in time (`--proxy-protocol`): missing, malformed, too long or late.
+    ProxyHeader,
     /// Another socket error; the error itself is logged.
     Error,
 }
 
 impl CloseReason {
     /// Every reason, in a fixed order (see [`index`](Self::index)).
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::Eof,
         CloseReason::Disconnect,
         CloseReason::Idle,
@@ -46,6 +49,7 @@ impl CloseReason {
         CloseReason::LineTooLong,
         CloseReason::LineTimeout,
         CloseReason::CrossProtocol,
+        CloseReason::ProxyHeader,
         CloseReason::Error,
     ];
 
@@ -66,6 +70,7 @@ impl CloseReason {
             CloseReason::LineTooLong => "line-too-long",
             CloseReason::LineTimeout => "line-timeout",
             CloseReason::CrossProtocol => "cross-protocol",
+            CloseReason::ProxyHeader => "proxy-header",
             CloseReason::Error => "error",
         }
     }

@@ -9,17 +9,27 @@ use std::time::Duration;
 
 use crate::net::addr::Address;
 use crate::serve::error::ConfigError;
-use crate::serve::output::Format;
+use crate::serve::output::{Format, OutputFull, OutputTarget};
+use crate::serve::proxy::TrustedProxies;
 
 /// How a server listens, prints, and bounds its clients.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where to listen; each address may bind several sockets.
+    /// Where to listen; each address may bind several sockets. May be empty
+    /// when sockets are handed over instead (see
+    /// [`Server::bind_with`](crate::Server::bind_with)).
     pub listen: Vec<Address>,
     /// Close a client silent this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// How lines and events are printed.
     pub format: Format,
+    /// Where they are printed (`--output`).
+    pub output: OutputTarget,
+    /// At most this many bytes of printed output wait to be written
+    /// (`--output-buffer`).
+    pub output_buffer: usize,
+    /// What happens when that much waits (`--output-full`).
+    pub output_full: OutputFull,
     /// The longest line accepted, in bytes, without its terminator.
     pub max_line: usize,
     /// Write every line back to its sender.
@@ -48,6 +58,13 @@ pub struct Config {
     /// Stop gracefully on SIGINT and SIGTERM (a second one stops at once).
     /// The binary turns this on; embedding programs usually keep their own.
     pub handle_signals: bool,
+    /// Proxies whose connections must open with a PROXY protocol header,
+    /// whose client address then stands for the peer (`--proxy-protocol`).
+    /// Empty: no header is expected from anyone.
+    pub proxy_protocol: TrustedProxies,
+    /// Tell a service manager (`NOTIFY_SOCKET`) `READY=1` once listening and
+    /// `STOPPING=1` at stop. The binary turns this on.
+    pub notify: bool,
 }
 
 impl Default for Config {
@@ -59,6 +76,9 @@ impl Default for Config {
             }],
             idle_timeout: Some(Duration::from_secs(5)),
             format: Format::Tagged,
+            output: OutputTarget::Stdout,
+            output_buffer: 16 * 1024 * 1024,
+            output_full: OutputFull::Block,
             max_line: 64 * 1024,
             echo: false,
             high_watermark: 1024 * 1024,
@@ -72,6 +92,8 @@ impl Default for Config {
             stats_interval: None,
             trace_loop: false,
             handle_signals: false,
+            proxy_protocol: TrustedProxies::default(),
+            notify: false,
         }
     }
 }
@@ -91,11 +113,9 @@ impl Config {
         }
     }
 
-    /// Checks that the settings make sense together.
+    /// Checks that the settings make sense together. (An empty `listen` is
+    /// checked at bind, where handed-over sockets are known.)
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.listen.is_empty() {
-            return Err(ConfigError::NoListener);
-        }
         let durations = [
             ("idle time-out", self.idle_timeout),
             ("line time-out", self.line_timeout),
@@ -109,6 +129,9 @@ impl Config {
         }
         if self.max_conns == Some(0) {
             return Err(ConfigError::NoConnections);
+        }
+        if self.output_buffer == 0 {
+            return Err(ConfigError::NoOutputBuffer);
         }
         if self.max_line == 0 {
             return Err(ConfigError::EmptyLines);

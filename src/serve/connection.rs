@@ -54,6 +54,7 @@ use crate::proto::line::{Line, LineBuffer};
 use crate::serve::close::CloseReason;
 use crate::serve::config::Config;
 use crate::serve::output::Output;
+use crate::serve::proxy::{Carried, HeaderError, PendingHeader};
 use crate::serve::send_queue::SendQueue;
 use crate::serve::stats::Counters;
 
@@ -159,6 +160,10 @@ pub struct Connection {
     /// Which unfinished line the line-timeout clock is running for (by
     /// its number), if any.
     timed_line: Option<u64>,
+    /// From a trusted proxy, until its PROXY header is complete: the bytes
+    /// so far. Until then nothing is framed, and `open` is not printed yet,
+    /// so that every event names the client the header carries.
+    proxy_header: Option<Box<PendingHeader>>,
 }
 
 impl Connection {
@@ -171,7 +176,13 @@ impl Connection {
     ) -> io::Result<Connection> {
         ctx.registry.register(&mut stream, token, READ_INTEREST)?;
         let label = peer.to_string().into_boxed_str();
-        ctx.output.open(&label);
+        let proxy_header = match &peer {
+            Peer::Ip(addr) if ctx.config.proxy_protocol.trusts(addr.ip()) => Some(Box::default()),
+            _ => None,
+        };
+        if proxy_header.is_none() {
+            ctx.output.open(&label);
+        }
         let config = &ctx.config;
         log::debug!("{label}: open as {token:?}");
         Ok(Connection {
@@ -186,6 +197,7 @@ impl Connection {
             drain_fully: !SHORT_READ_SHORTCUT,
             peer_gone: false,
             timed_line: None,
+            proxy_header,
         })
     }
 
@@ -226,6 +238,9 @@ impl Connection {
     /// `if not inp: break`). What it sent of an unfinished line is still
     /// printed: nothing already received is lost.
     pub(crate) fn on_idle_timeout(&mut self, ctx: &mut Context) -> CloseReason {
+        if self.awaits_proxy_header() {
+            return self.on_proxy_header_late();
+        }
         self.print_unfinished_line(ctx);
         CloseReason::Idle
     }
@@ -304,6 +319,12 @@ impl Connection {
         self.settle(ctx, active, again)
     }
 
+    /// The socket is readable but the loop may not read now (its output is
+    /// full): keep what the event said, for the read that comes later.
+    pub(crate) fn defer_read(&mut self, drain_fully: bool) {
+        self.drain_fully |= drain_fully;
+    }
+
     /// The socket is writable: send what is waiting, and resume reading if
     /// backpressure eased.
     pub(crate) fn on_writable(&mut self, ctx: &mut Context) -> Status {
@@ -332,11 +353,19 @@ impl Connection {
     /// the kernel holds for us, up to `STOP_DRAIN_LIMIT` so a client that
     /// keeps streaming cannot hold the stop), act on every line, keep an
     /// unfinished last line as a line, and close once the replies are flushed.
-    pub(crate) fn on_stop(&mut self, ctx: &mut Context, scratch: &mut [u8]) -> Status {
+    ///
+    /// With `may_read` false (the output is full), nothing more is read:
+    /// what the client sent stays in the kernel, never received.
+    pub(crate) fn on_stop(
+        &mut self,
+        ctx: &mut Context,
+        scratch: &mut [u8],
+        may_read: bool,
+    ) -> Status {
         if let Phase::Closing(_) = self.phase {
             return self.settle(ctx, false, false);
         }
-        let mut remaining = STOP_DRAIN_LIMIT;
+        let mut remaining = if may_read { STOP_DRAIN_LIMIT } else { 0 };
         while remaining > 0 {
             let want = scratch.len().min(remaining);
             let n = match self.stream.read(&mut scratch[..want]) {
@@ -364,9 +393,57 @@ impl Connection {
         self.settle(ctx, true, false)
     }
 
+    /// Whether a trusted proxy's PROXY header is still due.
+    pub(crate) fn awaits_proxy_header(&self) -> bool {
+        self.proxy_header.is_some()
+    }
+
+    /// The PROXY header's time is up.
+    pub(crate) fn on_proxy_header_late(&mut self) -> CloseReason {
+        self.proxy_header_failed(&HeaderError::Late)
+    }
+
+    fn proxy_header_failed(&self, err: &HeaderError) -> CloseReason {
+        log::warn!("{} (trusted proxy): {err}", self.label);
+        CloseReason::ProxyHeader
+    }
+
+    /// While a PROXY header is due, takes it from the front of the stream:
+    /// `Ok(None)` while it is incomplete; once complete, the client it names
+    /// becomes the peer, `open` is printed, and what follows the header in
+    /// this read is the client's (`Ok(Some(rest))`).
+    fn take_proxy_header<'c>(
+        &mut self,
+        chunk: Option<&'c [u8]>,
+        ctx: &mut Context,
+    ) -> Result<Option<&'c [u8]>, CloseReason> {
+        let Some(pending) = &mut self.proxy_header else {
+            return Ok(chunk);
+        };
+        let fed = chunk.map_or(Err(HeaderError::Missing), |bytes| pending.feed(bytes));
+        match fed {
+            Ok(None) => Ok(None),
+            Ok(Some((carried, used))) => {
+                self.proxy_header = None;
+                if let Carried::Client(client) = carried {
+                    log::debug!("{}: PROXY header for {client}", self.label);
+                    self.peer = Peer::Ip(client);
+                    self.label = self.peer.to_string().into_boxed_str();
+                }
+                ctx.output.open(&self.label);
+                Ok(chunk.map(|bytes| &bytes[used..]))
+            }
+            Err(err) => Err(self.proxy_header_failed(&err)),
+        }
+    }
+
     /// The single exit: deregister, print the close event, log, drop the socket.
     pub(crate) fn close(mut self, reason: CloseReason, ctx: &mut Context) {
         let (registry, output) = (&ctx.registry, &mut ctx.output);
+        if self.proxy_header.is_some() {
+            // It never named a client: it opens and closes as the proxy.
+            output.open(&self.label);
+        }
         if let Err(err) = registry.deregister(&mut self.stream) {
             log::debug!("{}: deregister failed: {err}", self.label);
         }
@@ -413,6 +490,14 @@ impl Connection {
     /// Frames one read's bytes and acts on each complete line; with `None`
     /// (end of input), acts on the unterminated last line, if any.
     fn receive(&mut self, chunk: Option<&[u8]>, ctx: &mut Context) -> Result<(), CloseReason> {
+        let chunk = if self.proxy_header.is_some() {
+            match self.take_proxy_header(chunk, ctx)? {
+                Some(rest) => Some(rest),
+                None => return Ok(()),
+            }
+        } else {
+            chunk
+        };
         let Connection {
             stream,
             peer,
@@ -554,6 +639,7 @@ impl Act<'_, '_> {
             Some(Command::Stats) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
                 let mut reply = [0u8; 1024];
                 let mut cursor = io::Cursor::new(&mut reply[..]);
+                self.ctx.counters.lines_dropped = self.ctx.output.dropped();
                 // 1 KiB holds every counter at its largest (20 digits each).
                 let _ = write!(cursor, "stats {}\r\n", self.ctx.counters);
                 let len = cursor.position() as usize;

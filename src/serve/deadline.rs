@@ -60,12 +60,6 @@ impl DeadlineList {
         }
     }
 
-    /// The time-out every entry shares.
-    #[cfg(test)]
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// How many keys are waiting.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -79,7 +73,6 @@ impl DeadlineList {
     }
 
     /// Whether `key` is waiting.
-    #[cfg(test)]
     pub fn contains(&self, key: usize) -> bool {
         self.nodes.get(key).is_some_and(|node| node.linked)
     }

@@ -41,6 +41,21 @@ pub enum Error {
     Setup(&'static str, io::Error),
     /// Waiting on the `Poll` itself failed.
     Reactor(io::Error),
+    /// The output file could not be opened.
+    Output {
+        /// The path, as given.
+        path: String,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// The output's reader went away (`EPIPE`): the server stopped.
+    OutputClosed,
+    /// The server stopped with printed output that could not be written
+    /// within the grace period (a stalled reader, a full disk).
+    OutputUnwritten {
+        /// How many bytes were left.
+        bytes: usize,
+    },
 }
 
 /// Why a listening socket could not be made.
@@ -56,6 +71,9 @@ pub enum ListenError {
     /// A Unix socket path is a socket that neither accepts nor refuses in
     /// time (its owner is alive but not accepting).
     Unresponsive,
+    /// A socket handed over by the service manager is not one that can be
+    /// served; the text says what it is instead.
+    Unservable(&'static str),
 }
 
 impl fmt::Display for ListenError {
@@ -69,6 +87,7 @@ impl fmt::Display for ListenError {
             ListenError::Unresponsive => f.write_str(
                 "a socket is there and its owner does not answer (in use; refusing to remove it)",
             ),
+            ListenError::Unservable(what) => f.write_str(what),
         }
     }
 }
@@ -90,6 +109,8 @@ pub enum ConfigError {
     NoConnections,
     /// `--max-line 0`.
     EmptyLines,
+    /// `--output-buffer 0`.
+    NoOutputBuffer,
     /// The low watermark above the high one.
     Watermarks {
         /// `--low-watermark`.
@@ -106,6 +127,7 @@ impl fmt::Display for ConfigError {
             ConfigError::TooLong(what) => write!(f, "{what} is longer than 100 years"),
             ConfigError::NoConnections => f.write_str("--max-conns must be at least 1"),
             ConfigError::EmptyLines => f.write_str("--max-line must be at least 1 byte"),
+            ConfigError::NoOutputBuffer => f.write_str("--output-buffer must be at least 1 byte"),
             ConfigError::Watermarks { low, high } => write!(
                 f,
                 "low watermark ({low}) is above the high watermark ({high})"
@@ -126,6 +148,13 @@ impl fmt::Display for Error {
             Error::Config(err) => err.fmt(f),
             Error::Setup(what, source) => write!(f, "cannot {what}: {}", os_reason(source)),
             Error::Reactor(source) => write!(f, "event loop failed: {}", os_reason(source)),
+            Error::Output { path, source } => {
+                write!(f, "cannot open output {path}: {}", os_reason(source))
+            }
+            Error::OutputClosed => f.write_str("stopped because the output was closed"),
+            Error::OutputUnwritten { bytes } => {
+                write!(f, "stopped with {bytes} bytes of output unwritten")
+            }
         }
     }
 }
@@ -133,9 +162,11 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Resolve { source, .. } | Error::Reactor(source) | Error::Setup(_, source) => {
-                Some(source)
-            }
+            Error::Resolve { source, .. }
+            | Error::Reactor(source)
+            | Error::Setup(_, source)
+            | Error::Output { source, .. } => Some(source),
+            Error::OutputClosed | Error::OutputUnwritten { .. } => None,
             Error::Listen {
                 reason: ListenError::Os(source),
                 ..

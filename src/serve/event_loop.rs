@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::net::stream::{Peer, Stream};
@@ -56,10 +56,14 @@ use crate::serve::connection::{Connection, Context, LineTimer, Status};
 use crate::serve::datagram::{self, DatagramState};
 use crate::serve::deadline::DeadlineList;
 use crate::serve::error::Error;
+use crate::serve::output::Output;
+use crate::serve::output::diagnostics;
+use crate::serve::output::queue::Closed;
 use crate::serve::ready::ReadyQueue;
 use crate::serve::slots::{self, Slot};
 use crate::serve::stats::SharedCounters;
 use crate::serve::trace;
+use crate::serve::{notify, proxy};
 
 /// Events fetched per `poll` call; more simply wait for the next turn.
 const EVENTS_PER_TURN: usize = 1024;
@@ -80,6 +84,9 @@ pub(crate) struct EventLoop {
     idle: Option<DeadlineList>,
     /// Deadlines of unfinished lines (`--line-timeout`), by connection key.
     line_deadlines: Option<DeadlineList>,
+    /// Deadlines of PROXY headers still due from trusted proxies; `None`
+    /// without `--proxy-protocol`.
+    proxy_headers: Option<DeadlineList>,
     ready: ReadyQueue,
     accept: Acceptor,
     datagrams: Vec<mio::net::UdpSocket>,
@@ -95,6 +102,15 @@ pub(crate) struct EventLoop {
     stop_now: bool,
     /// Set once stopping: when to give up flushing and close everyone.
     grace_deadline: Option<Instant>,
+    /// This loop's waker: the handle, and the output queue when it has room
+    /// again, empties or closes.
+    waker: Arc<Waker>,
+    /// The output queue is full: no client is read until it has room (and
+    /// no client's idle or line clock runs meanwhile, since it is the server,
+    /// not the client, that is not reading).
+    reading_paused: bool,
+    /// The output's reader went away: the loop stops, and says so.
+    output_closed: bool,
 }
 
 /// What the process hands a loop to run.
@@ -106,15 +122,19 @@ pub(crate) struct Parts {
     pub published: SharedCounters,
     pub stop_flag: Arc<AtomicBool>,
     pub signals: Option<Signals>,
+    pub waker: Arc<Waker>,
 }
 
 impl EventLoop {
     /// A loop over sockets already registered with `parts.poll`.
     pub fn new(parts: Parts) -> Self {
         let config = &parts.ctx.config;
+        parts.ctx.output.add_waker(Arc::clone(&parts.waker));
         EventLoop {
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
+            proxy_headers: (!config.proxy_protocol.is_empty())
+                .then(|| DeadlineList::new(proxy::HEADER_TIMEOUT)),
             next_stats: config.stats_interval.map(|every| Instant::now() + every),
             poll: parts.poll,
             ctx: parts.ctx,
@@ -129,12 +149,22 @@ impl EventLoop {
             signals: parts.signals,
             stop_now: false,
             grace_deadline: None,
+            waker: parts.waker,
+            reading_paused: false,
+            output_closed: false,
         }
     }
 
-    /// Where output goes (tests and embedding programs replace stdout).
-    pub fn ctx_mut(&mut self) -> &mut Context {
-        &mut self.ctx
+    /// Prints through `output` instead (tests and embedding programs
+    /// replace stdout).
+    pub fn set_output(&mut self, output: Output) {
+        output.add_waker(Arc::clone(&self.waker));
+        self.ctx.output = output;
+    }
+
+    /// The settings this loop runs with.
+    pub fn config(&self) -> &crate::serve::Config {
+        &self.ctx.config
     }
 
     /// Runs until stopped, then returns once every client is closed and all
@@ -148,11 +178,17 @@ impl EventLoop {
             // A deadline may have closed a client whose unfinished last line
             // was `stop`: act on it now, not after some future event.
             self.stop_if_requested(now);
-            if self.grace_deadline.is_some() && self.connections.is_empty() {
+            if self.grace_deadline.is_some()
+                && self.connections.is_empty()
+                && self.output_settled(now)
+            {
                 break;
             }
-            let timeout = poll_timeout(now, self.ready.is_empty(), self.deadlines());
+            let ready_idle = self.ready.is_empty() || self.reading_paused;
+            let timeout = poll_timeout(now, ready_idle, self.deadlines());
             self.ctx.output.flush();
+            self.ctx.output.report_drops();
+            self.ctx.counters.lines_dropped = self.ctx.output.dropped();
             self.published.publish(&self.ctx.counters);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -174,17 +210,43 @@ impl EventLoop {
             }
         }
         self.ctx.output.flush();
+        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
         self.published.publish(&self.ctx.counters);
         log::info!("stopped: {}", self.ctx.counters);
-        Ok(())
+        if self.output_closed {
+            return Err(Error::OutputClosed);
+        }
+        match self.ctx.output.pending() {
+            0 => Ok(()),
+            bytes => Err(Error::OutputUnwritten { bytes }),
+        }
     }
 
-    /// Every deadline this loop keeps, nearest or not.
-    fn deadlines(&self) -> [Option<Instant>; 5] {
+    /// Stopping, with every client closed: whether the printed output is
+    /// written (or can never be, or the grace period is over, or a second
+    /// signal said not to wait). If not, the output queue wakes us once it is.
+    fn output_settled(&mut self, now: Instant) -> bool {
+        self.stop_now
+            || self.grace_deadline.is_some_and(|deadline| deadline <= now)
+            || self.ctx.output.want_drained()
+    }
+
+    /// Every deadline this loop keeps, nearest or not. While reading is
+    /// paused for output, clients' clocks do not run.
+    fn deadlines(&self) -> [Option<Instant>; 6] {
+        let clients = !self.reading_paused;
         [
-            self.idle.as_ref().and_then(DeadlineList::next_deadline),
+            self.proxy_headers
+                .as_ref()
+                .filter(|_| clients)
+                .and_then(DeadlineList::next_deadline),
+            self.idle
+                .as_ref()
+                .filter(|_| clients)
+                .and_then(DeadlineList::next_deadline),
             self.line_deadlines
                 .as_ref()
+                .filter(|_| clients)
                 .and_then(DeadlineList::next_deadline),
             self.grace_deadline,
             self.accept.paused_until(),
@@ -193,6 +255,15 @@ impl EventLoop {
     }
 
     fn on_deadlines(&mut self, now: Instant) {
+        if !self.reading_paused {
+            self.on_client_deadlines(now);
+        }
+        self.on_loop_deadlines(now);
+    }
+
+    /// Clients silent for the idle time-out (the notes' `if not inp:
+    /// break`), and lines unfinished for the line time-out.
+    fn on_client_deadlines(&mut self, now: Instant) {
         while let Some(key) = self.idle.as_mut().and_then(|idle| idle.pop_expired(now)) {
             if let Some(connection) = self.connections.get_mut(key) {
                 let reason = connection.on_idle_timeout(&mut self.ctx);
@@ -209,6 +280,23 @@ impl EventLoop {
                 self.close(key, reason);
             }
         }
+        while let Some(key) = self
+            .proxy_headers
+            .as_mut()
+            .and_then(|headers| headers.pop_expired(now))
+        {
+            if let Some(connection) = self.connections.get_mut(key)
+                && connection.awaits_proxy_header()
+            {
+                let reason = connection.on_proxy_header_late();
+                self.close(key, reason);
+            }
+        }
+    }
+
+    /// Other deadlines: counters to log, the end of a stop's grace period,
+    /// the end of a pause in accepting.
+    fn on_loop_deadlines(&mut self, now: Instant) {
         if let Some(due) = self.next_stats
             && due <= now
         {
@@ -241,31 +329,97 @@ impl EventLoop {
             Slot::Connection(key) => self.on_connection_event(key, event, now),
             Slot::Listener(index) => self.accept_from(index, now),
             Slot::Datagram(index) => self.on_datagrams(index),
-            Slot::Waker => {
-                if self.stop_flag.load(Ordering::SeqCst) {
-                    self.ctx.stop_requested = true;
-                }
-            }
+            Slot::Waker => self.on_wake(now),
             Slot::Signals => self.on_signals(),
+        }
+    }
+
+    /// Another thread woke us: the handle asked to stop, or the output queue
+    /// has room again, has emptied, or was closed by its reader.
+    fn on_wake(&mut self, now: Instant) {
+        if self.stop_flag.load(Ordering::SeqCst) {
+            self.ctx.stop_requested = true;
+        }
+        if self.ctx.output.closed() == Some(Closed::BrokenPipe) && !self.output_closed {
+            self.output_closed = true;
+            diagnostics::line(format_args!("error: output closed (Broken pipe): stopping"));
+            self.ctx.stop_requested = true;
+        }
+        if self.reading_paused && self.ctx.output.has_room() {
+            self.resume_reading(now);
+        }
+    }
+
+    /// Whether clients may be read now. Not while the output queue is full
+    /// (`--output-full block`): what they send waits in the kernel, and TCP
+    /// flow control slows them down, until the writer has made room.
+    fn may_read(&mut self) -> bool {
+        if self.reading_paused {
+            return false;
+        }
+        if self.ctx.output.is_full() && self.ctx.output.pause_producers() {
+            self.reading_paused = true;
+            log::debug!(
+                "output full ({} bytes waiting): not reading from clients",
+                self.ctx.output.pending()
+            );
+            if self.ctx.config.trace_loop {
+                trace::emit(format_args!("  output full: reading paused"));
+            }
+            return false;
+        }
+        true
+    }
+
+    /// The output has room again: every client and UDP socket may have
+    /// bytes that arrived meanwhile (and whose edge was spent), so each is
+    /// served again; the clients' clocks restart, since it was the server,
+    /// not they, that was silent.
+    fn resume_reading(&mut self, now: Instant) {
+        self.reading_paused = false;
+        if self.ctx.config.trace_loop {
+            trace::emit(format_args!("  output has room: reading resumed"));
+        }
+        for (key, _) in self.connections.iter() {
+            self.ready.wake(Token(key));
+            if let Some(idle) = &mut self.idle {
+                idle.touch(key, now);
+            }
+            if let Some(lines) = &mut self.line_deadlines
+                && lines.contains(key)
+            {
+                lines.touch(key, now);
+            }
+        }
+        for index in 0..self.datagrams.len() {
+            self.ready.wake(slots::datagram_token(index));
         }
     }
 
     fn on_connection_event(&mut self, key: usize, event: &Event, now: Instant) {
         let before = self.ctx.config.trace_loop.then_some(self.ctx.counters);
-        let Some(connection) = self.connections.get_mut(key) else {
+        if !self.connections.contains(key) {
             return; // Closed earlier in this batch.
+        }
+        let readable = event.is_readable()
+            || event.is_read_closed()
+            || event.is_error()
+            || event.is_priority();
+        let may_read = readable && self.may_read();
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
         };
+        if readable && !may_read {
+            // Remember what the event said; the read waits for room.
+            connection.defer_read(event.is_read_closed() || event.is_priority());
+        }
         // Read before write, as redis does: the reply to what we read may
         // go out in the same turn.
         let mut status = Status::Open {
             active: false,
             again: false,
         };
-        let readable = event.is_readable()
-            || event.is_read_closed()
-            || event.is_error()
-            || event.is_priority();
-        if readable {
+        if may_read {
             let drain_fully = event.is_read_closed() || event.is_priority();
             status = connection.on_readable(&mut self.ctx, &mut self.scratch, drain_fully);
         }
@@ -289,17 +443,27 @@ impl EventLoop {
             let work = trace::work(&before, &self.ctx.counters);
             trace::emit(format_args!("  {label}: {work}"));
         }
-        self.settle(key, status, readable, now);
+        self.settle(key, status, may_read, now);
     }
 
     /// Serves the sockets that had more to do when their budget ran out, in
     /// the order they were queued, each at most once per turn.
     fn serve_ready_queue(&mut self, now: Instant) {
-        if self.ready.is_empty() {
+        if self.ready.is_empty() || self.reading_paused {
             return;
         }
         let batch = self.ready.take();
-        for &token in &batch {
+        for (at, &token) in batch.iter().enumerate() {
+            if !self.may_read() {
+                // Reading paused for output: the rest wait (every client is
+                // served again when it resumes, but keep the queue exact).
+                for &rest in &batch[at..] {
+                    if self.ready.claim(rest) {
+                        self.ready.wake(rest);
+                    }
+                }
+                break;
+            }
             if !self.ready.claim(token) {
                 continue;
             }
@@ -344,6 +508,12 @@ impl EventLoop {
                 LineTimer::Stop => lines.remove(key),
             }
         }
+        if let (Some(headers), Some(connection)) =
+            (&mut self.proxy_headers, self.connections.get(key))
+            && !connection.awaits_proxy_header()
+        {
+            headers.remove(key);
+        }
         if read {
             self.ready.served(Token(key), again);
         } else if again {
@@ -353,6 +523,9 @@ impl EventLoop {
 
     /// A UDP socket is readable: datagrams, each read whole.
     fn on_datagrams(&mut self, index: usize) {
+        if !self.may_read() {
+            return; // Served again when reading resumes.
+        }
         let Some(socket) = self.datagrams.get(index) else {
             return;
         };
@@ -407,6 +580,11 @@ impl EventLoop {
         }
         match Connection::new(Token(key), stream, peer, &mut self.ctx) {
             Ok(connection) => {
+                if let Some(headers) = &mut self.proxy_headers
+                    && connection.awaits_proxy_header()
+                {
+                    headers.touch(key, now);
+                }
                 entry.insert(connection);
                 self.ctx.counters.accepted += 1;
                 self.ctx.counters.open += 1;
@@ -438,6 +616,9 @@ impl EventLoop {
         if let Some(lines) = &mut self.line_deadlines {
             lines.remove(key);
         }
+        if let Some(headers) = &mut self.proxy_headers {
+            headers.remove(key);
+        }
         self.ready.forget(Token(key));
         self.ctx.counters.count_close(reason);
         connection.close(reason, &mut self.ctx);
@@ -455,6 +636,14 @@ impl EventLoop {
             return;
         };
         for signal in signals.pending() {
+            if signal == signal_hook::consts::SIGHUP {
+                if self.ctx.output.reopen() {
+                    log::info!("SIGHUP: reopening the output file");
+                } else {
+                    log::info!("SIGHUP ignored: the output is not a file");
+                }
+                continue;
+            }
             if self.ctx.stop_requested {
                 log::warn!("signal {signal} again: stopping now");
                 self.stop_now = true;
@@ -475,6 +664,9 @@ impl EventLoop {
     /// are read and acted on; replies are flushed within the grace period.
     fn begin_stop(&mut self, now: Instant) {
         log::info!("stopping: {} clients connected", self.connections.len());
+        if self.ctx.config.notify {
+            notify::stopping();
+        }
         for mut listener in self.accept.close_all() {
             let _ = self.ctx.registry.deregister(listener.source());
             // Dropping closes the socket; a Unix listener removes its file.
@@ -485,10 +677,13 @@ impl EventLoop {
         self.grace_deadline = Some(now + self.ctx.config.grace);
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
+            // With the output full, what clients sent stays unread (it was
+            // never received): memory stays within the output bound.
+            let may_read = self.may_read();
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
             };
-            let status = connection.on_stop(&mut self.ctx, &mut self.scratch);
+            let status = connection.on_stop(&mut self.ctx, &mut self.scratch, may_read);
             self.settle(key, status, false, now);
         }
     }

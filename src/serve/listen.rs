@@ -20,7 +20,8 @@ use std::sync::Arc;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::net::addr::Address;
-use crate::net::stream::{Peer, Stream};
+use crate::net::stream::{Peer, Stream, UnixCred};
+use crate::serve::activation::Adopted;
 use crate::serve::error::{Error, ListenError};
 
 /// What a listener is bound to, with the real port once the kernel chose it.
@@ -99,6 +100,20 @@ impl Bound {
         Ok(())
     }
 
+    /// Takes a socket handed over by socket activation, as it is.
+    pub fn adopt(&mut self, socket: Adopted) {
+        match socket {
+            Adopted::Stream(listener) => self.add_listener(listener),
+            Adopted::Datagram(socket) => {
+                let local = socket
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                self.addrs.push(BoundAddr::Udp(local));
+                self.datagrams.push(socket);
+            }
+        }
+    }
+
     fn add_listener(&mut self, listener: Listener) {
         self.addrs.push(listener.bound_addr());
         self.listeners.push(listener);
@@ -137,7 +152,14 @@ impl Listener {
             }
             Listener::Unix(listener) => {
                 let (stream, _) = listener.socket.accept()?;
-                Ok((Stream::Unix(stream), Peer::Unix(listener.path.clone())))
+                let cred = UnixCred::of(&stream)
+                    .inspect_err(|err| log::debug!("no SO_PEERCRED for a Unix client: {err}"))
+                    .ok();
+                let peer = Peer::Unix {
+                    path: listener.path.clone(),
+                    cred,
+                };
+                Ok((Stream::Unix(stream), peer))
             }
         }
     }
@@ -200,14 +222,16 @@ fn bind_udp(addr: SocketAddr) -> Result<mio::net::UdpSocket, Error> {
 }
 
 /// A listening Unix socket that owns its file: the file is removed when the
-/// listener is dropped, if it is still the one we made.
+/// listener is dropped, if it is still the one we made. A socket handed over
+/// by socket activation owns no file: its maker removes it.
 #[derive(Debug)]
 pub(crate) struct UnixListener {
     socket: mio::net::UnixListener,
     path: Arc<Path>,
     /// Device and inode of the socket file we created, so that dropping never
-    /// removes a file another process put there since.
-    identity: (u64, u64),
+    /// removes a file another process put there since; `None` for a socket
+    /// we did not create.
+    identity: Option<(u64, u64)>,
 }
 
 impl UnixListener {
@@ -236,15 +260,27 @@ impl UnixListener {
         Ok(UnixListener {
             socket: mio::net::UnixListener::from_std(std_listener),
             path: path.into(),
-            identity: (metadata.dev(), metadata.ino()),
+            identity: Some((metadata.dev(), metadata.ino())),
         })
+    }
+
+    /// A listening socket someone else bound (socket activation): served,
+    /// never unlinked.
+    pub(crate) fn inherited(socket: mio::net::UnixListener, path: PathBuf) -> Self {
+        UnixListener {
+            socket,
+            path: path.into(),
+            identity: None,
+        }
     }
 }
 
 impl Drop for UnixListener {
     fn drop(&mut self) {
-        let ours = fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == self.identity);
+        let ours = self.identity.is_some_and(|identity| {
+            fs::symlink_metadata(&self.path)
+                .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == identity)
+        });
         if ours && let Err(err) = fs::remove_file(&self.path) {
             log::warn!("cannot remove {}: {err}", self.path.display());
         }

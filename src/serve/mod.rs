@@ -27,6 +27,7 @@
 //! the failures that stop the server.
 
 mod accept;
+mod activation;
 mod close;
 mod config;
 mod connection;
@@ -35,7 +36,9 @@ pub(crate) mod deadline;
 mod error;
 mod event_loop;
 mod listen;
+mod notify;
 pub(crate) mod output;
+mod proxy;
 mod ready;
 mod send_queue;
 mod slots;
@@ -49,12 +52,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use mio::{Interest, Poll, Waker};
 
 pub use accept::SERVER_FULL;
+pub use activation::{Activated, take_activated_sockets};
 pub use close::CloseReason;
 pub use config::Config;
 pub use connection::{LINE_TOO_LONG, STATS_NOT_LOCAL, STOP_NOT_LOCAL};
 pub use error::Error;
 pub use listen::BoundAddr;
-pub use output::{Format, MemorySink};
+pub use output::diagnostics::{Stderr, finish as flush_stderr, line as stderr_line};
+pub use output::{Format, MemorySink, OutputFull, OutputTarget};
+pub use proxy::TrustedProxies;
 pub use stats::Counters;
 
 use crate::net::limits;
@@ -85,6 +91,8 @@ use stats::SharedCounters;
 pub struct Server {
     event_loop: EventLoop,
     addrs: Vec<BoundAddr>,
+    /// Each address's name, when a service manager named it.
+    names: Vec<Option<String>>,
     handle: ServerHandle,
 }
 
@@ -116,12 +124,27 @@ impl Server {
     /// known (and errors reported) before anything runs. Output goes to
     /// stdout unless [`with_output`](Server::with_output) says otherwise.
     pub fn bind(config: Config) -> Result<Server, Error> {
+        Server::bind_with(config, Vec::new())
+    }
+
+    /// As [`bind`](Server::bind), serving `activated` (sockets a service
+    /// manager handed over, from [`take_activated_sockets`]) first and
+    /// beside `config.listen`, which may then be empty.
+    pub fn bind_with(config: Config, activated: Vec<Activated>) -> Result<Server, Error> {
         config.validate().map_err(Error::Config)?;
+        if config.listen.is_empty() && activated.is_empty() {
+            return Err(Error::Config(error::ConfigError::NoListener));
+        }
         let options = ListenOptions {
             backlog: config.backlog,
             unix_mode: config.unix_mode,
         };
         let mut bound = Bound::default();
+        let mut names = Vec::new();
+        for socket in activated {
+            names.push(socket.name().map(str::to_string));
+            bound.adopt(socket.socket);
+        }
         for address in &config.listen {
             bound.bind(address, options)?;
         }
@@ -144,8 +167,10 @@ impl Server {
                 .register(socket, slots::datagram_token(index), Interest::READABLE)
                 .map_err(|err| Error::Setup("register a UDP socket", err))?;
         }
-        let waker = Waker::new(&registry, slots::WAKER)
-            .map_err(|err| Error::Setup("create the waker", err))?;
+        let waker = Arc::new(
+            Waker::new(&registry, slots::WAKER)
+                .map_err(|err| Error::Setup("create the waker", err))?,
+        );
         let signals = if config.handle_signals {
             Some(register_signals(&registry)?)
         } else {
@@ -153,14 +178,27 @@ impl Server {
         };
         let max_conns = config.max_conns.unwrap_or_else(limits::default_max_conns);
         log::debug!("serving at most {max_conns} connections");
+        let output = Output::start(
+            config.format,
+            &config.output,
+            config.output_buffer,
+            config.output_full,
+        )
+        .map_err(|source| Error::Output {
+            path: match &config.output {
+                OutputTarget::Stdout => "-".into(),
+                OutputTarget::File(path) => path.display().to_string(),
+            },
+            source,
+        })?;
         let handle = ServerHandle {
-            waker: Arc::new(waker),
+            waker: Arc::clone(&waker),
             stop_flag: Arc::new(AtomicBool::new(false)),
             counters: SharedCounters::default(),
         };
         let ctx = Context {
             registry,
-            output: Output::new(config.format, Box::new(std::io::stdout())),
+            output,
             config,
             stop_requested: false,
             counters: Counters::default(),
@@ -173,24 +211,49 @@ impl Server {
             published: handle.counters.clone(),
             stop_flag: Arc::clone(&handle.stop_flag),
             signals,
+            waker,
         });
+        names.resize(bound.addrs.len(), None);
         Ok(Server {
             event_loop,
             addrs: bound.addrs,
+            names,
             handle,
         })
     }
 
-    /// Prints to `sink` instead of stdout (e.g. a [`MemorySink`]).
+    /// Prints to `sink` instead of stdout (e.g. a [`MemorySink`]), through
+    /// the same bounded queue and writer thread.
     pub fn with_output(mut self, sink: impl Write + Send + 'static) -> Self {
-        let ctx = self.event_loop.ctx_mut();
-        ctx.output = Output::new(ctx.config.format, Box::new(sink));
+        let config = self.event_loop.config();
+        match Output::to_writer(
+            config.format,
+            Box::new(sink),
+            config.output_buffer,
+            config.output_full,
+        ) {
+            Ok(output) => self.event_loop.set_output(output),
+            Err(err) => log::error!("cannot start the output writer, keeping the old: {err}"),
+        }
         self
     }
 
     /// Where the server listens, with real ports: `tcp://127.0.0.1:43617`.
     pub fn local_addrs(&self) -> Vec<BoundAddr> {
         self.addrs.clone()
+    }
+
+    /// What to print in `listening on ...` lines: each address with its
+    /// name when a service manager gave one, `tcp://127.0.0.1:10001 (web)`.
+    pub fn listening(&self) -> Vec<String> {
+        self.addrs
+            .iter()
+            .zip(&self.names)
+            .map(|(addr, name)| match name {
+                Some(name) => format!("{addr} ({name})"),
+                None => addr.to_string(),
+            })
+            .collect()
     }
 
     /// A handle to stop the server from another thread.
@@ -201,14 +264,19 @@ impl Server {
     /// Runs until stopped (by a `stop` line, a [`ServerHandle`], or a signal),
     /// then returns once every client is closed and all output is flushed.
     pub fn run(self) -> Result<(), Error> {
+        if self.event_loop.config().notify {
+            notify::ready();
+        }
         self.event_loop.run()
     }
 }
 
-/// SIGINT and SIGTERM, delivered through the loop's `Poll`.
+/// SIGINT and SIGTERM (stop), and SIGHUP (reopen the output file),
+/// delivered through the loop's `Poll`.
 fn register_signals(registry: &mio::Registry) -> Result<Signals, Error> {
-    let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|err| Error::Setup("handle SIGINT and SIGTERM", err))?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|err| Error::Setup("handle SIGINT, SIGTERM and SIGHUP", err))?;
     registry
         .register(&mut signals, slots::SIGNALS, Interest::READABLE)
         .map_err(|err| Error::Setup("register the signal handler", err))?;

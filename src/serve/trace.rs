@@ -91,7 +91,7 @@ pub fn work(before: &Counters, after: &Counters) -> String {
 
 /// Writes one trace line to stderr.
 pub fn emit(line: fmt::Arguments<'_>) {
-    eprintln!("{line}");
+    crate::serve::output::diagnostics::line(line);
 }
 
 #[cfg(test)]
