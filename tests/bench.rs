@@ -197,6 +197,10 @@ fn bad_flags_name_themselves() {
         (vec!["udp://127.0.0.1:9", "--duration", "1s"], "TCP or Unix"),
         (vec![addr.as_str(), "--conns", "0"], "--conns"),
         (vec![addr.as_str(), "--rate", "-5"], "--rate"),
+        (
+            vec![addr.as_str(), "--rate", "100", "--mode", "ingest"],
+            "--rate",
+        ),
         (vec![addr.as_str(), "--threads", "x"], "--threads"),
     ] {
         let output = bench(&args);

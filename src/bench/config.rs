@@ -132,6 +132,16 @@ impl BenchConfig {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_args(args: &BenchArgs) -> Result<BenchConfig, BenchError> {
+        if let (Some(rate), Mode::Ingest | Mode::Idle) = (args.rate, args.mode) {
+            return Err(BenchError::flag(
+                "--rate",
+                rate,
+                format!(
+                    "paces lines or connections: echo and churn only, not {}",
+                    args.mode
+                ),
+            ));
+        }
         let target = resolve(&args.addr)?;
         let conns = args.conns as usize;
         let pipeline = if args.mode == Mode::Churn {
