@@ -75,7 +75,8 @@ fn open_loop_sees_a_stall_the_uncorrected_latency_hides() {
 }
 
 /// Against a steady server well under its capacity the two measures agree:
-/// the median within a few ms.
+/// the corrected median is within the uncorrected tail (plus 20 ms of
+/// scheduling noise on a busy machine).
 #[test]
 fn steady_server_corrected_and_uncorrected_agree() {
     let addr = echo_server(steady);
@@ -93,7 +94,7 @@ fn steady_server_corrected_and_uncorrected_agree() {
     let report = json(&output);
     let corrected = num(&report, "p50_us");
     let uncorrected_p99 = num(&report, "uncorrected_p99_us");
-    assert!(corrected <= uncorrected_p99 + 5_000.0, "{report}");
+    assert!(corrected <= uncorrected_p99 + 20_000.0, "{report}");
     assert_eq!(report["saturated"], false, "{report}");
 }
 
@@ -108,7 +109,7 @@ fn rate_is_kept_within_five_percent() {
         "--conns",
         "4",
         "--duration",
-        "2s",
+        "4s",
         "--json",
     ]);
     assert!(output.status.success(), "{output:?}");
