@@ -16,7 +16,10 @@ fn main() -> ExitCode {
     )
     .target(env_logger::Target::Pipe(Box::new(selectd::serve::Stderr)))
     .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_error(&err),
+    };
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Send(args) => send(args),
@@ -77,4 +80,26 @@ fn fail(message: &str, code: u8) -> ExitCode {
     selectd::serve::stderr_line(format_args!("error: {message}"));
     selectd::serve::flush_stderr(STDERR_GRACE);
     ExitCode::from(code)
+}
+
+/// clap's own error, as one line naming the flag (its usage footer
+/// dropped); `--help` and `--version` print as clap prints them.
+fn clap_error(err: &clap::Error) -> ExitCode {
+    if !err.use_stderr() {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = err.print();
+        return ExitCode::from(2);
+    }
+    let text = err.render().to_string();
+    let line: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .filter(|l| !l.starts_with("Usage:"))
+        .collect();
+    let line = line.join(" ");
+    fail(line.strip_prefix("error: ").unwrap_or(&line), 2)
 }

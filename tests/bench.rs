@@ -179,7 +179,8 @@ fn refused_address_is_one_error_line() {
     );
 }
 
-/// Bad flags are refused before any connection, naming the flag.
+/// Bad flags are refused before any connection: exit 2 and one line
+/// naming the flag.
 #[test]
 fn bad_flags_name_themselves() {
     let addr = server(Behaviour::Echo);
@@ -204,9 +205,11 @@ fn bad_flags_name_themselves() {
         (vec![addr.as_str(), "--threads", "x"], "--threads"),
     ] {
         let output = bench(&args);
-        assert!(!output.status.success(), "{args:?}");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
         let line = error_line(&output);
         assert!(line.contains(culprit), "{args:?}: {line}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     }
 }
 
