@@ -8,8 +8,8 @@
 //! cargo run --example blocking_client -- ADDR [PATH]
 //! ```
 //!
-//! `ADDR` is `HOST:PORT` (the seed's `("www.yahoo.com", 80)`), `PATH` the
-//! page (default `/`). Point it at a server on this machine:
+//! `ADDR` is `HOST:PORT` (the notes' `("www.yahoo.com", 80)`), `PATH` the
+//! page (default `/`). Point it at a server on your own machine:
 //!
 //! ```text
 //! python3 -m http.server 8000 --bind 127.0.0.1 &
@@ -18,7 +18,7 @@
 //! cargo run --example blocking_client -- 127.0.0.1:10001
 //! ```
 //!
-//! Two bugs of the seed are fixed, each with a comment where it happens:
+//! Two bugs of the notes' client are fixed, each with a comment where it happens:
 //! `HTML/1.0` (should be `HTTP/1.0`, with `\r\n` line ends) and
 //! `socket.shutdown(...)` (should be `sock.shutdown(...)`).
 //!
@@ -42,10 +42,10 @@ use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// The seed's `sock.settimeout(20)`.
+/// The notes' `sock.settimeout(20)`.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The seed's `recv(1024)`.
+/// The notes' `recv(1024)`.
 const RECV_SIZE: usize = 1024;
 
 fn main() -> ExitCode {
@@ -115,7 +115,7 @@ fn fetch(adres: &str, sayfa: &str) -> Result<(), Failure> {
 
     // socket.shutdown(socket.SHUT_WR)
     //
-    // Fixed: the seed calls `shutdown` on the *module*, which raises
+    // Fixed: the notes' client calls `shutdown` on the *module*, which raises
     // AttributeError; it is the socket's method. Shutting down the writing
     // half sends FIN: the server reads EOF ("no more requests") while we
     // can still read its answer. This is a half-close.
@@ -176,7 +176,7 @@ impl Failure {
         }
     }
 
-    /// The Python exception the seed would have seen for this failure.
+    /// The Python exception the notes' client would have seen for this failure.
     fn python_exception(&self) -> &'static str {
         match (self.step, self.source.kind()) {
             // getaddrinfo failed (herror belongs to the older gethostby*

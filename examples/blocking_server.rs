@@ -1,10 +1,10 @@
 //! The notes' sample server, ported line by line to blocking `std::net`.
 //!
 //! This is the "before" picture: read it next to `docs/select-to-mio.md`
-//! and `src/connection.rs` to see what changes when one thread must serve
+//! and `src/serve/connection.rs` to see what changes when one thread must serve
 //! every client at once. Each block quotes the Python line it ports.
 //!
-//! Kept on purpose, because they are what the seed does (and what selectd
+//! Kept on purpose, because they are what the notes' server does (and what selectd
 //! exists to fix):
 //!
 //! - **One client at a time.** While one client is connected, everyone else
@@ -28,7 +28,7 @@
 //! ```
 //!
 //! `ADDR` defaults to `127.0.0.1:10001` (port 0 picks a free port), `DUR` to
-//! the seed's `5s` (`500ms`, `2s`, ...). Once listening, the server prints
+//! the notes' `5s` (`500ms`, `2s`, ...). Once listening, the server prints
 //! `listening on tcp://ADDR` on stderr. Try it with
 //! `printf 'merhaba\r\n' | nc -q1 127.0.0.1 10001` or with
 //! `cargo run --example blocking_client -- 127.0.0.1:10001`.
@@ -40,10 +40,10 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
-/// The seed's `recv(1024)`: "a small power of two", as the notes advise.
+/// The notes' `recv(1024)`: "a small power of two", as they advise.
 const RECV_SIZE: usize = 1024;
 
-/// What the seed prints after each client.
+/// What the notes' server prints after each client.
 const SEPARATOR: &str = "----------------";
 
 fn main() -> ExitCode {
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     };
     // try: ... except: pass
     //
-    // The seed swallows every error, so a port already in use and a crash
+    // The notes' server swallows every error, so a port already in use and a crash
     // both look like silence. Here any error ends the server with one line
     // naming what failed.
     match serve(listen, timeout) {
@@ -77,7 +77,7 @@ fn serve(listen: SocketAddr, timeout: Duration) -> io::Result<()> {
     let mut devam = true;
     // while devam:
     while devam {
-        // sock.listen(5) is called here in the seed, once per client; calling
+        // sock.listen(5) is called here in the notes' server, once per client; calling
         // it again on a listening socket only resets the backlog, so the port
         // does it once, in `bind`.
 
@@ -97,11 +97,11 @@ fn serve(listen: SocketAddr, timeout: Duration) -> io::Result<()> {
     // finally: sock.close()
     //
     // Dropping the listener closes it; Rust does this on every path out of
-    // this function, error or not, which is what the seed's `finally` is for.
+    // this function, error or not, which is what the notes' `finally` is for.
     Ok(())
 }
 
-/// The seed's `socket()`, `setsockopt(SO_REUSEADDR)`, `bind()` and
+/// The notes' `socket()`, `setsockopt(SO_REUSEADDR)`, `bind()` and
 /// `listen(5)`, step by step with socket2 (std's `TcpListener::bind` does all
 /// four in one call, but picks its own backlog).
 fn bind(listen: SocketAddr) -> io::Result<TcpListener> {
@@ -116,7 +116,7 @@ fn bind(listen: SocketAddr) -> io::Result<TcpListener> {
     sock.set_reuse_address(true)?;
     // sock.bind(SUNUCU)            # SUNUCU = ('', 10001)
     //
-    // The seed's '' means every interface; this port defaults to 127.0.0.1
+    // The notes' '' means every interface; this port defaults to 127.0.0.1
     // so that trying it does not open a port to the network.
     sock.bind(&listen.into())
         .map_err(|err| io::Error::new(err.kind(), format!("cannot bind {listen}: {err}")))?;
@@ -136,7 +136,7 @@ enum Next {
     Stop,
 }
 
-/// The seed's inner `while True:` loop: one client's whole life.
+/// The notes' inner `while True:` loop: one client's whole life.
 fn serve_one(mut cnn: TcpStream, timeout: Duration) -> io::Result<Next> {
     // (inp, out, exp) = select.select([cnn,], [], [], TIMEOUT)
     //
@@ -153,7 +153,7 @@ fn serve_one(mut cnn: TcpStream, timeout: Duration) -> io::Result<Next> {
             // The EOF spin, fixed.
             //
             // recv() returning no bytes means the client closed its side. The
-            // seed does not check for that: at EOF select() reports the
+            // notes' server does not check for that: at EOF select() reports the
             // socket readable at once, every time, recv() returns '' again,
             // '' is neither command, and `print ''.strip()` prints a blank
             // line, tens of thousands a second, forever, and no other client
@@ -175,7 +175,7 @@ fn serve_one(mut cnn: TcpStream, timeout: Duration) -> io::Result<Next> {
             }
             // A signal interrupted the wait: not an error, wait again.
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            // A reset, say. In the seed this exception escapes to the outer
+            // A reset, say. In the notes' server this exception escapes to the outer
             // `except: pass` and the whole server quietly exits. Here it ends
             // this client only, with one line on stderr.
             Err(err) => {

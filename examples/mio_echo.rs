@@ -3,7 +3,7 @@
 //! One thread, one `Poll`, no line framing: whatever bytes arrive are written
 //! straight back. selectd does strictly more work per byte (find the `\n`,
 //! frame, act), so this bounds what a single-threaded mio server can reach on
-//! this machine.
+//! the machine it runs on.
 //!
 //! ```text
 //! cargo run --release --example mio_echo -- --listen 127.0.0.1:0

@@ -115,7 +115,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

@@ -1,10 +1,18 @@
 //! The `selectd` binary: parse the command line, run, map the outcome to an
 //! exit code. Errors are printed once, as one line on stderr.
+//!
+//! stderr may be a closed pipe (`selectd serve 2>&- ...`, or a log reader
+//! that died) or stalled: a diagnostic must neither turn a clean exit into a
+//! panic (as `eprintln!` does when the write fails) nor hold up the server.
+//! So every line goes through the server's bounded stderr queue, which drops
+//! what it cannot write.
 
+use std::ffi::OsString;
+use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
-use selectd::cli::{Cli, Command, ServeArgs};
+use selectd::cli::{Cli, Command, SendArgs, ServeArgs, manual, usage};
 use selectd::{Config, Server, bench, send as client};
 
 fn main() -> ExitCode {
@@ -16,9 +24,10 @@ fn main() -> ExitCode {
     )
     .target(env_logger::Target::Pipe(Box::new(selectd::serve::Stderr)))
     .init();
-    let cli = match Cli::try_parse() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(err) => return clap_error(&err),
+        Err(err) => return usage_error(&err, &args),
     };
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -27,12 +36,44 @@ fn main() -> ExitCode {
             Ok(_report) => ExitCode::SUCCESS,
             Err(err) => fail(&err.to_string(), if err.is_usage() { 2 } else { 1 }),
         },
+        Command::Man(args) => {
+            let mut stdout = io::stdout().lock();
+            match manual::write_man_page(args.subcommand.as_deref(), &mut stdout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) if err.kind() == io::ErrorKind::InvalidInput => fail(&err.to_string(), 2),
+                // A closed stdout (`| head`) is the reader's choice.
+                Err(_) => ExitCode::SUCCESS,
+            }
+        }
+        Command::Completions(args) => {
+            manual::write_completions(args.shell, &mut io::stdout().lock());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `--help` and `--version` print as clap prints them (exit 0); a bare
+/// `selectd` prints the help on stderr (exit 2); anything else is one line.
+fn usage_error(err: &clap::Error, args: &[OsString]) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // A closed stdout (`selectd --help | head -1`) is not a failure.
+            let _ = err.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ExitCode::from(2)
+        }
+        _ => fail(&usage::one_line(err, args), 2),
     }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
     // SAFETY: nothing has started a thread yet (parsing flags and setting up
-    // the logger start none), as unsetting the variables requires.
+    // the logger start none; the stderr queue starts on its first line), as
+    // unsetting the variables requires.
     let activated = match unsafe { selectd::take_activated_sockets() } {
         Ok(activated) => activated,
         Err(err) => return fail(&err.to_string(), 1),
@@ -53,7 +94,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(err) => return fail(&err.to_string(), 1),
     };
     for addr in server.listening() {
-        selectd::serve::stderr_line(format_args!("listening on {addr}"));
+        say(&format!("listening on {addr}"));
     }
     match server.run() {
         Ok(()) => {
@@ -64,8 +105,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn send(args: client::SendArgs) -> ExitCode {
-    match client::run(args) {
+fn send(args: SendArgs) -> ExitCode {
+    match args.into_config().and_then(|config| client::run(&config)) {
         Ok(()) => ExitCode::SUCCESS,
         // Codes are 1..=6 (see `SendError::exit_code`), so they fit a u8.
         Err(err) => fail(&err.to_string(), u8::try_from(err.exit_code()).unwrap_or(1)),
@@ -77,29 +118,13 @@ fn send(args: client::SendArgs) -> ExitCode {
 const STDERR_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn fail(message: &str, code: u8) -> ExitCode {
-    selectd::serve::stderr_line(format_args!("error: {message}"));
+    say(&format!("error: {message}"));
     selectd::serve::flush_stderr(STDERR_GRACE);
     ExitCode::from(code)
 }
 
-/// clap's own error, as one line naming the flag (its usage footer
-/// dropped); `--help` and `--version` print as clap prints them.
-fn clap_error(err: &clap::Error) -> ExitCode {
-    if !err.use_stderr() {
-        let _ = err.print();
-        return ExitCode::SUCCESS;
-    }
-    if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        let _ = err.print();
-        return ExitCode::from(2);
-    }
-    let text = err.render().to_string();
-    let line: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
-        .filter(|l| !l.starts_with("Usage:"))
-        .collect();
-    let line = line.join(" ");
-    fail(line.strip_prefix("error: ").unwrap_or(&line), 2)
+/// One line on stderr; if stderr is gone, nobody is listening, and the
+/// exit code still tells the outcome.
+fn say(line: &str) {
+    selectd::serve::stderr_line(format_args!("{line}"));
 }

@@ -57,10 +57,10 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, index: usize) {
         Behaviour::Sink => while let Ok(1..) = stream.read(&mut buf) {},
         Behaviour::Echo | Behaviour::CorruptAt(_) => {
             while let Ok(n @ 1..) = stream.read(&mut buf) {
-                if let Behaviour::CorruptAt(at) = behaviour {
-                    if (offset..offset + n as u64).contains(&at) {
-                        buf[(at - offset) as usize] ^= 0x20;
-                    }
+                if let Behaviour::CorruptAt(at) = behaviour
+                    && (offset..offset + n as u64).contains(&at)
+                {
+                    buf[(at - offset) as usize] ^= 0x20;
                 }
                 offset += n as u64;
                 if stream.write_all(&buf[..n]).is_err() {
@@ -195,7 +195,10 @@ fn bad_flags_name_themselves() {
             "--size",
         ),
         (vec!["nowhere", "--duration", "1s"], "nowhere"),
-        (vec!["udp://127.0.0.1:9", "--duration", "1s"], "TCP or Unix"),
+        (
+            vec!["udp://127.0.0.1:9", "--duration", "1s"],
+            "stream sockets",
+        ),
         (vec![addr.as_str(), "--conns", "0"], "--conns"),
         (vec![addr.as_str(), "--rate", "-5"], "--rate"),
         (

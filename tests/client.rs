@@ -20,10 +20,11 @@ fn http_get_prints_status_and_file() {
     let root = tempfile::tempdir().expect("tempdir");
     let body = "hello from the notes\nsecond line\n";
     std::fs::write(root.path().join("page.txt"), body).expect("write page");
-    let Some(server) = support::HttpServer::start(root.path()) else {
-        eprintln!("python3 not found: skipping");
+    let server = support::HttpServer::start(root.path());
+    if !support::available("python3", server.is_some()) {
         return;
-    };
+    }
+    let Some(server) = server else { return };
     let out = send(&[&server.addr, "--http", "/page.txt"], Input::Null);
     assert_eq!(out.code, Some(0), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -36,9 +37,11 @@ fn http_get_prints_status_and_file() {
 #[test]
 fn http_missing_page_prints_404_and_succeeds() {
     let root = tempfile::tempdir().expect("tempdir");
-    let Some(server) = support::HttpServer::start(root.path()) else {
+    let server = support::HttpServer::start(root.path());
+    if !support::available("python3", server.is_some()) {
         return;
-    };
+    }
+    let Some(server) = server else { return };
     let out = send(&[&server.addr, "--http", "/nope"], Input::Null);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.starts_with(b"HTTP/1.0 404 "), "{out:?}");
@@ -101,10 +104,11 @@ fn unix_socket_peer_echoes() {
 /// A bracketed IPv6 address connects over `::1` (skipped without IPv6).
 #[test]
 fn ipv6_loopback_echoes() {
-    let Ok(addr) = support::tcp_echo_server_on("[::1]:0") else {
-        eprintln!("no IPv6 loopback: skipping");
+    let echo = support::tcp_echo_server_on("[::1]:0");
+    if !support::available("IPv6 loopback", echo.is_ok()) {
         return;
-    };
+    }
+    let Ok(addr) = echo else { return };
     let out = send(&[&addr, "--data", "six"], Input::Null);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout, b"six");
@@ -373,6 +377,38 @@ fn connect_to_full_backlog_times_out() {
     let out = send(&[&addr, "--data", "x", "--timeout", "500ms"], Input::Null);
     assert_timed_out_after_500ms(&out, &addr);
     drop(fillers);
+}
+
+/// A Unix socket whose listen backlog is full makes a client wait, as a
+/// full TCP backlog does: `--timeout` bounds the wait, exit code 5, and the
+/// message names the path (never a `POLLHUP` riddle).
+#[test]
+fn unix_connect_to_full_backlog_times_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("full.sock");
+    let listener =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("socket");
+    listener
+        .bind(&socket2::SockAddr::unix(&path).expect("path"))
+        .expect("bind");
+    // Backlog 0: one connection waits in the queue, the next finds it full.
+    listener.listen(0).expect("listen");
+    let filler = std::os::unix::net::UnixStream::connect(&path).expect("first connect");
+    let addr = format!("unix:{}", path.display());
+    let out = send(&[&addr, "--data", "x", "--timeout", "500ms"], Input::Null);
+    assert_timed_out_after_500ms(&out, &addr);
+    drop(filler);
+}
+
+/// A Unix socket path longer than the kernel takes (107 bytes) is a usage
+/// error, exit 2, before any connect.
+#[test]
+fn unix_path_too_long_is_a_usage_error() {
+    let addr = format!("unix:/tmp/{}", "x".repeat(120));
+    let out = send(&[&addr, "--data", "x"], Input::Null);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("the limit is 107"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
 
 /// `error` (reset): the server aborts the connection with RST after reading

@@ -59,20 +59,34 @@ fn commands_are_not_echoed_and_the_tail_is() {
     assert_eq!(read_to_end(&mut leaving), b"a\n");
 }
 
-/// A client with a tiny receive buffer sends megabytes and reads only after
-/// a pause: backpressure holds the rest, and every byte arrives in order.
+/// A client with a tiny receive buffer sends megabytes and reads only once
+/// the server holds it back: backpressure keeps the rest in the kernel, and
+/// every byte arrives in order.
 #[test]
-fn tiny_receive_buffer_gets_every_byte_after_a_pause() {
-    let server = ServerProcess::start(&["--echo", "--format", "none", "--idle-timeout", "off"]);
+fn tiny_receive_buffer_gets_every_byte_after_backpressure() {
+    const HIGH_WATERMARK: usize = 64 * 1024;
+    let server = InProcess::start(|c| {
+        c.echo = true;
+        c.idle_timeout = None;
+        c.high_watermark = HIGH_WATERMARK;
+        c.low_watermark = HIGH_WATERMARK / 4;
+    });
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let addr: std::net::SocketAddr = server.addr.parse().unwrap();
     socket.connect(&addr.into()).unwrap();
     let mut client: TcpStream = socket.into();
     client.set_read_timeout(Some(PATIENCE)).unwrap();
-    let sent = numbered_lines(100_000, 40); // 4 MB
+    // 8 MB: more than the kernel's buffers (a few MB on loopback) and the
+    // high watermark together.
+    let sent = numbered_lines(100_000, 80);
     let writer = write_in_background(&client, sent.clone());
-    thread::sleep(Duration::from_secs(1));
+    // Not reading: the server's unsent output grows past the high
+    // watermark, where it stops reading from this client.
+    wait_until("the server to hold the client back", || {
+        let stats = server.stats();
+        stats.bytes_in.saturating_sub(stats.bytes_out) > HIGH_WATERMARK as u64
+    });
     let received = read_to_end(&mut client);
     writer.join().unwrap();
     assert_eq!(received.len(), sent.len());
@@ -237,7 +251,8 @@ proptest! {
             let end = (at + cut).min(input.len());
             client.write_all(&input[at..end]).unwrap();
             at = end;
-            thread::sleep(Duration::from_millis(1));
+            // This piece is read before the next is sent: a cut is a read.
+            server.wait_bytes_in(at as u64);
         }
         client.write_all(&input[at..]).unwrap();
         client.shutdown(Shutdown::Write).unwrap();
@@ -309,7 +324,7 @@ fn stop_gives_up_on_a_non_reader_after_the_grace_period() {
 /// grace period.
 #[test]
 fn second_signal_stops_at_once() {
-    let mut server = ServerProcess::start(&[
+    let args = [
         "--echo",
         "--format",
         "none",
@@ -317,11 +332,16 @@ fn second_signal_stops_at_once() {
         "off",
         "--grace",
         "60s",
-    ]);
+    ];
+    let mut server = ServerProcess::start_with(&args, |command| {
+        command.env("RUST_LOG", "info");
+    });
     let hog = server.connect();
     fill_without_reading(&hog);
     server.signal(libc::SIGTERM);
-    thread::sleep(Duration::from_millis(200));
+    wait_until("the first signal's stop", || {
+        server.stderr().contains("stopping")
+    });
     assert!(server.child.try_wait().unwrap().is_none(), "still flushing");
     server.signal(libc::SIGINT);
     assert!(server.wait_exit().success());
@@ -332,11 +352,12 @@ fn second_signal_stops_at_once() {
 /// received: every line of the read, and the unfinished one, is printed.
 #[test]
 fn a_failed_reply_loses_no_received_line() {
-    let server = InProcess::start(|c| c.echo = true);
     for _ in 0..5 {
+        let server = InProcess::start(|c| c.echo = true);
         let mut client = server.connect();
         client.write_all(b"hel").unwrap();
-        thread::sleep(Duration::from_millis(100));
+        // "hel" is held as an unfinished line before the rest arrives.
+        server.wait_bytes_in(3);
         client.write_all(b"lo\nworld\nfoo\npartial").unwrap();
         reset(client);
         server.wait_for_output("close: reset");
@@ -372,4 +393,62 @@ fn urgent_data_does_not_strand_the_rest() {
         client.write_all(b"c\nd\n").unwrap();
         assert_eq!(read_exactly(&mut client, 8), b"a\nbXc\nd\n");
     }
+}
+
+/// Bytes sent on `stream` that the peer's kernel has not acknowledged yet
+/// (`SIOCOUTQ`).
+fn unacknowledged(stream: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int through a pointer to a live one.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    assert_eq!(
+        rc,
+        0,
+        "ioctl(TIOCOUTQ): {}",
+        std::io::Error::last_os_error()
+    );
+    queued as usize
+}
+
+/// A reply that fails because the client reset does not cut a line the
+/// client finished: the bytes the server's kernel received before the
+/// reset are still read, so every line is printed whole, and no fragment
+/// of one is printed as a line of its own.
+///
+/// The server is paused (SIGSTOP) while the client sends 7-byte lines (no
+/// read of a power-of-two size ends between two of them), waits until the
+/// server's kernel holds them all, and resets; once resumed, the server's
+/// first read ends mid-line and the echo of that read fails.
+#[test]
+fn a_failed_reply_does_not_cut_a_finished_line() {
+    let mut server = ServerProcess::start(&["--echo", "--idle-timeout", "off"]);
+    let client = server.connect();
+    let peer = client.local_addr().unwrap().to_string();
+    // 84 KB: more than one read, less than a fresh connection's window.
+    let lines: Vec<String> = (0..12_000).map(|i| format!("{i:06}")).collect();
+    let bytes: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    server.signal(libc::SIGSTOP);
+    let sent = (&client).write_all(bytes.as_bytes());
+    let delivered = wait_for(PATIENCE, || unacknowledged(&client) == 0);
+    reset(client);
+    server.signal(libc::SIGCONT);
+    sent.expect("send to the paused server");
+    assert!(delivered, "the paused server's kernel did not take 84 KB");
+    server.wait_for_output(&format!("* [{peer}] close: "));
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit().success());
+    let output = server.stdout();
+    let printed: Vec<&str> = output
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("[{peer}] ")))
+        .collect();
+    let cut: Vec<&&str> = printed.iter().filter(|l| l.len() != 6).collect();
+    assert!(cut.is_empty(), "lines cut short: {cut:?}");
+    assert!(
+        printed == lines,
+        "{} of {} lines printed",
+        printed.len(),
+        lines.len()
+    );
 }

@@ -2,8 +2,9 @@
 //!
 //! `cargo test` builds the examples before it runs the tests, into
 //! `target/<profile>/examples/`, next to the `selectd` binary's directory.
-//! A test run that did not build them (`cargo test --test examples` alone)
-//! skips these tests with a printed reason instead of failing.
+//! A run that did not build them (`cargo test --test examples` alone) builds
+//! them here, once, with the same cargo and profile: these tests never pass
+//! without running.
 //!
 //! Everything is on loopback, on ports the kernel picks; every wait is
 //! bounded; time is only ever bounded from below.
@@ -12,42 +13,69 @@ mod common;
 
 use std::io::Write;
 use std::net::{Shutdown, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, ServerProcess, collect, connect, cpu_ticks, read_to_end, wait_until};
+use common::{
+    Captured, ServerProcess, capture, connect, cpu_ticks, read_to_end, skip, wait_exit, wait_until,
+};
 
-/// The seed's separator line.
+/// The notes' separator line.
 const SEPARATOR: &str = "----------------\n";
 
-/// Where cargo put the example `name`, if it was built.
-fn example(name: &str) -> Option<PathBuf> {
-    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_selectd"))
+/// The examples these tests run.
+const EXAMPLES: [&str; 2] = ["blocking_server", "blocking_client"];
+
+/// The example `name`, built by `cargo test` or, if it was not, by
+/// [`build_examples`] now.
+fn example(name: &str) -> PathBuf {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_selectd"))
         .parent()
-        .expect("the selectd binary has a directory")
-        .to_path_buf();
+        .expect("the selectd binary has a directory");
     let path = bin_dir
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped: {} was not built (run `cargo test`, which builds examples/)",
-            path.display()
-        );
-        None
+    if !path.exists() {
+        static BUILT: OnceLock<()> = OnceLock::new();
+        BUILT.get_or_init(|| build_examples(bin_dir));
     }
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// Builds [`EXAMPLES`] with the cargo running these tests, into the same
+/// target directory and profile as the `selectd` binary under test.
+fn build_examples(bin_dir: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let profile = bin_dir.file_name().expect("a profile directory");
+    let target_dir = bin_dir.parent().expect("a target directory");
+    let mut command = Command::new(cargo);
+    command
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .stdin(Stdio::null());
+    if profile == "release" {
+        command.arg("--release");
+    }
+    for name in EXAMPLES {
+        command.args(["--example", name]);
+    }
+    eprintln!("examples not built by this run: {command:?}");
+    let status = command.status().expect("run cargo");
+    assert!(status.success(), "cargo build of the examples: {status}");
 }
 
 /// A process with its stdout and stderr collected as they arrive.
 struct Spawned {
     child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    stdout: Captured,
+    stderr: Captured,
 }
 
 impl Spawned {
@@ -62,8 +90,8 @@ impl Spawned {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        let stdout = collect(child.stdout.take().expect("stdout"));
-        let stderr = collect(child.stderr.take().expect("stderr"));
+        let stdout = capture(child.stdout.take().expect("stdout"));
+        let stderr = capture(child.stderr.take().expect("stderr"));
         Ok(Spawned {
             child,
             stdout,
@@ -72,11 +100,11 @@ impl Spawned {
     }
 
     fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
+        self.stdout.text()
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
     }
 
     /// Waits for a stderr line starting with `prefix`; returns the rest of it.
@@ -100,15 +128,10 @@ impl Spawned {
 
     /// Waits for the process to exit, and for its pipes to reach EOF.
     fn wait_exit(&mut self) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                thread::sleep(Duration::from_millis(50));
-                return status;
-            }
-            assert!(start.elapsed() < PATIENCE, "the process did not exit");
-            thread::sleep(Duration::from_millis(10));
-        }
+        let status = wait_exit(&mut self.child);
+        self.stdout.wait_eof();
+        self.stderr.wait_eof();
+        status
     }
 }
 
@@ -120,13 +143,13 @@ impl Drop for Spawned {
 }
 
 /// `blocking_server` on an ephemeral loopback port, and that port.
-fn blocking_server(extra: &[&str]) -> Option<(Spawned, String)> {
-    let program = example("blocking_server")?;
+fn blocking_server(extra: &[&str]) -> (Spawned, String) {
+    let program = example("blocking_server");
     let mut args = vec!["--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let server = Spawned::start(&program, &args);
     let addr = server.wait_for_stderr_line("listening on tcp://");
-    Some((server, addr))
+    (server, addr)
 }
 
 /// Sends `stop\r\n` as its own chunk and checks the server exits 0.
@@ -138,16 +161,14 @@ fn stop(server: &mut Spawned, addr: &str) {
     assert_eq!(read_to_end(&mut stopper), b"", "closed after stop");
 }
 
-// ---- blocking_server: the seed's server ----
+// ---- blocking_server: the notes' server ----
 
 /// Each chunk a client sends is printed stripped; `disconnect` ends that
 /// client, which is followed by the separator; `stop` ends the server with
 /// exit status 0, after one more separator.
 #[test]
 fn blocking_server_prints_chunks_and_obeys_disconnect_and_stop() {
-    let Some((mut server, addr)) = blocking_server(&[]) else {
-        return;
-    };
+    let (mut server, addr) = blocking_server(&[]);
     let mut client = connect(&addr);
     client.write_all(b"  merhaba d\xc3\xbcnya \r\n").unwrap();
     // A chunk is a message: wait until this one is read before sending the
@@ -164,13 +185,11 @@ fn blocking_server_prints_chunks_and_obeys_disconnect_and_stop() {
     );
 }
 
-/// A client silent for the time-out (the seed's `select(.., TIMEOUT)`
+/// A client silent for the time-out (the notes' `select(.., TIMEOUT)`
 /// returning nothing) is dropped: not before the time-out has passed.
 #[test]
 fn blocking_server_drops_idle_client_after_timeout() {
-    let Some((mut server, addr)) = blocking_server(&["--timeout", "500ms"]) else {
-        return;
-    };
+    let (mut server, addr) = blocking_server(&["--timeout", "500ms"]);
     let start = Instant::now();
     let mut idle = connect(&addr);
     assert_eq!(read_to_end(&mut idle), b"", "the server closed");
@@ -185,13 +204,11 @@ fn blocking_server_drops_idle_client_after_timeout() {
 }
 
 /// A client that closes without `disconnect` ends that client, and the
-/// server goes back to waiting in `accept`, using no CPU. The seed spun
+/// server goes back to waiting in `accept`, using no CPU. The notes' server spun
 /// here, printing blank lines forever.
 #[test]
 fn blocking_server_does_not_spin_at_eof() {
-    let Some((mut server, addr)) = blocking_server(&[]) else {
-        return;
-    };
+    let (mut server, addr) = blocking_server(&[]);
     let mut leaving = connect(&addr);
     leaving.write_all(b"bye\r\n").unwrap();
     server.wait_for_stdout("bye\n");
@@ -220,12 +237,10 @@ fn blocking_server_does_not_spin_at_eof() {
 }
 
 /// One client at a time: a second client's chunk waits in the backlog
-/// until the first client leaves (the seed's limitation, kept on purpose).
+/// until the first client leaves (the notes' limitation, kept on purpose).
 #[test]
 fn blocking_server_serves_one_client_at_a_time() {
-    let Some((mut server, addr)) = blocking_server(&[]) else {
-        return;
-    };
+    let (mut server, addr) = blocking_server(&[]);
     let mut first = connect(&addr);
     first.write_all(b"first\r\n").unwrap();
     server.wait_for_stdout("first\n");
@@ -243,16 +258,14 @@ fn blocking_server_serves_one_client_at_a_time() {
     stop(&mut server, &addr);
 }
 
-// ---- blocking_client: the seed's client ----
+// ---- blocking_client: the notes' client ----
 
 /// Against `selectd serve --echo`, the client's request comes back byte for
 /// byte, fixed (`HTTP/1.0`, CRLF), and the half-close makes selectd finish
 /// and close, so the client reads to EOF and exits 0.
 #[test]
 fn blocking_client_reads_selectd_echo_to_eof() {
-    let Some(client) = example("blocking_client") else {
-        return;
-    };
+    let client = example("blocking_client");
     let server = ServerProcess::start(&["--echo"]);
     let mut fetch = Spawned::start(&client, &[&server.addr, "/sayfa"]);
     let status = fetch.wait_exit();
@@ -266,9 +279,7 @@ fn blocking_client_reads_selectd_echo_to_eof() {
 /// request: the page comes back, headers and body.
 #[test]
 fn blocking_client_fetches_a_page_from_python_http_server() {
-    let Some(client) = example("blocking_client") else {
-        return;
-    };
+    let client = example("blocking_client");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("sayfa.txt"), "merhaba dünya\n").unwrap();
     let python = Spawned::spawn(
@@ -277,9 +288,9 @@ fn blocking_client_fetches_a_page_from_python_http_server() {
             .arg("--directory")
             .arg(dir.path()),
     );
-    let Ok(http) = python else {
-        eprintln!("skipped: python3 is not available");
-        return;
+    let http = match python {
+        Ok(http) => http,
+        Err(err) => return skip(&format!("cannot run python3: {err}")),
     };
     // "Serving HTTP on 127.0.0.1 port 43617 (http://127.0.0.1:43617/) ..."
     let mut port = None;
@@ -305,12 +316,8 @@ fn blocking_client_fetches_a_page_from_python_http_server() {
 /// and the client exits 0 with nothing printed.
 #[test]
 fn blocking_client_against_blocking_server() {
-    let Some(client) = example("blocking_client") else {
-        return;
-    };
-    let Some((mut server, addr)) = blocking_server(&[]) else {
-        return;
-    };
+    let client = example("blocking_client");
+    let (mut server, addr) = blocking_server(&[]);
     let mut fetch = Spawned::start(&client, &[&addr]);
     let status = fetch.wait_exit();
     assert!(status.success(), "{status:?}: {}", fetch.stderr());
@@ -319,13 +326,11 @@ fn blocking_client_against_blocking_server() {
     stop(&mut server, &addr);
 }
 
-/// A refused connection is reported as the seed would have seen it:
+/// A refused connection is reported as the notes' client would have seen it:
 /// `socket.error`, with the `io::ErrorKind`, and exit status 1.
 #[test]
 fn blocking_client_names_the_python_exception() {
-    let Some(client) = example("blocking_client") else {
-        return;
-    };
+    let client = example("blocking_client");
     // A port that was free a moment ago: nothing listens there now.
     let addr = {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

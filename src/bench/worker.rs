@@ -275,7 +275,7 @@ impl<'a> Reactor<'a> {
             .saturating_duration_since(now);
         // Round up to the next millisecond so the loop never wakes early and spins.
         Duration::from_millis(
-            wait.as_millis() as u64 + u64::from(wait.subsec_nanos() % 1_000_000 != 0),
+            wait.as_millis() as u64 + u64::from(!wait.subsec_nanos().is_multiple_of(1_000_000)),
         )
     }
 

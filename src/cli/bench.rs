@@ -9,9 +9,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::values;
 use crate::bench::Mode;
 use crate::net::addr::Address;
-use crate::net::units::{parse_bytes, parse_duration};
 
 /// Most connections one run may ask for (the descriptor limit usually binds first).
 pub const MAX_CONNS: u32 = 1_000_000;
@@ -36,7 +36,7 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNS)))]
     pub conns: u32,
     /// How long to measure, after the warm-up (e.g. 10s, 500ms, 1m)
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_window)]
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = values::positive_duration)]
     pub duration: Duration,
     /// Bytes per line, the trailing newline included (1 to 16MiB)
     #[arg(long, value_name = "BYTES", default_value = "64", value_parser = parse_size)]
@@ -53,7 +53,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "R", value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
     /// Load applied before measuring starts, excluded from the results
-    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = values::duration)]
     pub warmup: Duration,
     /// Load generator threads, one mio reactor each
     #[arg(long, value_name = "T", default_value_t = 1,
@@ -78,30 +78,19 @@ pub struct BenchArgs {
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {
-    let address: Address = text.parse().map_err(|e| format!("{e}"))?;
-    match address {
-        Address::Udp { .. } => Err(format!(
-            "'{text}': bench speaks TCP or Unix stream sockets (HOST:PORT, [V6]:PORT, unix:PATH)"
+    match values::stream_address(text) {
+        Ok(Address::Tcp { port: 0, .. }) => Err(format!(
+            "invalid address '{text}': port 0 cannot be connected to"
         )),
-        Address::Tcp { port: 0, .. } => Err(format!("'{text}': port 0 cannot be connected to")),
-        _ => Ok(address),
+        Ok(address) => Ok(address),
+        Err(err) => Err(err.to_string().replace("send ", "bench ")),
     }
-}
-
-fn parse_window(text: &str) -> Result<Duration, String> {
-    let duration = parse_duration(text).map_err(|e| e.to_string())?;
-    if duration.is_zero() {
-        return Err(format!("'{text}': the window must be more than 0"));
-    }
-    Ok(duration)
 }
 
 fn parse_size(text: &str) -> Result<usize, String> {
-    let size = parse_bytes(text).map_err(|e| e.to_string())?;
-    if size == 0 || size > MAX_SIZE {
-        return Err(format!(
-            "'{text}' is not between 1 byte (just the newline) and 16MiB"
-        ));
+    let size = values::size(text).map_err(|e| e.to_string())?;
+    if size > MAX_SIZE {
+        return Err(format!("invalid size '{text}' (at most 16MiB)"));
     }
     Ok(size)
 }
@@ -110,7 +99,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate > 0.0 && rate <= MAX_RATE => Ok(rate),
         _ => Err(format!(
-            "'{text}' is not a rate per second above 0 and at most 1e9"
+            "invalid rate '{text}' (lines per second, above 0 and at most 1e9)"
         )),
     }
 }
@@ -120,6 +109,6 @@ fn parse_curve(text: &str) -> Result<(String, PathBuf), String> {
         Some((name, file)) if !name.is_empty() && !file.is_empty() => {
             Ok((name.to_string(), PathBuf::from(file)))
         }
-        _ => Err(format!("'{text}' is not NAME=FILE")),
+        _ => Err(format!("invalid curve '{text}' (expected NAME=FILE)")),
     }
 }

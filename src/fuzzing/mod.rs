@@ -237,10 +237,10 @@ fn check_escaping(text: &[u8]) {
         );
     }
     // Printable UTF-8 is kept as written.
-    if let Ok(input) = std::str::from_utf8(text) {
-        if !input.chars().any(is_dangerous) {
-            assert_eq!(plain, input, "printable text was changed");
-        }
+    if let Ok(input) = std::str::from_utf8(text)
+        && !input.chars().any(is_dangerous)
+    {
+        assert_eq!(plain, input, "printable text was changed");
     }
     // The JSON form is a valid JSON string body that means the plain form.
     let mut decoded = String::with_capacity(json.len());

@@ -17,9 +17,13 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
+
+/// The longest Unix socket path, in bytes: `sun_path` holds 108 bytes,
+/// the last of them the terminating NUL.
+pub const MAX_UNIX_PATH: usize = 107;
 
 /// Where to listen or connect: a host and port for TCP or UDP, or a path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,14 +50,14 @@ pub enum Address {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressError {
     input: String,
-    reason: &'static str,
+    reason: String,
 }
 
 impl AddressError {
-    fn new(input: &str, reason: &'static str) -> Self {
+    fn new(input: &str, reason: impl Into<String>) -> Self {
         AddressError {
             input: input.to_string(),
-            reason,
+            reason: reason.into(),
         }
     }
 }
@@ -80,7 +84,29 @@ impl FromStr for Address {
             if path.contains('\0') {
                 return Err(AddressError::new(input, "socket path contains a NUL byte"));
             }
+            if path.len() > MAX_UNIX_PATH {
+                return Err(AddressError::new(
+                    input,
+                    format!(
+                        "socket path is {} bytes; the limit is {MAX_UNIX_PATH} (use a shorter path, or a relative one)",
+                        path.len()
+                    ),
+                ));
+            }
             return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        // `tcp:127.0.0.1:0` reads as host `tcp:127.0.0.1`: say what was
+        // meant. (`tcp:80`, a host named `tcp`, is left alone.)
+        for scheme in ["tcp", "udp"] {
+            if let Some(rest) = input.strip_prefix(scheme).and_then(|r| r.strip_prefix(':'))
+                && !rest.starts_with("//")
+                && rest.contains(':')
+            {
+                return Err(AddressError::new(
+                    input,
+                    format!("missing '//' after '{scheme}:' (write {scheme}://{rest})"),
+                ));
+            }
         }
         if let Some(rest) = input.strip_prefix("udp://") {
             let (host, port) = split_host_port(input, rest)?;
@@ -104,8 +130,26 @@ fn split_host_port(input: &str, text: &str) -> Result<(String, u16), AddressErro
         let (host, after) = bracketed
             .split_once(']')
             .ok_or_else(|| AddressError::new(input, "missing ']' after IPv6 address"))?;
-        if host.parse::<Ipv6Addr>().is_err() {
+        // A link-local address needs its interface: `[fe80::1%eth0]:7`.
+        // The scope travels with the host; the resolver turns it into the
+        // socket address's scope id.
+        let (ip, scope) = match host.split_once('%') {
+            Some((ip, scope)) => (ip, Some(scope)),
+            None => (host, None),
+        };
+        if ip.parse::<Ipv6Addr>().is_err() {
             return Err(AddressError::new(input, "not an IPv6 address inside [ ]"));
+        }
+        if scope.is_some_and(|scope| {
+            scope.is_empty()
+                || !scope
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        }) {
+            return Err(AddressError::new(
+                input,
+                "invalid scope after '%' (an interface name or number, e.g. [fe80::1%eth0]:7)",
+            ));
         }
         let port = after
             .strip_prefix(':')
@@ -156,6 +200,14 @@ impl Address {
                 ));
             }
         };
+        if let Some((ip, scope)) = host.split_once('%')
+            && let Ok(ip) = ip.parse::<Ipv6Addr>()
+        {
+            let scope_id = scope_id(scope)?;
+            return Ok(vec![SocketAddr::V6(SocketAddrV6::new(
+                ip, port, 0, scope_id,
+            ))]);
+        }
         let found: Vec<SocketAddr> = (host.as_str(), port).to_socket_addrs()?.collect();
         if found.is_empty() {
             return Err(io::Error::new(
@@ -173,6 +225,29 @@ impl Address {
             Address::Unix(_) => None,
         }
     }
+}
+
+/// The scope of `[fe80::1%eth0]`: a number, or an interface name turned
+/// into its index. The resolver (`getaddrinfo`) takes a name only for
+/// link-local addresses; `[::1%lo]` is as valid to the kernel, so the name
+/// is looked up here, where Linux publishes it, without `unsafe` FFI.
+fn scope_id(scope: &str) -> io::Result<u32> {
+    if let Ok(number) = scope.parse::<u32>() {
+        return Ok(number);
+    }
+    let unknown = || {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no network interface named '{scope}'"),
+        )
+    };
+    if scope.contains(['/', '.']) {
+        return Err(unknown());
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{scope}/ifindex"))
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .ok_or_else(unknown)
 }
 
 impl fmt::Display for Address {
@@ -238,6 +313,8 @@ mod tests {
             "http://x:80",
             "a b:80",
             "host:-1",
+            "[fe80::1%]:80",
+            "[fe80::1%a b]:80",
         ] {
             let err = bad.parse::<Address>().unwrap_err().to_string();
             assert!(
@@ -245,6 +322,37 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn scoped_ipv6_keeps_its_scope() {
+        assert_eq!("[fe80::1%lo]:0".parse(), Ok(tcp("fe80::1%lo", 0)));
+        assert_eq!("[::1%1]:7".parse(), Ok(tcp("::1%1", 7)));
+        assert_eq!(tcp("fe80::1%lo", 0).to_string(), "tcp://[fe80::1%lo]:0");
+        let resolved = tcp("::1%lo", 7).resolve().unwrap();
+        assert!(
+            matches!(resolved[0], SocketAddr::V6(v6) if v6.scope_id() != 0),
+            "{resolved:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_double_slash_is_named() {
+        let err = "tcp:127.0.0.1:0"
+            .parse::<Address>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("write tcp://127.0.0.1:0"), "{err}");
+        assert!(!err.contains("brackets"), "{err}");
+    }
+
+    #[test]
+    fn unix_paths_longer_than_sun_path_are_refused() {
+        let fits = format!("unix:/{}", "a".repeat(MAX_UNIX_PATH - 1));
+        assert!(fits.parse::<Address>().is_ok());
+        let long = format!("unix:/{}", "a".repeat(MAX_UNIX_PATH));
+        let err = long.parse::<Address>().unwrap_err().to_string();
+        assert!(err.contains("the limit is 107"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::io;
 
 pub mod addr;
+pub(crate) mod drain;
 pub mod limits;
 pub(crate) mod stream;
 pub mod units;

@@ -12,12 +12,15 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitError {
     input: String,
-    expected: &'static str,
+    /// `duration` or `size`.
+    what: &'static str,
+    /// What would have been right, in parentheses after the value.
+    hint: &'static str,
 }
 
 impl fmt::Display for UnitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {} '{}'", self.expected, self.input)
+        write!(f, "invalid {} '{}' ({})", self.what, self.input, self.hint)
     }
 }
 
@@ -26,7 +29,8 @@ impl std::error::Error for UnitError {}
 /// Parses `250ms`, `5s`, `1.5s`, `2m`, `1h`, or a bare number of seconds.
 ///
 /// `0` is a zero duration; callers that treat zero as "off" say so
-/// themselves (see [`parse_optional_duration`]).
+/// themselves (see [`parse_optional_duration`]). A value too small to be
+/// anything but zero (`0.1ns`) is an error, not zero.
 ///
 /// ```
 /// use std::time::Duration;
@@ -38,7 +42,8 @@ impl std::error::Error for UnitError {}
 pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
     let error = || UnitError {
         input: input.to_string(),
-        expected: "duration (e.g. 250ms, 5s, 2m)",
+        what: "duration",
+        hint: "e.g. 250ms, 5s, 2m",
     };
     let text = input.trim();
     let split = text
@@ -59,6 +64,16 @@ pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
     // Deadlines are `now + duration`: keep that sum far from overflowing.
     if duration > MAX_DURATION {
         return Err(error());
+    }
+    // `0.1ns` is not zero to the person who typed it, but it is to a
+    // `Duration`: where zero means "off", that would silently disable a
+    // time-out. Only a written zero is zero.
+    if duration.is_zero() && value != 0.0 {
+        return Err(UnitError {
+            input: input.to_string(),
+            what: "duration",
+            hint: "rounds to zero; the smallest is 1ns, and 0 is written 0",
+        });
     }
     Ok(duration)
 }
@@ -87,7 +102,8 @@ pub fn parse_optional_duration(input: &str) -> Result<Option<Duration>, UnitErro
 pub fn parse_bytes(input: &str) -> Result<usize, UnitError> {
     let error = || UnitError {
         input: input.to_string(),
-        expected: "size (e.g. 65536, 64KiB, 1MiB)",
+        what: "size",
+        hint: "e.g. 65536, 64KiB, 1MiB",
     };
     let text = input.trim();
     let split = text
@@ -110,7 +126,7 @@ pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
     if millis < 1000 {
         format!("{millis}ms")
-    } else if millis % 1000 == 0 {
+    } else if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{:.3}s", duration.as_secs_f64())
@@ -144,6 +160,8 @@ mod tests {
             "18000000000000000000",
             "101y",
             "1000000h",
+            "0.1ns",
+            "-0.1ns",
         ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.to_string().contains(&format!("'{bad}'")), "{err}");
@@ -155,6 +173,8 @@ mod tests {
         assert_eq!(parse_optional_duration("0"), Ok(None));
         assert_eq!(parse_optional_duration("off"), Ok(None));
         assert_eq!(parse_optional_duration("0s"), Ok(None));
+        assert_eq!(parse_optional_duration("0.0ms"), Ok(None));
+        assert!(parse_optional_duration("0.1ns").is_err());
         assert_eq!(
             parse_optional_duration("5s"),
             Ok(Some(Duration::from_secs(5)))

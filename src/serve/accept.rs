@@ -54,6 +54,10 @@ pub(crate) enum Accepted {
 #[derive(Debug)]
 pub(crate) struct Acceptor {
     listeners: Vec<Listener>,
+    /// By listener: whether this loop alone has it, so that with several
+    /// loops its clients are handed round to all (a Unix socket, a socket
+    /// inherited from a service manager).
+    shared: Vec<bool>,
     max_conns: usize,
     /// Set while accepting is paused after running out of file descriptors.
     paused_until: Option<Instant>,
@@ -64,15 +68,21 @@ pub(crate) struct Acceptor {
 }
 
 impl Acceptor {
-    pub fn new(listeners: Vec<Listener>, max_conns: usize) -> Self {
+    pub fn new(listeners: Vec<Listener>, shared: Vec<bool>, max_conns: usize) -> Self {
         Acceptor {
             listeners,
+            shared,
             max_conns,
             paused_until: None,
             backoff: BACKOFF_MIN,
             refusals_unlogged: 0,
             last_refusal_log: None,
         }
+    }
+
+    /// Whether listener `index` is this loop's alone (see `shared`).
+    pub fn is_shared(&self, index: usize) -> bool {
+        self.shared.get(index).copied().unwrap_or(false)
     }
 
     pub fn listener(&self, index: usize) -> Option<&Listener> {

@@ -12,6 +12,9 @@ use crate::serve::error::ConfigError;
 use crate::serve::output::{Format, OutputFull, OutputTarget};
 use crate::serve::proxy::TrustedProxies;
 
+/// The most event loops a server runs (`--reactors`).
+pub const MAX_REACTORS: usize = 256;
+
 /// How a server listens, prints, and bounds its clients.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -62,6 +65,9 @@ pub struct Config {
     /// whose client address then stands for the peer (`--proxy-protocol`).
     /// Empty: no header is expected from anyone.
     pub proxy_protocol: TrustedProxies,
+    /// Event loops, each on its own thread with its own `Poll` and
+    /// connections (`--reactors`); 1 is the notes' single `select()` loop.
+    pub reactors: usize,
     /// Tell a service manager (`NOTIFY_SOCKET`) `READY=1` once listening and
     /// `STOPPING=1` at stop. The binary turns this on.
     pub notify: bool,
@@ -94,6 +100,7 @@ impl Default for Config {
             handle_signals: false,
             proxy_protocol: TrustedProxies::default(),
             notify: false,
+            reactors: 1,
         }
     }
 }
@@ -129,6 +136,9 @@ impl Config {
         }
         if self.max_conns == Some(0) {
             return Err(ConfigError::NoConnections);
+        }
+        if !(1..=MAX_REACTORS).contains(&self.reactors) {
+            return Err(ConfigError::Reactors(self.reactors));
         }
         if self.output_buffer == 0 {
             return Err(ConfigError::NoOutputBuffer);

@@ -56,6 +56,7 @@ use crate::serve::config::Config;
 use crate::serve::output::Output;
 use crate::serve::proxy::{Carried, HeaderError, PendingHeader};
 use crate::serve::send_queue::SendQueue;
+use crate::serve::shared::SharedRef;
 use crate::serve::stats::Counters;
 
 /// At most this many bytes are read from one connection per reactor turn,
@@ -110,6 +111,30 @@ pub(crate) struct Context {
     /// the current batch of events.
     pub stop_requested: bool,
     pub counters: Counters,
+    /// What every loop of this server shares, and which loop this is.
+    pub shared: SharedRef,
+    pub reactor: usize,
+}
+
+impl Context {
+    /// The reply to `stats`: the whole server's counters (this loop's live,
+    /// the others' as last published) and, with several loops, how many
+    /// connections each holds.
+    fn stats_reply(&mut self, reply: &mut [u8]) -> usize {
+        self.counters.lines_dropped = self.output.dropped();
+        let live = Some((self.reactor, &self.counters));
+        let totals = self.shared.totals(live);
+        let mut cursor = io::Cursor::new(reply);
+        let _ = write!(cursor, "stats {totals}");
+        if self.shared.loops() > 1 {
+            let _ = write!(cursor, " reactors={} open_by_reactor=", self.shared.loops());
+            for (index, open) in self.shared.open_by_loop(live).iter().enumerate() {
+                let _ = write!(cursor, "{}{open}", if index == 0 { "" } else { "," });
+            }
+        }
+        let _ = write!(cursor, "\r\n");
+        cursor.position() as usize
+    }
 }
 
 /// What the reactor must do with a connection after an event.
@@ -335,7 +360,7 @@ impl Connection {
             }
             Err(err) => {
                 let reason = self.write_failed(&err, ctx);
-                let _ = self.receive(None, ctx);
+                self.drain_gone_peer(ctx);
                 return Status::Closed(reason);
             }
         };
@@ -480,11 +505,38 @@ impl Connection {
         if reason == CloseReason::Error {
             log::warn!("{}: read failed: {err}", self.label);
         }
-        // The peer is gone: there is nobody to send to.
+        // The peer is gone: there is nobody to send to. Its unfinished line
+        // is printed, not obeyed: it never finished it.
         self.peer_gone = true;
         self.out.clear();
-        let _ = self.receive(None, ctx);
+        self.print_unfinished_line(ctx);
         Status::Closed(reason)
+    }
+
+    /// A write found the peer gone, but what it sent before going may still
+    /// wait in the kernel (on Linux, reads after a reset return the queued
+    /// bytes first, then the error). Read it, bounded, and print every line
+    /// (nothing is sent any more); then the unfinished one, printed but not
+    /// obeyed. Without this, the lines behind the failed reply were lost and
+    /// a piece of one was printed as if it were a line.
+    fn drain_gone_peer(&mut self, ctx: &mut Context) {
+        // A rare path: a buffer of its own, not the loop's scratch.
+        let mut buffer = vec![0u8; 16 * 1024];
+        let mut remaining = STOP_DRAIN_LIMIT;
+        while remaining > 0 && !matches!(self.phase, Phase::Closing(_)) {
+            let n = match self.stream.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break, // WouldBlock, or the reset itself: all read.
+            };
+            remaining = remaining.saturating_sub(n);
+            ctx.counters.bytes_in += n as u64;
+            if self.receive(Some(&buffer[..n]), ctx).is_err() {
+                break;
+            }
+        }
+        self.print_unfinished_line(ctx);
     }
 
     /// Frames one read's bytes and acts on each complete line; with `None`
@@ -525,18 +577,19 @@ impl Connection {
             None => lines.finish(|line| act.on_line(line)),
         };
         act.flush_echo_run();
-        if act.failure.is_some() && chunk.is_some() {
-            // A reply failed: the peer is gone, but every line of this read
-            // was still printed, and so is the unfinished one it leaves.
-            let _ = lines.finish(|line| act.on_line(line));
-        }
         if let Err(too_long) = framed {
             log::info!("{}: {too_long}", act.label);
             act.reply(LINE_TOO_LONG);
             act.next_phase = Some(Phase::Closing(CloseReason::LineTooLong));
         }
         if let Some(err) = act.failure {
-            return Err(self.write_failed(&err, ctx));
+            // A reply failed: the peer is gone, but every line of this read
+            // was still printed, and so is what it sent after it.
+            let reason = self.write_failed(&err, ctx);
+            if chunk.is_some() {
+                self.drain_gone_peer(ctx);
+            }
+            return Err(reason);
         }
         if let Some(next) = act.next_phase {
             *phase = next;
@@ -637,12 +690,10 @@ impl Act<'_, '_> {
                 self.reply(STOP_NOT_LOCAL);
             }
             Some(Command::Stats) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
-                let mut reply = [0u8; 1024];
-                let mut cursor = io::Cursor::new(&mut reply[..]);
-                self.ctx.counters.lines_dropped = self.ctx.output.dropped();
-                // 1 KiB holds every counter at its largest (20 digits each).
-                let _ = write!(cursor, "stats {}\r\n", self.ctx.counters);
-                let len = cursor.position() as usize;
+                // Every counter at its largest (20 digits each), and 20
+                // digits for each of up to 128 loops, fit.
+                let mut reply = [0u8; 4096];
+                let len = self.ctx.stats_reply(&mut reply);
                 self.reply(&reply[..len]);
             }
             Some(Command::Stats) => self.reply(STATS_NOT_LOCAL),

@@ -42,7 +42,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
@@ -61,7 +60,6 @@ use crate::serve::output::diagnostics;
 use crate::serve::output::queue::Closed;
 use crate::serve::ready::ReadyQueue;
 use crate::serve::slots::{self, Slot};
-use crate::serve::stats::SharedCounters;
 use crate::serve::trace;
 use crate::serve::{notify, proxy};
 
@@ -92,11 +90,8 @@ pub(crate) struct EventLoop {
     datagrams: Vec<mio::net::UdpSocket>,
     datagram_state: DatagramState,
     scratch: Box<[u8]>,
-    published: SharedCounters,
     /// When to log the counters next (`--stats DUR`).
     next_stats: Option<Instant>,
-    /// Set by a [`ServerHandle`](crate::ServerHandle) before it wakes us.
-    stop_flag: Arc<AtomicBool>,
     signals: Option<Signals>,
     /// A second signal: stop without waiting for output to drain.
     stop_now: bool,
@@ -111,6 +106,10 @@ pub(crate) struct EventLoop {
     reading_paused: bool,
     /// The output's reader went away: the loop stops, and says so.
     output_closed: bool,
+    /// Which loop gets the next client handed off (round-robin).
+    next_hand_off: usize,
+    /// Clients handed over by another loop, being opened (kept to reuse).
+    handed: Vec<(Stream, Peer)>,
 }
 
 /// What the process hands a loop to run.
@@ -119,8 +118,6 @@ pub(crate) struct Parts {
     pub ctx: Context,
     pub accept: Acceptor,
     pub datagrams: Vec<mio::net::UdpSocket>,
-    pub published: SharedCounters,
-    pub stop_flag: Arc<AtomicBool>,
     pub signals: Option<Signals>,
     pub waker: Arc<Waker>,
 }
@@ -135,7 +132,11 @@ impl EventLoop {
             line_deadlines: config.line_timeout.map(DeadlineList::new),
             proxy_headers: (!config.proxy_protocol.is_empty())
                 .then(|| DeadlineList::new(proxy::HEADER_TIMEOUT)),
-            next_stats: config.stats_interval.map(|every| Instant::now() + every),
+            // One loop logs the counters of all.
+            next_stats: config
+                .stats_interval
+                .filter(|_| parts.ctx.reactor == 0)
+                .map(|every| Instant::now() + every),
             poll: parts.poll,
             ctx: parts.ctx,
             connections: Slab::new(),
@@ -144,14 +145,14 @@ impl EventLoop {
             datagrams: parts.datagrams,
             datagram_state: DatagramState::default(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
-            published: parts.published,
-            stop_flag: parts.stop_flag,
             signals: parts.signals,
             stop_now: false,
             grace_deadline: None,
             waker: parts.waker,
             reading_paused: false,
             output_closed: false,
+            next_hand_off: 0,
+            handed: Vec::new(),
         }
     }
 
@@ -170,6 +171,9 @@ impl EventLoop {
     /// Runs until stopped, then returns once every client is closed and all
     /// output is flushed.
     pub fn run(mut self) -> Result<(), Error> {
+        if self.ctx.shared.loops() > 1 {
+            trace::set_reactor(self.ctx.reactor);
+        }
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         loop {
             self.ready.begin_turn();
@@ -189,7 +193,9 @@ impl EventLoop {
             self.ctx.output.flush();
             self.ctx.output.report_drops();
             self.ctx.counters.lines_dropped = self.ctx.output.dropped();
-            self.published.publish(&self.ctx.counters);
+            self.ctx
+                .shared
+                .publish(self.ctx.reactor, &self.ctx.counters);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -211,7 +217,9 @@ impl EventLoop {
         }
         self.ctx.output.flush();
         self.ctx.counters.lines_dropped = self.ctx.output.dropped();
-        self.published.publish(&self.ctx.counters);
+        self.ctx
+            .shared
+            .publish(self.ctx.reactor, &self.ctx.counters);
         log::info!("stopped: {}", self.ctx.counters);
         if self.output_closed {
             return Err(Error::OutputClosed);
@@ -300,7 +308,12 @@ impl EventLoop {
         if let Some(due) = self.next_stats
             && due <= now
         {
-            log::info!(target: "selectd::stats", "{}", self.ctx.counters);
+            self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+            let totals = self
+                .ctx
+                .shared
+                .totals(Some((self.ctx.reactor, &self.ctx.counters)));
+            log::info!(target: "selectd::stats", "{totals}");
             let every = self
                 .ctx
                 .config
@@ -337,9 +350,13 @@ impl EventLoop {
     /// Another thread woke us: the handle asked to stop, or the output queue
     /// has room again, has emptied, or was closed by its reader.
     fn on_wake(&mut self, now: Instant) {
-        if self.stop_flag.load(Ordering::SeqCst) {
+        if self.ctx.shared.stop_requested() {
             self.ctx.stop_requested = true;
         }
+        if self.ctx.shared.stop_now_requested() {
+            self.stop_now = true;
+        }
+        self.open_handed(now);
         if self.ctx.output.closed() == Some(Closed::BrokenPipe) && !self.output_closed {
             self.output_closed = true;
             diagnostics::line(format_args!("error: output closed (Broken pipe): stopping"));
@@ -555,12 +572,18 @@ impl EventLoop {
             return;
         }
         for _ in 0..ACCEPTS_PER_TURN {
-            let open = self.connections.len();
+            let open = self.ctx.shared.open();
             match self
                 .accept
                 .accept_one(index, open, now, &mut self.ctx.counters)
             {
-                Accepted::Client(stream, peer) => self.open(stream, peer, now),
+                Accepted::Client(stream, peer) => {
+                    self.ctx.shared.opened();
+                    match self.hand_off_to(index) {
+                        Some(to) => self.ctx.shared.hand_off(to, stream, peer),
+                        None => self.open(stream, peer, now),
+                    }
+                }
                 Accepted::Skipped => {}
                 Accepted::Done => {
                     self.ready.served(slots::listener_token(index), false);
@@ -571,11 +594,42 @@ impl EventLoop {
         self.ready.served(slots::listener_token(index), true);
     }
 
+    /// With several loops, a client accepted from a listener that only this
+    /// loop has (a Unix socket, an inherited socket) goes to the loops in
+    /// turn: which one, if not this.
+    fn hand_off_to(&mut self, index: usize) -> Option<usize> {
+        let loops = self.ctx.shared.loops();
+        if loops < 2 || !self.accept.is_shared(index) {
+            return None;
+        }
+        let to = self.next_hand_off % loops;
+        self.next_hand_off = self.next_hand_off.wrapping_add(1);
+        (to != self.ctx.reactor).then_some(to)
+    }
+
+    /// Opens the clients another loop accepted and handed to this one.
+    fn open_handed(&mut self, now: Instant) {
+        let mut handed = std::mem::take(&mut self.handed);
+        self.ctx.shared.take_handed(self.ctx.reactor, &mut handed);
+        for (stream, peer) in handed.drain(..) {
+            if self.grace_deadline.is_some() {
+                // Stopping: too late to serve it.
+                self.ctx.shared.closed();
+                continue;
+            }
+            self.open(stream, peer, now);
+        }
+        self.handed = handed;
+    }
+
+    /// A new client: a connection in this loop's slab, with its token.
+    /// (It already counts in the server's open connections.)
     fn open(&mut self, stream: Stream, peer: Peer, now: Instant) {
         let entry = self.connections.vacant_entry();
         let key = entry.key();
         if !slots::is_connection_key(key) {
             log::error!("{peer}: no token left for a new connection");
+            self.ctx.shared.closed();
             return;
         }
         match Connection::new(Token(key), stream, peer, &mut self.ctx) {
@@ -596,7 +650,10 @@ impl EventLoop {
                     idle.touch(key, now);
                 }
             }
-            Err(err) => log::warn!("cannot register a new connection: {err}"),
+            Err(err) => {
+                log::warn!("cannot register a new connection: {err}");
+                self.ctx.shared.closed();
+            }
         }
     }
 
@@ -620,6 +677,7 @@ impl EventLoop {
             headers.remove(key);
         }
         self.ready.forget(Token(key));
+        self.ctx.shared.closed();
         self.ctx.counters.count_close(reason);
         connection.close(reason, &mut self.ctx);
     }
@@ -647,15 +705,20 @@ impl EventLoop {
             if self.ctx.stop_requested {
                 log::warn!("signal {signal} again: stopping now");
                 self.stop_now = true;
+                self.ctx.shared.request_stop_now();
             } else {
                 log::info!("signal {signal}: stopping");
                 self.ctx.stop_requested = true;
+                self.ctx.shared.request_stop();
             }
         }
     }
 
     fn stop_if_requested(&mut self, now: Instant) {
         if self.ctx.stop_requested && self.grace_deadline.is_none() {
+            // Whoever asked (a client of this loop, a signal, the handle),
+            // every loop stops.
+            self.ctx.shared.request_stop();
             self.begin_stop(now);
         }
     }

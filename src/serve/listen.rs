@@ -53,6 +53,9 @@ pub struct ListenOptions {
     pub backlog: i32,
     /// Permission bits of a Unix socket file.
     pub unix_mode: u32,
+    /// Set `SO_REUSEPORT` on TCP and UDP sockets, so that each event loop
+    /// binds its own (several loops).
+    pub reuse_port: bool,
 }
 
 /// A bound, listening stream socket of one family.
@@ -73,6 +76,11 @@ pub(crate) struct Bound {
     pub datagrams: Vec<mio::net::UdpSocket>,
     /// Where each is bound, in the order given (for `listening on ...`).
     pub addrs: Vec<BoundAddr>,
+    /// By listener, and by UDP socket: the address it was bound to with
+    /// `SO_REUSEPORT`, so that another loop can bind its own socket there;
+    /// `None` for a socket only one loop can have (Unix, inherited).
+    pub listener_ports: Vec<Option<SocketAddr>>,
+    pub datagram_ports: Vec<Option<SocketAddr>>,
 }
 
 impl Bound {
@@ -82,7 +90,12 @@ impl Bound {
         match address {
             Address::Tcp { .. } => {
                 for addr in resolve(address)? {
-                    self.add_listener(Listener::Tcp(bind_tcp(addr, options)?));
+                    let listener = bind_tcp(addr, options)?;
+                    let local = listener.local_addr().unwrap_or(addr);
+                    self.add_listener(Listener::Tcp(listener));
+                    self.listener_ports.pop();
+                    self.listener_ports
+                        .push(options.reuse_port.then_some(local));
                 }
             }
             Address::Unix(path) => {
@@ -90,14 +103,39 @@ impl Bound {
             }
             Address::Udp { .. } => {
                 for addr in resolve(address)? {
-                    let socket = bind_udp(addr)?;
+                    let socket = bind_udp(addr, options)?;
                     let local = socket.local_addr().unwrap_or(addr);
                     self.addrs.push(BoundAddr::Udp(local));
                     self.datagrams.push(socket);
+                    self.datagram_ports
+                        .push(options.reuse_port.then_some(local));
                 }
             }
         }
         Ok(())
+    }
+
+    /// For another event loop: its own TCP and UDP sockets on the same
+    /// addresses and ports (`SO_REUSEPORT`: the kernel spreads connections
+    /// and datagrams among them). Sockets that cannot be bound twice are left
+    /// to this loop, which hands their clients round.
+    pub fn replicate(&self, options: ListenOptions) -> Result<Bound, Error> {
+        let mut copy = Bound::default();
+        for addr in self.listener_ports.iter().flatten() {
+            copy.add_listener(Listener::Tcp(bind_tcp(*addr, options)?));
+            copy.listener_ports.pop();
+            copy.listener_ports.push(Some(*addr));
+        }
+        for addr in self.datagram_ports.iter().flatten() {
+            copy.datagrams.push(bind_udp(*addr, options)?);
+            copy.datagram_ports.push(Some(*addr));
+        }
+        Ok(copy)
+    }
+
+    /// By listener: whether only this loop has it (see `listener_ports`).
+    pub fn unshared_listeners(&self) -> Vec<bool> {
+        self.listener_ports.iter().map(Option::is_none).collect()
     }
 
     /// Takes a socket handed over by socket activation, as it is.
@@ -110,6 +148,7 @@ impl Bound {
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
                 self.addrs.push(BoundAddr::Udp(local));
                 self.datagrams.push(socket);
+                self.datagram_ports.push(None);
             }
         }
     }
@@ -117,6 +156,7 @@ impl Bound {
     fn add_listener(&mut self, listener: Listener) {
         self.addrs.push(listener.bound_addr());
         self.listeners.push(listener);
+        self.listener_ports.push(None);
     }
 }
 
@@ -190,6 +230,9 @@ fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::TcpLis
     // The notes' SO_REUSEADDR: a restarted server can bind while old
     // connections linger in TIME_WAIT. (It never lets two servers share a port.)
     socket.set_reuse_address(true).map_err(fail)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(fail)?;
     }
@@ -202,14 +245,18 @@ fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::TcpLis
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
-fn bind_udp(addr: SocketAddr) -> Result<mio::net::UdpSocket, Error> {
+fn bind_udp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::UdpSocket, Error> {
     let fail = |err: io::Error| Error::Listen {
         address: format!("udp://{addr}"),
         reason: err.into(),
     };
     // No SO_REUSEADDR here: for UDP it would let a second server share the
-    // port and silently take some of the datagrams.
+    // port and silently take some of the datagrams. (With several loops,
+    // SO_REUSEPORT does share it, among sockets of the same user, on purpose.)
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None).map_err(fail)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(fail)?;
     }
@@ -316,6 +363,7 @@ mod tests {
         ListenOptions {
             backlog: 16,
             unix_mode: 0o600,
+            reuse_port: false,
         }
     }
 

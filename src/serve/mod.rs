@@ -41,20 +41,20 @@ pub(crate) mod output;
 mod proxy;
 mod ready;
 mod send_queue;
+mod shared;
 mod slots;
 mod stats;
 mod trace;
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use mio::{Interest, Poll, Waker};
 
 pub use accept::SERVER_FULL;
 pub use activation::{Activated, take_activated_sockets};
 pub use close::CloseReason;
-pub use config::Config;
+pub use config::{Config, MAX_REACTORS};
 pub use connection::{LINE_TOO_LONG, STATS_NOT_LOCAL, STOP_NOT_LOCAL};
 pub use error::Error;
 pub use listen::BoundAddr;
@@ -68,7 +68,7 @@ use connection::Context;
 use event_loop::{EventLoop, Parts, Signals};
 use listen::{Bound, ListenOptions};
 use output::Output;
-use stats::SharedCounters;
+use shared::{Shared, SharedRef};
 
 /// A bound server, ready to [`run`](Server::run).
 ///
@@ -89,7 +89,8 @@ use stats::SharedCounters;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Server {
-    event_loop: EventLoop,
+    /// One or more (`--reactors`); the first runs on the caller's thread.
+    loops: Vec<EventLoop>,
     addrs: Vec<BoundAddr>,
     /// Each address's name, when a service manager named it.
     names: Vec<Option<String>>,
@@ -99,23 +100,19 @@ pub struct Server {
 /// Stops a running server from another thread, and reads its counters.
 #[derive(Clone, Debug)]
 pub struct ServerHandle {
-    waker: Arc<Waker>,
-    stop_flag: Arc<AtomicBool>,
-    counters: SharedCounters,
+    shared: SharedRef,
 }
 
 impl ServerHandle {
     /// Asks the server to stop gracefully, exactly as a `stop` line does.
     pub fn stop(&self) {
-        self.stop_flag.store(true, Ordering::SeqCst);
-        if let Err(err) = self.waker.wake() {
-            log::error!("cannot wake the server to stop it: {err}");
-        }
+        self.shared.request_stop();
     }
 
-    /// The server's counters, as of its last loop turn.
+    /// The server's counters (every loop's, summed), as of each loop's last
+    /// turn.
     pub fn stats(&self) -> Counters {
-        self.counters.snapshot()
+        self.shared.totals(None)
     }
 }
 
@@ -135,9 +132,11 @@ impl Server {
         if config.listen.is_empty() && activated.is_empty() {
             return Err(Error::Config(error::ConfigError::NoListener));
         }
+        let loops = config.reactors;
         let options = ListenOptions {
             backlog: config.backlog,
             unix_mode: config.unix_mode,
+            reuse_port: loops > 1,
         };
         let mut bound = Bound::default();
         let mut names = Vec::new();
@@ -148,36 +147,29 @@ impl Server {
         for address in &config.listen {
             bound.bind(address, options)?;
         }
-        let poll = Poll::new().map_err(|err| Error::Setup("create the poll instance", err))?;
-        let registry = poll
-            .registry()
-            .try_clone()
-            .map_err(|err| Error::Setup("share the poll registry", err))?;
-        for (index, listener) in bound.listeners.iter_mut().enumerate() {
-            registry
-                .register(
-                    listener.source(),
-                    slots::listener_token(index),
-                    Interest::READABLE,
-                )
-                .map_err(|err| Error::Setup("register a listener", err))?;
+        names.resize(bound.addrs.len(), None);
+        let addrs = bound.addrs.clone();
+        // The first loop has every socket; each other loop its own TCP and
+        // UDP sockets on the same ports.
+        let mut per_loop = Vec::with_capacity(loops);
+        for _ in 1..loops {
+            per_loop.push(bound.replicate(options)?);
         }
-        for (index, socket) in bound.datagrams.iter_mut().enumerate() {
-            registry
-                .register(socket, slots::datagram_token(index), Interest::READABLE)
-                .map_err(|err| Error::Setup("register a UDP socket", err))?;
-        }
-        let waker = Arc::new(
-            Waker::new(&registry, slots::WAKER)
-                .map_err(|err| Error::Setup("create the waker", err))?,
-        );
-        let signals = if config.handle_signals {
-            Some(register_signals(&registry)?)
-        } else {
-            None
-        };
+        per_loop.insert(0, bound);
+        let polls = (0..loops)
+            .map(|_| Poll::new().map_err(|err| Error::Setup("create the poll instance", err)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let wakers = polls
+            .iter()
+            .map(|poll| {
+                Waker::new(poll.registry(), slots::WAKER)
+                    .map(Arc::new)
+                    .map_err(|err| Error::Setup("create the waker", err))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let max_conns = config.max_conns.unwrap_or_else(limits::default_max_conns);
-        log::debug!("serving at most {max_conns} connections");
+        log::debug!("serving at most {max_conns} connections with {loops} event loops");
+        let shared: SharedRef = Arc::new(Shared::new(wakers.clone(), max_conns));
         let output = Output::start(
             config.format,
             &config.output,
@@ -191,48 +183,54 @@ impl Server {
             },
             source,
         })?;
-        let handle = ServerHandle {
-            waker: Arc::clone(&waker),
-            stop_flag: Arc::new(AtomicBool::new(false)),
-            counters: SharedCounters::default(),
-        };
-        let ctx = Context {
-            registry,
-            output,
-            config,
-            stop_requested: false,
-            counters: Counters::default(),
-        };
-        let event_loop = EventLoop::new(Parts {
-            poll,
-            ctx,
-            accept: accept::Acceptor::new(bound.listeners, max_conns),
-            datagrams: bound.datagrams,
-            published: handle.counters.clone(),
-            stop_flag: Arc::clone(&handle.stop_flag),
-            signals,
-            waker,
-        });
-        names.resize(bound.addrs.len(), None);
+        let mut event_loops = Vec::with_capacity(loops);
+        for (id, ((poll, bound), waker)) in polls.into_iter().zip(per_loop).zip(wakers).enumerate()
+        {
+            // Signals reach the first loop, which tells the others.
+            let signals = config.handle_signals && id == 0;
+            let ctx = Context {
+                registry: poll
+                    .registry()
+                    .try_clone()
+                    .map_err(|err| Error::Setup("share the poll registry", err))?,
+                output: output.share(),
+                config: config.clone(),
+                stop_requested: false,
+                counters: Counters::default(),
+                shared: Arc::clone(&shared),
+                reactor: id,
+            };
+            event_loops.push(EventLoop::new(loop_parts(
+                poll, ctx, bound, signals, waker,
+            )?));
+        }
+        drop(output);
         Ok(Server {
-            event_loop,
-            addrs: bound.addrs,
+            loops: event_loops,
+            addrs,
             names,
-            handle,
+            handle: ServerHandle { shared },
         })
     }
 
     /// Prints to `sink` instead of stdout (e.g. a [`MemorySink`]), through
     /// the same bounded queue and writer thread.
     pub fn with_output(mut self, sink: impl Write + Send + 'static) -> Self {
-        let config = self.event_loop.config();
+        let Some(first) = self.loops.first() else {
+            return self;
+        };
+        let config = first.config();
         match Output::to_writer(
             config.format,
             Box::new(sink),
             config.output_buffer,
             config.output_full,
         ) {
-            Ok(output) => self.event_loop.set_output(output),
+            Ok(output) => {
+                for event_loop in &mut self.loops {
+                    event_loop.set_output(output.share());
+                }
+            }
             Err(err) => log::error!("cannot start the output writer, keeping the old: {err}"),
         }
         self
@@ -263,12 +261,92 @@ impl Server {
 
     /// Runs until stopped (by a `stop` line, a [`ServerHandle`], or a signal),
     /// then returns once every client is closed and all output is flushed.
+    ///
+    /// With several loops, each runs on a thread of its own (the first on
+    /// the caller's); this returns when all are done, with the first error
+    /// any of them met.
     pub fn run(self) -> Result<(), Error> {
-        if self.event_loop.config().notify {
+        let mut loops = self.loops.into_iter();
+        let Some(first) = loops.next() else {
+            return Ok(());
+        };
+        if first.config().notify {
             notify::ready();
         }
-        self.event_loop.run()
+        let mut threads = Vec::new();
+        for (index, event_loop) in loops.enumerate() {
+            let thread = std::thread::Builder::new()
+                .name(format!("selectd-reactor-{}", index + 2))
+                .spawn(move || event_loop.run());
+            match thread {
+                Ok(thread) => threads.push(thread),
+                Err(err) => {
+                    // Those already running must not run alone forever.
+                    self.handle.stop();
+                    for thread in threads {
+                        let _ = thread.join();
+                    }
+                    return Err(Error::Setup("start an event loop thread", err));
+                }
+            }
+        }
+        let mut result = first.run();
+        if result.is_err() {
+            // A loop that failed must not leave the others serving alone.
+            self.handle.stop();
+        }
+        for thread in threads {
+            let outcome = thread.join().unwrap_or(Err(Error::Setup(
+                "join an event loop thread",
+                std::io::Error::other("it panicked"),
+            )));
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
     }
+}
+
+/// What one loop needs besides its context: its `Poll` with its sockets
+/// registered, and the signals when it is the loop that handles them.
+fn loop_parts(
+    poll: Poll,
+    ctx: Context,
+    mut bound: Bound,
+    signals: bool,
+    waker: Arc<Waker>,
+) -> Result<Parts, Error> {
+    let registry = poll.registry();
+    for (index, listener) in bound.listeners.iter_mut().enumerate() {
+        registry
+            .register(
+                listener.source(),
+                slots::listener_token(index),
+                Interest::READABLE,
+            )
+            .map_err(|err| Error::Setup("register a listener", err))?;
+    }
+    for (index, socket) in bound.datagrams.iter_mut().enumerate() {
+        registry
+            .register(socket, slots::datagram_token(index), Interest::READABLE)
+            .map_err(|err| Error::Setup("register a UDP socket", err))?;
+    }
+    let signals = if signals {
+        Some(register_signals(registry)?)
+    } else {
+        None
+    };
+    let unshared = bound.unshared_listeners();
+    let max_conns = ctx.shared.max_conns;
+    Ok(Parts {
+        poll,
+        ctx,
+        accept: accept::Acceptor::new(bound.listeners, unshared, max_conns),
+        datagrams: bound.datagrams,
+        signals,
+        waker,
+    })
 }
 
 /// SIGINT and SIGTERM (stop), and SIGHUP (reopen the output file),
@@ -287,7 +365,14 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listeners", &self.addrs)
-            .field("connections", &self.event_loop.open_connections())
+            .field(
+                "connections",
+                &self
+                    .loops
+                    .iter()
+                    .map(EventLoop::open_connections)
+                    .sum::<usize>(),
+            )
             .finish_non_exhaustive()
     }
 }

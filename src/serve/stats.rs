@@ -50,6 +50,36 @@ impl Counters {
         self.closed[reason.index()]
     }
 
+    /// Adds `other`'s counts to these (the loops of one server, summed).
+    pub(crate) fn add(&mut self, other: &Counters) {
+        let Counters {
+            accepted,
+            refused_full,
+            open,
+            closed,
+            bytes_in,
+            bytes_out,
+            lines,
+            errors,
+            datagrams,
+            datagram_replies_dropped,
+            lines_dropped,
+        } = *other;
+        self.accepted += accepted;
+        self.refused_full += refused_full;
+        self.open += open;
+        for (sum, count) in self.closed.iter_mut().zip(closed) {
+            *sum += count;
+        }
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+        self.lines += lines;
+        self.errors += errors;
+        self.datagrams += datagrams;
+        self.datagram_replies_dropped += datagram_replies_dropped;
+        self.lines_dropped += lines_dropped;
+    }
+
     pub(crate) fn count_close(&mut self, reason: CloseReason) {
         self.closed[reason.index()] += 1;
         self.open = self.open.saturating_sub(1);

@@ -89,9 +89,23 @@ pub fn work(before: &Counters, after: &Counters) -> String {
     parts.join(", ")
 }
 
+thread_local! {
+    /// With several loops, which one this thread runs (each line says so).
+    static REACTOR: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Lines traced on this thread start with `r1 `, `r2 `, ...: loop `index`
+/// (counted from 0) is `r{index + 1}`.
+pub fn set_reactor(index: usize) {
+    REACTOR.with(|reactor| reactor.set(Some(index + 1)));
+}
+
 /// Writes one trace line to stderr.
 pub fn emit(line: fmt::Arguments<'_>) {
-    crate::serve::output::diagnostics::line(line);
+    match REACTOR.with(std::cell::Cell::get) {
+        Some(reactor) => crate::serve::output::diagnostics::line(format_args!("r{reactor} {line}")),
+        None => crate::serve::output::diagnostics::line(line),
+    }
 }
 
 #[cfg(test)]

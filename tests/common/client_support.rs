@@ -38,6 +38,21 @@ pub enum Input {
     Bytes(Vec<u8>),
 }
 
+/// Whether a test can run where it needs something the machine may lack
+/// (a program, IPv6): `false` skips it with a printed reason, but when `CI`
+/// is set it fails instead, since CI installs what the tests need.
+pub fn available(what: &str, found: bool) -> bool {
+    if found {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} is required in CI but was not found"
+    );
+    eprintln!("{what} not found: skipping");
+    false
+}
+
 /// `selectd` with the given arguments, as cargo built it for this test run.
 pub fn selectd(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_selectd"));
@@ -45,12 +60,17 @@ pub fn selectd(args: &[&str]) -> Command {
     command
 }
 
-/// Runs `selectd send ARGS` with `input`, collecting both outputs on their
-/// own threads so a full pipe never stalls the child.
+/// Runs `selectd send ARGS` with `input`.
 pub fn send(args: &[&str], input: Input) -> Outcome {
     let mut full = vec!["send"];
     full.extend_from_slice(args);
-    let mut command = selectd(&full);
+    run(&full, input)
+}
+
+/// Runs `selectd ARGS` with `input`, collecting both outputs on their own
+/// threads so a full pipe never stalls the child.
+pub fn run(args: &[&str], input: Input) -> Outcome {
+    let mut command = selectd(args);
     command
         .stdin(match input {
             Input::Null => Stdio::null(),
@@ -122,9 +142,16 @@ pub fn tcp_echo_server() -> String {
     tcp_echo_server_on("127.0.0.1:0").expect("bind 127.0.0.1:0")
 }
 
-/// As [`tcp_echo_server`], on any local address (e.g. `[::1]:0`).
+/// As [`tcp_echo_server`], on any local address (e.g. `[::1]:0`). An
+/// address that cannot be bound is the caller's to skip on, except under
+/// CI, whose machine has every loopback family: there it fails the test.
 pub fn tcp_echo_server_on(bind: &str) -> io::Result<String> {
-    let listener = TcpListener::bind(bind)?;
+    let listener = TcpListener::bind(bind).inspect_err(|err| {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set, so this test may not skip: cannot bind {bind}: {err}"
+        );
+    })?;
     let addr = listener.local_addr()?.to_string();
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -241,7 +268,8 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Starts the server and waits (at most 30 s) for it to print its port.
-    /// `None` if `python3` is not installed.
+    /// `None` if `python3` is not installed, for the caller to skip on;
+    /// under CI, which installs it, that fails the test instead.
     pub fn start(root: &Path) -> Option<HttpServer> {
         const SCRIPT: &str = "\
 import functools, http.server, sys
@@ -250,14 +278,23 @@ server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 ";
-        let mut child = Command::new("python3")
+        let spawned = Command::new("python3")
             .args(["-c", SCRIPT])
             .arg(root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(err) => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI is set, so this test may not skip: cannot run python3: {err}"
+                );
+                return None;
+            }
+        };
         let stdout = child.stdout.take().expect("stdout piped");
         let (tx, rx) = std::sync::mpsc::channel();
         thread::spawn(move || {

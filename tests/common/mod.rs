@@ -17,13 +17,42 @@ use selectd::{Config, Server, ServerHandle};
 /// The most any single wait in a test may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Polls `condition` every 10 ms until it holds or `PATIENCE` runs out.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+/// Polls `condition` every 10 ms until it holds (true) or `limit` passes
+/// (false). The building block of every wait: a test never sleeps a fixed
+/// time hoping that something has happened meanwhile.
+pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+    loop {
+        if condition() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Waits until `condition` holds; fails the test after `PATIENCE`.
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    assert!(
+        wait_for(PATIENCE, condition),
+        "timed out after {PATIENCE:?} waiting for {what}"
+    );
+}
+
+/// Whether this run is CI's (`CI` set): there a test that cannot run is a
+/// failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Skips the calling test (the caller returns) with `reason` printed, or
+/// fails it when `CI` is set: CI installs everything the tests need, so a
+/// green CI run means every test ran.
+pub fn skip(reason: &str) {
+    assert!(!in_ci(), "CI is set, so this test may not skip: {reason}");
+    eprintln!("skipped: {reason}");
 }
 
 /// A `selectd serve` process with its stdout and stderr collected.
@@ -33,8 +62,8 @@ pub struct ServerProcess {
     pub addr: String,
     /// Every `listening on ...` address, as printed.
     pub listening: Vec<String>,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    stdout: Captured,
+    stderr: Captured,
 }
 
 impl ServerProcess {
@@ -58,14 +87,13 @@ impl ServerProcess {
             .stderr(Stdio::piped());
         adjust(&mut command);
         let mut child = command.spawn().expect("start selectd");
-        let stdout = collect(child.stdout.take().expect("stdout"));
-        let stderr = collect(child.stderr.take().expect("stderr"));
+        let stdout = capture(child.stdout.take().expect("stdout"));
+        let stderr = capture(child.stderr.take().expect("stderr"));
         let expected = args.iter().filter(|a| **a == "--listen").count().max(1);
         let mut listening = Vec::new();
         wait_until("the listening line", || {
             listening = stderr
-                .lock()
-                .unwrap()
+                .text()
                 .lines()
                 .filter_map(|l| l.strip_prefix("listening on ").map(str::to_string))
                 .collect();
@@ -89,11 +117,17 @@ impl ServerProcess {
     }
 
     pub fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
+        self.stdout.text()
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
+    }
+
+    /// Runs `look` on stdout as captured so far, without copying it (the
+    /// soak's output runs to megabytes).
+    pub fn with_stdout<T>(&self, look: impl FnOnce(&str) -> T) -> T {
+        self.stdout.with(look)
     }
 
     /// Waits until stdout contains `needle`.
@@ -103,18 +137,13 @@ impl ServerProcess {
         });
     }
 
-    /// Waits for the process to exit and for its pipes to be read to the end.
+    /// Waits for the process to exit and for its pipes to be read to the
+    /// end: afterwards `stdout()` and `stderr()` hold everything it wrote.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Give the reader threads a moment to see EOF.
-                thread::sleep(Duration::from_millis(50));
-                return status;
-            }
-            assert!(start.elapsed() < PATIENCE, "selectd did not exit");
-            thread::sleep(Duration::from_millis(10));
-        }
+        let status = wait_exit(&mut self.child);
+        self.stdout.wait_eof();
+        self.stderr.wait_eof();
+        status
     }
 
     pub fn pid(&self) -> u32 {
@@ -161,11 +190,55 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     utime + stime
 }
 
-/// Reads a child's pipe on a thread, line by line, into a shared string.
+/// Waits (at most `PATIENCE`) for `child` to exit.
+pub fn wait_exit(child: &mut Child) -> ExitStatus {
+    let mut status = None;
+    wait_until("the process to exit", || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    status.expect("exited")
+}
+
+/// A child's pipe, read line by line on its own thread into a shared string.
+pub struct Captured {
+    text: Arc<Mutex<String>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Captured {
+    /// What arrived so far.
+    pub fn text(&self) -> String {
+        self.with(str::to_string)
+    }
+
+    /// Runs `look` on what arrived so far.
+    pub fn with<T>(&self, look: impl FnOnce(&str) -> T) -> T {
+        look(&self.text.lock().unwrap())
+    }
+
+    /// Waits (at most `PATIENCE`) until the pipe reached its end, i.e. every
+    /// process holding it exited: then `text` is complete.
+    pub fn wait_eof(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            wait_until("the pipe to reach its end", || reader.is_finished());
+            reader.join().expect("pipe reader");
+        }
+    }
+}
+
+/// Reads `pipe` into a shared string, for a caller that never needs to know
+/// it reached its end (prefer [`capture`] and [`Captured::wait_eof`] when
+/// reading what a process wrote before it exited).
 pub fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    capture(pipe).text
+}
+
+/// Starts reading `pipe` into a [`Captured`].
+pub fn capture(pipe: impl Read + Send + 'static) -> Captured {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&text);
-    thread::spawn(move || {
+    let reader = thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut line = Vec::new();
         while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
@@ -175,7 +248,10 @@ pub fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
             line.clear();
         }
     });
-    text
+    Captured {
+        text,
+        reader: Some(reader),
+    }
 }
 
 /// A client with generous read and write time-outs.
@@ -268,13 +344,22 @@ impl InProcess {
     /// Waits for `run` to return (after a `stop` line, say).
     pub fn join(&mut self) {
         if let Some(thread) = self.thread.take() {
-            let start = Instant::now();
-            while !thread.is_finished() {
-                assert!(start.elapsed() < PATIENCE, "server did not stop");
-                thread::sleep(Duration::from_millis(10));
-            }
+            wait_until("the server to stop", || thread.is_finished());
             thread.join().expect("server thread").expect("server run");
         }
+    }
+
+    /// The server's counters, as published at the end of its last turn.
+    pub fn stats(&self) -> selectd::Counters {
+        self.handle.stats()
+    }
+
+    /// Waits until the server has read `n` bytes in all: what was sent
+    /// before is then framed, so the next write arrives in a read of its own.
+    pub fn wait_bytes_in(&self, n: u64) {
+        wait_until(&format!("the server to read {n} bytes"), || {
+            self.stats().bytes_in >= n
+        });
     }
 }
 

@@ -210,6 +210,20 @@ impl Output {
         })
     }
 
+    /// Another loop's view of the same output: its own staging buffer,
+    /// the same queue and writer (several loops, one output).
+    pub fn share(&self) -> Output {
+        Output {
+            format: self.format,
+            staged: Vec::with_capacity(queue::BUFFER_CAPACITY),
+            queue: self.queue.clone(),
+            policy: self.policy,
+            reopenable: self.reopenable,
+            dropped_total: 0,
+            dropped_unlogged: 0,
+        }
+    }
+
     /// The loop to wake when the queue has room again, empties, or closes.
     pub fn add_waker(&self, waker: Arc<mio::Waker>) {
         self.queue.add_waker(waker);

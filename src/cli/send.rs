@@ -1,0 +1,93 @@
+//! `selectd send` flags, and the [`SendConfig`] they make.
+//!
+//! clap checks each value on its own (a stream address, a time-out above
+//! zero); what is left is building the payload, where `--http` needs the
+//! address for its `Host:` header.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::values;
+use crate::net::addr::Address;
+use crate::send::{Payload, SendConfig, SendError, http_request, unescape};
+
+/// What `send --help` (and the man page) says after the flags.
+pub const SEND_AFTER_HELP: &str = "\
+Exit codes:
+  0  the server closed the connection (everything it sent was printed)
+  1  local failure: standard input, standard output, poll
+  2  usage: a bad flag or value
+  3  the host name does not resolve
+  4  connection refused
+  5  timed out (--timeout)
+  6  reset by the server, or another socket error";
+
+/// `selectd send` flags. Values may start with `-` (`--data -x`), as for
+/// [`ServeArgs`](super::ServeArgs).
+#[derive(Debug, Clone, Args)]
+#[command(allow_hyphen_values = true)]
+pub struct SendArgs {
+    /// Where to connect: `HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
+    // Help text spelled out: in the doc comment, rustdoc reads `[V6]` as a link.
+    #[arg(
+        value_name = "ADDR",
+        help = "Where to connect: HOST:PORT, [V6]:PORT or unix:PATH",
+        value_parser = values::stream_address
+    )]
+    pub addr: Address,
+
+    /// Send TEXT instead of standard input (\n, \r, \t, \\, \0 and \xHH understood)
+    #[arg(long, value_name = "TEXT", conflicts_with = "http")]
+    pub data: Option<String>,
+
+    /// Send an HTTP/1.0 GET request for PATH instead of standard input
+    #[arg(long, value_name = "PATH")]
+    pub http: Option<String>,
+
+    /// Bound on resolution plus connect, then on any wait for the socket to make progress
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "20s",
+        value_parser = values::positive_duration
+    )]
+    pub timeout: Duration,
+
+    /// Keep the write side open after the input ends (no shutdown(SHUT_WR))
+    #[arg(long)]
+    pub no_shutdown: bool,
+}
+
+impl SendArgs {
+    /// The client's settings: the payload built from `--data` or `--http`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use selectd::cli::SendArgs;
+    /// use selectd::send::Payload;
+    ///
+    /// let args = SendArgs {
+    ///     addr: "[::1]:8000".parse()?,
+    ///     data: None,
+    ///     http: Some("/".into()),
+    ///     timeout: Duration::from_millis(500),
+    ///     no_shutdown: false,
+    /// };
+    /// let config = args.into_config()?;
+    /// assert_eq!(config.timeout, Duration::from_millis(500));
+    /// assert_eq!(
+    ///     config.payload,
+    ///     Payload::Bytes(b"GET / HTTP/1.0\r\nHost: [::1]\r\n\r\n".to_vec())
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn into_config(self) -> Result<SendConfig, SendError> {
+        let payload = match (self.data, self.http) {
+            (Some(text), _) => Payload::Bytes(unescape(&text)),
+            (None, Some(path)) => Payload::Bytes(http_request(&self.addr, &path)?),
+            (None, None) => Payload::Stdin,
+        };
+        SendConfig::new(self.addr, payload, self.timeout, !self.no_shutdown)
+    }
+}

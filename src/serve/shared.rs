@@ -1,0 +1,166 @@
+//! What the event loops of one server share: very little, on purpose.
+//!
+//! With `--reactors N` each loop owns its `Poll`, its connections, its
+//! deadlines and its buffers, and a connection lives its whole life on one
+//! loop: nothing on the way from a socket to a printed line takes a lock.
+//! What makes N loops one server is this short list, touched only on rare
+//! paths (accept, close, stop, `stats`):
+//!
+//! - the stop requests (graceful, then immediate), which any loop, a signal
+//!   or the handle may raise, and every loop must see;
+//! - the count of open connections, so `--max-conns` bounds the server, not
+//!   each loop;
+//! - each loop's published counters, summed for `stats` and the handle;
+//! - each loop's `Waker`, and an inbox for connections handed to it by the
+//!   loop that accepted them (Unix sockets and inherited listeners, which
+//!   cannot be bound once per loop).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use mio::Waker;
+
+use crate::net::stream::{Peer, Stream};
+use crate::serve::stats::{Counters, SharedCounters};
+
+/// The state every loop of one server sees.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    stop: AtomicBool,
+    stop_now: AtomicBool,
+    /// Connections open (or accepted and on their way to a loop) right now.
+    open: AtomicUsize,
+    /// `--max-conns`, for the whole server.
+    pub max_conns: usize,
+    wakers: Vec<Arc<Waker>>,
+    counters: Vec<SharedCounters>,
+    inboxes: Vec<Mutex<Vec<(Stream, Peer)>>>,
+}
+
+impl Shared {
+    /// State for loops woken by `wakers` (one per loop, by loop index).
+    pub fn new(wakers: Vec<Arc<Waker>>, max_conns: usize) -> Self {
+        let loops = wakers.len();
+        Shared {
+            stop: AtomicBool::new(false),
+            stop_now: AtomicBool::new(false),
+            open: AtomicUsize::new(0),
+            max_conns,
+            wakers,
+            counters: (0..loops).map(|_| SharedCounters::default()).collect(),
+            inboxes: (0..loops).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+
+    /// How many loops there are.
+    pub fn loops(&self) -> usize {
+        self.wakers.len()
+    }
+
+    /// Every loop is to stop gracefully.
+    pub fn request_stop(&self) {
+        if !self.stop.swap(true, Ordering::SeqCst) {
+            self.wake_all();
+        }
+    }
+
+    /// Every loop is to stop now, without waiting for output.
+    pub fn request_stop_now(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if !self.stop_now.swap(true, Ordering::SeqCst) {
+            self.wake_all();
+        }
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub fn stop_now_requested(&self) -> bool {
+        self.stop_now.load(Ordering::SeqCst)
+    }
+
+    /// Connections open in the whole server.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// A connection was accepted (it counts against `--max-conns` from now).
+    pub fn opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed (or never made it to a loop).
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Loop `id` publishes its counters (once per turn).
+    pub fn publish(&self, id: usize, counters: &Counters) {
+        if let Some(slot) = self.counters.get(id) {
+            slot.publish(counters);
+        }
+    }
+
+    /// Every loop's counters as last published, summed; with loop `id`'s own
+    /// live counters in place of its published ones, when given.
+    pub fn totals(&self, live: Option<(usize, &Counters)>) -> Counters {
+        let mut total = Counters::default();
+        for (index, slot) in self.counters.iter().enumerate() {
+            match live {
+                Some((id, counters)) if id == index => total.add(counters),
+                _ => total.add(&slot.snapshot()),
+            }
+        }
+        total
+    }
+
+    /// Open connections of each loop, as last published.
+    pub fn open_by_loop(&self, live: Option<(usize, &Counters)>) -> Vec<u64> {
+        (0..self.counters.len())
+            .map(|index| match live {
+                Some((id, counters)) if id == index => counters.open,
+                _ => self.counters[index].snapshot().open,
+            })
+            .collect()
+    }
+
+    /// Hands an accepted connection to loop `to`, and wakes it.
+    pub fn hand_off(&self, to: usize, stream: Stream, peer: Peer) {
+        if let Some(inbox) = self.inboxes.get(to) {
+            inbox
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push((stream, peer));
+            self.wake(to);
+        }
+    }
+
+    /// Takes the connections handed to loop `id`, into `into`.
+    pub fn take_handed(&self, id: usize, into: &mut Vec<(Stream, Peer)>) {
+        if let Some(inbox) = self.inboxes.get(id) {
+            into.append(
+                &mut inbox
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+        }
+    }
+
+    fn wake(&self, id: usize) {
+        if let Some(waker) = self.wakers.get(id)
+            && let Err(err) = waker.wake()
+        {
+            log::error!("cannot wake event loop {}: {err}", id + 1);
+        }
+    }
+
+    fn wake_all(&self) {
+        for id in 0..self.wakers.len() {
+            self.wake(id);
+        }
+    }
+}
+
+/// Shared by every loop and the handle.
+pub(crate) type SharedRef = Arc<Shared>;
