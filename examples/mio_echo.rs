@@ -5,8 +5,12 @@
 //! frame, act), so this bounds what a single-threaded mio server can reach on
 //! the machine it runs on.
 //!
+//! With `--threads N`, N such loops on N threads, each with its own listener
+//! on the same port (`SO_REUSEPORT`, so the kernel spreads connections):
+//! the shared-nothing reference for `benches/scale`.
+//!
 //! ```text
-//! cargo run --release --example mio_echo -- --listen 127.0.0.1:0
+//! cargo run --release --example mio_echo -- --listen 127.0.0.1:0 [--threads N]
 //! ```
 //! prints `listening on tcp://127.0.0.1:PORT` on stderr once it accepts.
 
@@ -37,27 +41,69 @@ fn main() {
     }
 }
 
-fn listen_arg() -> io::Result<SocketAddr> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [flag, addr] if flag == "--listen" => addr
-            .parse()
-            .map_err(|e| io::Error::new(ErrorKind::InvalidInput, format!("--listen {addr}: {e}"))),
-        [] => Ok(SocketAddr::from(([127, 0, 0, 1], 0))),
-        _ => Err(io::Error::new(
+/// `--listen ADDR` (default `127.0.0.1:0`) and `--threads N` (default 1).
+fn args() -> io::Result<(SocketAddr, usize)> {
+    let usage = || {
+        io::Error::new(
             ErrorKind::InvalidInput,
-            "usage: mio_echo [--listen ADDR]",
-        )),
+            "usage: mio_echo [--listen ADDR] [--threads N]",
+        )
+    };
+    let mut addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut threads = 1;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(usage)?;
+        match flag.as_str() {
+            "--listen" => addr = value.parse().map_err(|_| usage())?,
+            "--threads" => threads = value.parse().ok().filter(|&n| n > 0).ok_or_else(usage)?,
+            _ => return Err(usage()),
+        }
     }
+    Ok((addr, threads))
+}
+
+/// A listener on `addr` that other threads may bind too (`SO_REUSEPORT`).
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 fn run() -> io::Result<()> {
-    let addr = listen_arg()?;
+    let (addr, threads) = args()?;
+    let first = bind(addr)?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..threads {
+        listeners.push(bind(addr)?);
+    }
+    eprintln!("listening on tcp://{addr}");
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| std::thread::spawn(move || serve_loop(listener)))
+        .collect();
+    for handle in loops {
+        handle
+            .join()
+            .map_err(|_| io::Error::other("a loop panicked"))??;
+    }
+    Ok(())
+}
+
+/// One thread's loop: its own `Poll`, listener and clients.
+fn serve_loop(mut listener: TcpListener) -> io::Result<()> {
     let mut poll = Poll::new()?;
-    let mut listener = TcpListener::bind(addr)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
-    eprintln!("listening on tcp://{}", listener.local_addr()?);
 
     let mut clients: Slab<Client> = Slab::new();
     let mut events = Events::with_capacity(1024);

@@ -1,11 +1,13 @@
-//! The reference most Rust users would write, for `benches/compare`: a line
-//! echo server on tokio's single-threaded (`current_thread`) runtime.
+//! The reference most Rust users would write, for `benches/compare` and
+//! `benches/scale`: a line echo server on tokio's single-threaded
+//! (`current_thread`) runtime, or with `--threads N` on its multi-threaded
+//! runtime with N workers (work-stealing: any worker may run any task).
 //!
 //! One task per connection: `BufReader::read_until(b'\n')`, then `write_all`
 //! of that line. Same flags and output as `mio_echo`:
 //!
 //! ```text
-//! cargo run --release --example tokio_echo -- --listen 127.0.0.1:0
+//! cargo run --release --example tokio_echo -- --listen 127.0.0.1:0 [--threads N]
 //! ```
 //!
 //! `TCP_NODELAY` is set, as on the other servers, so small replies are not
@@ -18,30 +20,50 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-fn listen_arg() -> io::Result<SocketAddr> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [flag, addr] if flag == "--listen" => addr
-            .parse()
-            .map_err(|e| io::Error::new(ErrorKind::InvalidInput, format!("--listen {addr}: {e}"))),
-        [] => Ok(SocketAddr::from(([127, 0, 0, 1], 0))),
-        _ => Err(io::Error::new(
+/// `--listen ADDR` (default `127.0.0.1:0`) and `--threads N` (default 1).
+fn args() -> io::Result<(SocketAddr, usize)> {
+    let usage = || {
+        io::Error::new(
             ErrorKind::InvalidInput,
-            "usage: tokio_echo [--listen ADDR]",
-        )),
+            "usage: tokio_echo [--listen ADDR] [--threads N]",
+        )
+    };
+    let mut addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut threads = 1;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(usage)?;
+        match flag.as_str() {
+            "--listen" => addr = value.parse().map_err(|_| usage())?,
+            "--threads" => threads = value.parse().ok().filter(|&n| n > 0).ok_or_else(usage)?,
+            _ => return Err(usage()),
+        }
     }
+    Ok((addr, threads))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    if let Err(e) = run().await {
+fn main() {
+    let result = args().and_then(|(addr, threads)| {
+        let runtime = if threads == 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()?
+        };
+        runtime.block_on(run(addr))
+    });
+    if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
 }
 
-async fn run() -> io::Result<()> {
-    let listener = TcpListener::bind(listen_arg()?).await?;
+async fn run(addr: SocketAddr) -> io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
     eprintln!("listening on tcp://{}", listener.local_addr()?);
     loop {
         match listener.accept().await {

@@ -16,15 +16,21 @@
 
 use std::time::{Duration, Instant};
 
-const NIL: usize = usize::MAX;
+/// No key: the end of the list.
+const NIL: u32 = u32::MAX;
 
+/// A node's deadline while it is not in the list.
+const UNLINKED: u64 = u64::MAX;
+
+/// One key's place in the list: 16 bytes, since every connection has one.
+/// Links are `u32` (a slab key never comes near 2^32) and the deadline is
+/// nanoseconds since the list's epoch (584 years fit).
 #[derive(Debug, Clone, Copy)]
 struct Node {
-    prev: usize,
-    next: usize,
-    /// Valid only while linked.
-    deadline: Instant,
-    linked: bool,
+    prev: u32,
+    next: u32,
+    /// Nanoseconds after `epoch`; `UNLINKED` while not in the list.
+    deadline: u64,
 }
 
 impl Default for Node {
@@ -32,8 +38,7 @@ impl Default for Node {
         Node {
             prev: NIL,
             next: NIL,
-            deadline: Instant::now(),
-            linked: false,
+            deadline: UNLINKED,
         }
     }
 }
@@ -43,9 +48,11 @@ impl Default for Node {
 pub struct DeadlineList {
     timeout: Duration,
     nodes: Vec<Node>,
-    head: usize,
-    tail: usize,
+    head: u32,
+    tail: u32,
     len: usize,
+    /// Deadlines count from here: the first touch's time.
+    epoch: Option<Instant>,
 }
 
 impl DeadlineList {
@@ -57,6 +64,7 @@ impl DeadlineList {
             head: NIL,
             tail: NIL,
             len: 0,
+            epoch: None,
         }
     }
 
@@ -74,27 +82,45 @@ impl DeadlineList {
 
     /// Whether `key` is waiting.
     pub fn contains(&self, key: usize) -> bool {
-        self.nodes.get(key).is_some_and(|node| node.linked)
+        self.nodes
+            .get(key)
+            .is_some_and(|node| node.deadline != UNLINKED)
     }
 
     /// Activity on `key` at `now`: its deadline becomes `now + timeout`, and it
     /// moves to the back (inserted if it was not there).
     pub fn touch(&mut self, key: usize, now: Instant) {
+        let Ok(link) = u32::try_from(key) else {
+            return; // Beyond any slab this server can have: never tracked.
+        };
+        if link == NIL {
+            return;
+        }
         if key >= self.nodes.len() {
             self.nodes.resize(key + 1, Node::default());
         }
         self.unlink(key);
-        let node = &mut self.nodes[key];
-        node.deadline = now + self.timeout;
-        node.linked = true;
-        node.prev = self.tail;
-        node.next = NIL;
-        match self.tail {
-            NIL => self.head = key,
-            tail => self.nodes[tail].next = key,
+        let epoch = *self.epoch.get_or_insert(now);
+        let since = (now + self.timeout).saturating_duration_since(epoch);
+        let deadline = u64::try_from(since.as_nanos()).unwrap_or(UNLINKED - 1);
+        let tail = self.tail;
+        self.nodes[key] = Node {
+            prev: tail,
+            next: NIL,
+            deadline: deadline.min(UNLINKED - 1),
+        };
+        match tail {
+            NIL => self.head = link,
+            tail => self.nodes[tail as usize].next = link,
         }
-        self.tail = key;
+        self.tail = link;
         self.len += 1;
+    }
+
+    /// The instant a node's deadline stands for.
+    fn instant(&self, node: &Node) -> Option<Instant> {
+        let epoch = self.epoch?;
+        Some(epoch + Duration::from_nanos(node.deadline))
     }
 
     /// Stops tracking `key` (it closed, or no longer needs a deadline).
@@ -106,39 +132,45 @@ impl DeadlineList {
 
     /// The earliest deadline, if any key is waiting.
     pub fn next_deadline(&self) -> Option<Instant> {
-        (self.head != NIL).then(|| self.nodes[self.head].deadline)
+        if self.head == NIL {
+            return None;
+        }
+        self.instant(&self.nodes[self.head as usize])
     }
 
     /// Removes and returns a key whose deadline is at or before `now`, oldest
     /// first; `None` once every remaining deadline is in the future.
     pub fn pop_expired(&mut self, now: Instant) -> Option<usize> {
         let head = self.head;
-        if head == NIL || self.nodes[head].deadline > now {
+        if head == NIL {
             return None;
         }
-        self.unlink(head);
-        Some(head)
+        let due = self.instant(&self.nodes[head as usize])?;
+        if due > now {
+            return None;
+        }
+        self.unlink(head as usize);
+        Some(head as usize)
     }
 
     fn unlink(&mut self, key: usize) {
         let Node {
-            prev, next, linked, ..
+            prev,
+            next,
+            deadline,
         } = self.nodes[key];
-        if !linked {
+        if deadline == UNLINKED {
             return;
         }
         match prev {
             NIL => self.head = next,
-            prev => self.nodes[prev].next = next,
+            prev => self.nodes[prev as usize].next = next,
         }
         match next {
             NIL => self.tail = prev,
-            next => self.nodes[next].prev = prev,
+            next => self.nodes[next as usize].prev = prev,
         }
-        self.nodes[key] = Node {
-            linked: false,
-            ..self.nodes[key]
-        };
+        self.nodes[key] = Node::default();
         self.len -= 1;
     }
 }

@@ -23,15 +23,40 @@ use mio::Token;
 
 use crate::serve::slots::Slot;
 
-/// What the queue remembers about one token.
+/// What the queue remembers about one token, in 8 bytes (every connection
+/// has one): whether it is queued, whether its last serving left more, and
+/// the turn of that serving (62 bits: turns never run out).
 #[derive(Debug, Clone, Copy, Default)]
-struct Mark {
-    /// In the queue now.
-    queued: bool,
-    /// The last turn in which it was served.
-    served_turn: u64,
-    /// Its last serving left something behind.
-    more: bool,
+struct Mark(u64);
+
+impl Mark {
+    const QUEUED: u64 = 1 << 63;
+    const MORE: u64 = 1 << 62;
+    const TURN: u64 = Self::MORE - 1;
+
+    fn queued(self) -> bool {
+        self.0 & Self::QUEUED != 0
+    }
+
+    fn more(self) -> bool {
+        self.0 & Self::MORE != 0
+    }
+
+    fn served_turn(self) -> u64 {
+        self.0 & Self::TURN
+    }
+
+    fn set_queued(&mut self, queued: bool) {
+        self.0 = (self.0 & !Self::QUEUED) | if queued { Self::QUEUED } else { 0 };
+    }
+
+    fn set_more(&mut self, more: bool) {
+        self.0 = (self.0 & !Self::MORE) | if more { Self::MORE } else { 0 };
+    }
+
+    fn set_served_turn(&mut self, turn: u64) {
+        self.0 = (self.0 & !Self::TURN) | (turn & Self::TURN);
+    }
 }
 
 /// Tokens to serve again, in the order they were queued.
@@ -65,10 +90,10 @@ impl ReadyQueue {
         let Some(mark) = self.mark(token) else {
             return;
         };
-        mark.served_turn = turn;
-        mark.more = more;
-        if more && !mark.queued {
-            mark.queued = true;
+        mark.set_served_turn(turn);
+        mark.set_more(more);
+        if more && !mark.queued() {
+            mark.set_queued(true);
             self.queue.push(token);
         }
     }
@@ -79,9 +104,9 @@ impl ReadyQueue {
         let Some(mark) = self.mark(token) else {
             return;
         };
-        mark.more = true;
-        if !mark.queued {
-            mark.queued = true;
+        mark.set_more(true);
+        if !mark.queued() {
+            mark.set_queued(true);
             self.queue.push(token);
         }
     }
@@ -104,13 +129,13 @@ impl ReadyQueue {
         let Some(mark) = self.mark(token) else {
             return false;
         };
-        if !mark.queued {
+        if !mark.queued() {
             return false; // A duplicate left by a closed and reused slot.
         }
-        mark.queued = false;
-        if mark.served_turn == turn {
-            if mark.more {
-                mark.queued = true;
+        mark.set_queued(false);
+        if mark.served_turn() == turn & Mark::TURN {
+            if mark.more() {
+                mark.set_queued(true);
                 self.queue.push(token);
             }
             return false;
