@@ -452,3 +452,83 @@ fn a_failed_reply_does_not_cut_a_finished_line() {
         lines.len()
     );
 }
+
+/// `--max-line off` makes raw echo work for binary files, whose "lines" may
+/// be any length: a file with a 1 MiB run of zeros comes back byte for byte
+/// through `selectd send ADDR < FILE` (the README's example), while the
+/// server's memory stays bounded by the watermarks, not by the line.
+#[test]
+fn raw_echo_of_a_binary_file_with_max_line_off() {
+    let server = ServerProcess::start(&["--echo", "--max-line", "off", "--format", "none"]);
+    let mut file = b"a text line first\n".to_vec();
+    // A line of a MiB of zeros whose last bytes read `stop`: the tail of a
+    // long line is never a command.
+    file.extend(vec![0u8; 1 << 20]);
+    file.extend(b"stop\n");
+    file.extend((0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    file.extend(vec![0u8; 1 << 20]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, &file).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_selectd"))
+        .args(["send", &server.addr])
+        .stdin(std::fs::File::open(&path).unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut all = Vec::new();
+        stdout.read_to_end(&mut all).unwrap();
+        all
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < PATIENCE, "send did not finish");
+        thread::sleep(Duration::from_millis(10));
+    };
+    let echoed = reader.join().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        echoed == file,
+        "echo differs ({} of {} bytes)",
+        echoed.len(),
+        file.len()
+    );
+    // The server did not take the tail of the long line for `stop`.
+    let mut next = server.connect();
+    next.write_all(b"still serving\n").unwrap();
+    assert_eq!(read_exactly(&mut next, 14), b"still serving\n");
+}
+
+/// With `--max-line off`, a single 48 MiB line is echoed whole while the
+/// server's peak memory stays far below the line's size: a line is handed
+/// on in pieces, never held, and the echo is bounded by the watermarks.
+#[test]
+fn a_line_with_no_limit_is_never_held_whole() {
+    let server = ServerProcess::start(&["--echo", "--max-line", "off", "--format", "none"]);
+    let mut client = server.connect();
+    const SIZE: usize = 48 << 20;
+    let mut line = vec![b'z'; SIZE];
+    line.push(b'\n');
+    let writer = write_in_background(&client, line);
+    let mut echoed = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match client.read(&mut buf).expect("echo") {
+            0 => break,
+            n => echoed += n,
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(echoed, SIZE + 1);
+    let peak_kib = server.peak_rss_kib();
+    assert!(
+        peak_kib < 24 * 1024,
+        "peak RSS {peak_kib} KiB for a 48 MiB line"
+    );
+}

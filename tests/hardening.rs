@@ -258,6 +258,20 @@ fn stats_line_and_periodic_log() {
     assert!(!server.stdout().contains("] stats"));
 }
 
+/// Counters asked for with `--stats` are printed whatever `RUST_LOG` says:
+/// a log filter that does not mention them does not hide them.
+#[test]
+fn stats_print_whatever_the_log_filter() {
+    for filter in ["warn", "error", "off"] {
+        let server = ServerProcess::start_with(&["--stats", "200ms"], |command| {
+            command.env("RUST_LOG", filter);
+        });
+        wait_until("a periodic stats line", || {
+            server.stderr().contains("accepted=0 open=0")
+        });
+    }
+}
+
 /// The counters are readable through the library API as well.
 #[test]
 fn counters_through_the_handle() {

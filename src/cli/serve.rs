@@ -67,12 +67,13 @@ pub struct ServeArgs {
     /// drop whole lines and count them as lines_dropped).
     #[arg(long, value_name = "POLICY", default_value = "block")]
     pub output_full: OutputFull,
-    /// Longest accepted line (bytes, or 64KiB, 1MiB); longer lines close the client.
+    /// Longest accepted line (bytes, or 64KiB, 1MiB); longer lines close the
+    /// client. off: no limit, for raw echo of binary data.
     #[arg(
         long,
         value_name = "BYTES",
         default_value = "64KiB",
-        value_parser = values::size
+        value_parser = values::line_limit
     )]
     pub max_line: usize,
     /// Write every line back to its sender.

@@ -55,6 +55,15 @@ pub fn size(text: &str) -> Result<usize, ValueError> {
     }
 }
 
+/// `--max-line`: a byte size, or `off` for no limit (`usize::MAX`: raw echo
+/// of binary data, long lines handed on in pieces; see `proto::line`).
+pub fn line_limit(text: &str) -> Result<usize, ValueError> {
+    if text == "off" {
+        return Ok(usize::MAX);
+    }
+    size(text)
+}
+
 /// A byte size, zero allowed (watermarks).
 pub fn size_or_zero(text: &str) -> Result<usize, UnitError> {
     units::parse_bytes(text)

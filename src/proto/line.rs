@@ -15,8 +15,17 @@
 //!   happens and is never more than `max_line + 1` bytes (room for a `\r`).
 //! - A line whose text is longer than `max_line` is an error as soon as that
 //!   is certain, whatever the split: memory stays bounded whatever a peer sends.
+//! - With no limit (`max_line` = `usize::MAX`, `--max-line off`, for raw
+//!   echo of binary data), memory stays bounded another way: between reads
+//!   an unfinished line is never held beyond [`PIECE`] bytes; a longer one
+//!   is handed out in pieces, as they come, marked so that no piece is taken
+//!   for a command.
+//!   Joined, the pieces are the line; where it is cut depends on the reads.
 
 use std::ops::{ControlFlow, Range};
+
+/// With no line limit, the most of an unfinished line held at once.
+pub const PIECE: usize = 64 * 1024;
 
 /// One complete line, as handed to the caller of [`LineBuffer::feed`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,13 +39,42 @@ pub struct Line<'a> {
     /// Consecutive lines have touching ranges, so a caller can echo a run of
     /// them with one write.
     pub span: Option<Range<usize>>,
+    /// Only with no line limit: more of this line follows (this is a piece
+    /// of a line longer than [`PIECE`]; `text` is then `raw`, as it came).
+    pub piece: bool,
+    /// Only with no line limit: this continues a line handed out in
+    /// pieces before; its start is not here.
+    pub continues: bool,
 }
 
 impl<'a> Line<'a> {
     fn new(raw: &'a [u8], span: Option<Range<usize>>) -> Self {
         let text = raw.strip_suffix(b"\n").unwrap_or(raw);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
-        Line { raw, text, span }
+        Line {
+            raw,
+            text,
+            span,
+            piece: false,
+            continues: false,
+        }
+    }
+
+    /// A piece of a longer line, with more to come.
+    fn piece(raw: &'a [u8], span: Option<Range<usize>>, continues: bool) -> Self {
+        Line {
+            raw,
+            text: raw,
+            span,
+            piece: true,
+            continues,
+        }
+    }
+
+    /// Whether this is a whole line (not a piece of a longer one): only a
+    /// whole line can be a command.
+    pub fn is_whole(&self) -> bool {
+        !self.piece && !self.continues
     }
 }
 
@@ -77,17 +115,28 @@ pub struct LineBuffer {
     partial: Vec<u8>,
     max_line: usize,
     completed: u64,
+    /// With no line limit: hold at most this much (`PIECE`, smaller in tests).
+    piece_len: usize,
+    /// The line now held (or next begun) continues pieces handed out before.
+    continued: bool,
 }
 
 impl LineBuffer {
     /// An empty buffer for lines of at most `max_line` bytes of text.
     /// Nothing is allocated until a line is split across two reads.
+    /// `usize::MAX` means no limit: long lines come out in pieces.
     pub fn new(max_line: usize) -> Self {
         LineBuffer {
             partial: Vec::new(),
             max_line,
             completed: 0,
+            piece_len: PIECE,
+            continued: false,
         }
+    }
+
+    fn unlimited(&self) -> bool {
+        self.max_line == usize::MAX
     }
 
     /// Bytes of an unfinished line held from earlier reads.
@@ -115,8 +164,7 @@ impl LineBuffer {
         if !self.partial.is_empty() {
             // The first newline completes the line begun in an earlier read.
             let Some(end) = newlines.next().map(|nl| nl + 1) else {
-                self.keep_partial(chunk)?;
-                return Ok(ControlFlow::Continue(()));
+                return self.hold_tail(chunk, 0, &mut on_line);
             };
             self.keep_partial(&chunk[..end])?;
             if self.hand_out_partial(&mut on_line)?.is_break() {
@@ -125,18 +173,55 @@ impl LineBuffer {
             start = end;
         }
         for nl in newlines {
-            let line = Line::new(&chunk[start..=nl], Some(start..nl + 1));
+            let mut line = Line::new(&chunk[start..=nl], Some(start..nl + 1));
             if line.text.len() > self.max_line {
                 return Err(self.too_long());
             }
+            line.continues = std::mem::take(&mut self.continued);
             self.completed += 1;
             if on_line(line).is_break() {
                 return Ok(ControlFlow::Break(()));
             }
             start = nl + 1;
         }
-        self.keep_partial(&chunk[start..])?;
-        Ok(ControlFlow::Continue(()))
+        self.hold_tail(chunk, start, &mut on_line)
+    }
+
+    /// The end of `chunk` from `start` holds no newline: keep it for the
+    /// next read. With no line limit, a line that would be held beyond
+    /// `piece_len` is handed out instead: what was held, then this tail.
+    fn hold_tail<F>(
+        &mut self,
+        chunk: &[u8],
+        start: usize,
+        on_line: &mut F,
+    ) -> Result<ControlFlow<()>, LineTooLong>
+    where
+        F: FnMut(Line<'_>) -> ControlFlow<()>,
+    {
+        let tail = &chunk[start..];
+        if !self.unlimited() || self.partial.len() + tail.len() <= self.piece_len {
+            self.keep_partial(tail)?;
+            return Ok(ControlFlow::Continue(()));
+        }
+        if !self.partial.is_empty() {
+            let continues = std::mem::replace(&mut self.continued, true);
+            let flow = on_line(Line::piece(&self.partial, None, continues));
+            self.clear_partial();
+            if flow.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        if tail.len() <= self.piece_len {
+            self.keep_partial(tail)?;
+            return Ok(ControlFlow::Continue(()));
+        }
+        let continues = std::mem::replace(&mut self.continued, true);
+        Ok(on_line(Line::piece(
+            tail,
+            Some(start..chunk.len()),
+            continues,
+        )))
     }
 
     /// At end of stream: the unterminated last line, if any, as a line.
@@ -157,10 +242,11 @@ impl LineBuffer {
     where
         F: FnOnce(Line<'_>) -> ControlFlow<()>,
     {
-        let line = Line::new(&self.partial, None);
+        let mut line = Line::new(&self.partial, None);
         if line.text.len() > self.max_line {
             return Err(self.too_long());
         }
+        line.continues = std::mem::take(&mut self.continued);
         let flow = on_line(line);
         self.completed += 1;
         self.clear_partial();
@@ -185,6 +271,7 @@ impl LineBuffer {
     /// Drops the offending line and reports it.
     fn too_long(&mut self) -> LineTooLong {
         self.clear_partial();
+        self.continued = false;
         LineTooLong {
             max_line: self.max_line,
         }
@@ -361,7 +448,104 @@ mod tests {
         assert_eq!(buffer.partial.capacity(), 0);
     }
 
+    /// `data` cut at the positions `cuts` that fall inside it.
+    fn cut_at(data: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+        let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= data.len()).collect();
+        cuts.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for cut in cuts {
+            chunks.push(&data[last..cut]);
+            last = cut;
+        }
+        chunks.push(&data[last..]);
+        chunks
+    }
+
+    // ---- no limit: pieces ----
+
+    /// Frames `chunks` with no limit and pieces of `piece_len`; returns
+    /// every line or piece handed out (raw, whole?) and the most ever held.
+    fn frame_unlimited(piece_len: usize, chunks: &[&[u8]]) -> (Vec<(Vec<u8>, bool)>, usize) {
+        let mut buffer = LineBuffer::new(usize::MAX);
+        buffer.piece_len = piece_len;
+        let mut out = Vec::new();
+        let mut most = 0;
+        for chunk in chunks {
+            let result = buffer.feed(chunk, |line| {
+                if line.piece {
+                    assert_eq!(line.text, line.raw);
+                }
+                out.push((line.raw.to_vec(), line.is_whole()));
+                ControlFlow::Continue(())
+            });
+            assert!(result.is_ok());
+            most = most.max(buffer.pending());
+        }
+        let _ = buffer.finish(|line| {
+            out.push((line.raw.to_vec(), line.is_whole()));
+            ControlFlow::Continue(())
+        });
+        (out, most)
+    }
+
+    #[test]
+    fn no_limit_hands_out_a_long_line_in_pieces_never_whole() {
+        let (out, most) = frame_unlimited(4, &[b"ab", b"cdef", b"gh", b"stop\nok\n"]);
+        let joined: Vec<u8> = out.iter().flat_map(|(raw, _)| raw.clone()).collect();
+        assert_eq!(joined, b"abcdefghstop\nok\n");
+        assert!(most <= 4);
+        // Every part of the long line, its `stop` tail included, is not whole.
+        let parts: Vec<bool> = out.iter().map(|(_, whole)| *whole).collect();
+        assert_eq!(parts.last(), Some(&true), "`ok` is a line of its own");
+        assert!(
+            parts[..parts.len() - 1].iter().all(|whole| !whole),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn no_limit_keeps_short_lines_whole() {
+        let (out, _) = frame_unlimited(8, &[b"stop\nab", b"c\n"]);
+        assert_eq!(out, [(b"stop\n".to_vec(), true), (b"abc\n".to_vec(), true)]);
+    }
+
     proptest! {
+        /// With no limit, any split of the same bytes joins back to them,
+        /// nothing longer than a piece is ever held, and a line short enough
+        /// to be held whole comes out whole.
+        #[test]
+        fn no_limit_reassembles_any_split_within_the_piece_bound(
+            data in proptest::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..20),
+            piece in 1usize..16,
+        ) {
+            let chunks = cut_at(&data, cuts);
+            let (out, most) = frame_unlimited(piece, &chunks);
+            let joined: Vec<u8> = out.iter().flat_map(|(raw, _)| raw.clone()).collect();
+            prop_assert_eq!(joined, data.clone());
+            prop_assert!(most <= piece);
+            // Regroup the output into lines: a line whose text fits in a
+            // piece came out whole, in one part; one cut into parts has
+            // none of them whole.
+            let mut parts: Vec<&(Vec<u8>, bool)> = Vec::new();
+            for entry in &out {
+                prop_assert!(!entry.0.is_empty());
+                parts.push(entry);
+                if entry.0.last() == Some(&b'\n') || std::ptr::eq(entry, out.last().unwrap()) {
+                    let len: usize = parts.iter().map(|(raw, _)| raw.len()).sum();
+                    let text = len - usize::from(entry.0.last() == Some(&b'\n'));
+                    if text <= piece {
+                        prop_assert!(parts.len() == 1 && parts[0].1, "{:?}", parts);
+                    } else if parts.len() > 1 {
+                        // (A long line that lay in one read came out whole.)
+                        prop_assert!(parts.iter().all(|(_, whole)| !whole), "{:?}", parts);
+                    }
+                    parts.clear();
+                }
+            }
+        }
+
         /// Any split of the same bytes yields the same lines (or the same error).
         #[test]
         fn any_split_yields_the_same_lines(
@@ -370,15 +554,7 @@ mod tests {
             max in 1usize..40,
         ) {
             let whole = frame(max, &[&data]);
-            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= data.len()).collect();
-            cuts.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut last = 0;
-            for cut in cuts {
-                chunks.push(&data[last..cut]);
-                last = cut;
-            }
-            chunks.push(&data[last..]);
+            let chunks = cut_at(&data, cuts);
             let split = frame(max, &chunks);
             prop_assert_eq!(whole.1.is_some(), split.1.is_some());
             if whole.1.is_none() {

@@ -11,7 +11,8 @@
 //!   listener that spends its budget is served again next turn through the
 //!   ready queue, like a connection that spent its read budget.
 //! - **`--max-conns`**: a client beyond it is accepted (so it does not wait
-//!   in the backlog for nothing), told `error: server full`, and closed.
+//!   in the backlog for nothing), told `error: server full`, and closed with
+//!   a linger (see `linger`), so that it reads why.
 //!   Refusals are logged at most once a second, so a flood cannot flood the
 //!   log too.
 //! - **Out of file descriptors** (`EMFILE`/`ENFILE`): retrying at once would
@@ -43,7 +44,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub(crate) enum Accepted {
     /// A client to serve.
     Client(Stream, Peer),
-    /// A client was refused (server full), or gave up while queued: go on.
+    /// A client was refused (server full) and told so: close it with a
+    /// linger, so that it reads why.
+    Refused(Stream),
+    /// A client gave up while queued: go on.
     Skipped,
     /// Nothing more to accept now (the backlog is empty, or accepting is
     /// paused): stop until the next event or the end of the pause.
@@ -132,8 +136,7 @@ impl Acceptor {
         loop {
             return match listener.accept() {
                 Ok((stream, peer)) if open >= self.max_conns => {
-                    self.refuse(stream, &peer, now, counters);
-                    Accepted::Skipped
+                    Accepted::Refused(self.refuse(stream, &peer, now, counters))
                 }
                 Ok((stream, peer)) => {
                     self.backoff = BACKOFF_MIN;
@@ -164,7 +167,13 @@ impl Acceptor {
     }
 
     /// `--max-conns` are open: tell the client and close it at once.
-    fn refuse(&mut self, mut stream: Stream, peer: &Peer, now: Instant, counters: &mut Counters) {
+    fn refuse(
+        &mut self,
+        mut stream: Stream,
+        peer: &Peer,
+        now: Instant,
+        counters: &mut Counters,
+    ) -> Stream {
         counters.refused_full += 1;
         // A fresh socket's send buffer is empty: this short write fits.
         let _ = stream.write(SERVER_FULL);
@@ -181,5 +190,6 @@ impl Acceptor {
             self.refusals_unlogged = 0;
             self.last_refusal_log = Some(now);
         }
+        stream
     }
 }

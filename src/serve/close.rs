@@ -35,11 +35,15 @@ pub enum CloseReason {
     ProxyHeader,
     /// Another socket error; the error itself is logged.
     Error,
+    /// The server held the client back (it did not read its replies, so
+    /// the server stopped reading from it) and its pending output made no
+    /// progress for the idle time-out.
+    WriteTimeout,
 }
 
 impl CloseReason {
     /// Every reason, in a fixed order (see [`index`](Self::index)).
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::Eof,
         CloseReason::Disconnect,
         CloseReason::Idle,
@@ -51,6 +55,7 @@ impl CloseReason {
         CloseReason::CrossProtocol,
         CloseReason::ProxyHeader,
         CloseReason::Error,
+        CloseReason::WriteTimeout,
     ];
 
     /// This reason's position in [`ALL`](Self::ALL).
@@ -72,6 +77,7 @@ impl CloseReason {
             CloseReason::CrossProtocol => "cross-protocol",
             CloseReason::ProxyHeader => "proxy-header",
             CloseReason::Error => "error",
+            CloseReason::WriteTimeout => "write-timeout",
         }
     }
 

@@ -33,7 +33,9 @@ pub struct Config {
     pub output_buffer: usize,
     /// What happens when that much waits (`--output-full`).
     pub output_full: OutputFull,
-    /// The longest line accepted, in bytes, without its terminator.
+    /// The longest line accepted, in bytes, without its terminator;
+    /// `usize::MAX` for no limit (longer lines are then handed on in
+    /// pieces of 64 KiB: see [`proto::line`](crate::proto::line)).
     pub max_line: usize,
     /// Write every line back to its sender.
     pub echo: bool,

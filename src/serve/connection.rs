@@ -58,6 +58,7 @@ use crate::serve::proxy::{Carried, HeaderError, PendingHeader};
 use crate::serve::send_queue::SendQueue;
 use crate::serve::shared::SharedRef;
 use crate::serve::stats::Counters;
+use crate::serve::trace;
 
 /// At most this many bytes are read from one connection per reactor turn,
 /// so one flooding client cannot starve the others. A connection with more
@@ -65,12 +66,15 @@ use crate::serve::stats::Counters;
 pub const READ_BUDGET: usize = 64 * 1024;
 
 /// At `stop`, at most this much more is read from one client: everything a
-/// kernel receive queue can hold, but not an endless stream.
+/// kernel receive queue can hold, but not an endless stream. (With `--echo`
+/// the watermarks stop it much sooner.)
 const STOP_DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
-/// Whether a short read may be taken to mean "nothing more queued" (see
+/// Whether a short TCP read may be taken to mean "nothing more queued" (see
 /// `on_readable`). Only where urgent data is reported as an event (epoll's
 /// `EPOLLPRI`, mio's `PRIORITY`): elsewhere every read goes on to `WouldBlock`.
+/// Never for Unix sockets: their reads stop at every message that carries
+/// descriptors (`SCM_RIGHTS`), with more queued behind it.
 const SHORT_READ_SHORTCUT: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 /// What a connection always waits for: readability, and on Linux urgent
@@ -174,10 +178,12 @@ pub struct Connection {
     phase: Phase,
     /// The interest currently registered with the `Poll`.
     interest: Interest,
-    /// A short read no longer proves the socket's queue is empty: an event
-    /// said the peer shut down its side (the end of the stream must be read
-    /// now, no further edge will come), or that TCP urgent data arrived (a
-    /// read stops at the urgent mark with more queued behind it).
+    /// A short read does not prove the socket's queue is empty: always so
+    /// for a Unix socket (a read stops at a message carrying descriptors),
+    /// and for TCP once an event said the peer shut down its side (the end
+    /// of the stream must be read now, no further edge will come) or that
+    /// urgent data arrived (a read stops at the urgent mark with more
+    /// queued behind it).
     drain_fully: bool,
     /// A write or read failed: the peer is gone. What it sent is still
     /// printed, but nothing more is sent to it.
@@ -185,6 +191,9 @@ pub struct Connection {
     /// Which unfinished line the line-timeout clock is running for (by
     /// its number), if any.
     timed_line: Option<u64>,
+    /// This client's `stop` was obeyed: however it ends (its EOF may be read
+    /// before the server stops), it closes with reason `stop`.
+    sent_stop: bool,
     /// From a trusted proxy, until its PROXY header is complete: the bytes
     /// so far. Until then nothing is framed, and `open` is not printed yet,
     /// so that every event names the client the header carries.
@@ -210,6 +219,7 @@ impl Connection {
         }
         let config = &ctx.config;
         log::debug!("{label}: open as {token:?}");
+        let drain_fully = !SHORT_READ_SHORTCUT || matches!(stream, Stream::Unix(_));
         Ok(Connection {
             token,
             stream,
@@ -219,9 +229,10 @@ impl Connection {
             out: SendQueue::new(config.high_watermark, config.low_watermark),
             phase: Phase::Reading,
             interest: READ_INTEREST,
-            drain_fully: !SHORT_READ_SHORTCUT,
+            drain_fully,
             peer_gone: false,
             timed_line: None,
+            sent_stop: false,
             proxy_header,
         })
     }
@@ -239,7 +250,10 @@ impl Connection {
     /// Whether an unfinished line began or ended since the last call: the
     /// reactor starts or stops this connection's line-timeout clock.
     pub(crate) fn line_timer(&mut self) -> LineTimer {
-        let now = (self.lines.pending() > 0).then(|| self.lines.completed());
+        // While the server holds the client back, it is not the client
+        // that is slow: the clock stops, and starts afresh on resuming.
+        let unfinished = self.lines.pending() > 0 && self.phase != Phase::Backpressured;
+        let now = unfinished.then(|| self.lines.completed());
         if now == self.timed_line {
             return LineTimer::Unchanged;
         }
@@ -259,20 +273,34 @@ impl Connection {
         CloseReason::LineTimeout
     }
 
-    /// The client was silent for the idle time-out (the notes'
-    /// `if not inp: break`). What it sent of an unfinished line is still
+    /// Nothing moved for the idle time-out. Usually the client was silent
+    /// (the notes' `if not inp: break`). But while the server holds it back
+    /// (backpressure) the server is the one not reading, so the client may
+    /// be sending all along: what it failed to do is read its replies, and
+    /// the clock (restarted by every byte written to it) timed the output
+    /// that made no progress. What it sent of an unfinished line is still
     /// printed: nothing already received is lost.
     pub(crate) fn on_idle_timeout(&mut self, ctx: &mut Context) -> CloseReason {
         if self.awaits_proxy_header() {
             return self.on_proxy_header_late();
         }
         self.print_unfinished_line(ctx);
-        CloseReason::Idle
+        if self.phase == Phase::Backpressured {
+            log::info!(
+                "{}: {} bytes of replies unread for the idle time-out",
+                self.label,
+                self.out.len()
+            );
+            CloseReason::WriteTimeout
+        } else {
+            CloseReason::Idle
+        }
     }
 
-    /// Prints an unfinished line as it stands, when the server gives up on
-    /// it. It is not acted on (no command, no echo): unlike a last line at
-    /// EOF, the client never finished it.
+    /// Prints an unfinished line as it stands, when the connection ends
+    /// without a clean EOF (a time-out, a reset, a failed write). It is not
+    /// acted on (no command, no echo): unlike a last line at EOF, the client
+    /// never finished it.
     fn print_unfinished_line(&mut self, ctx: &mut Context) {
         let label = &self.label;
         let _ = self.lines.finish(|line| {
@@ -327,12 +355,15 @@ impl Connection {
             if self.phase != Phase::Reading {
                 break;
             }
-            // A read that did not fill the buffer emptied the socket's
+            // A TCP read that did not fill the buffer emptied the socket's
             // receive queue: on epoll (and kqueue) a new arrival raises a
             // new edge, so the extra read that would only say `WouldBlock`
             // is skipped (tokio makes the same deduction). Not so once the
             // peer has closed (the end of stream was already announced and
-            // must be read now) or sent urgent data (see `drain_fully`).
+            // must be read now) or sent urgent data, and never for a Unix
+            // socket (see `drain_fully`). A descriptor a Unix client passes
+            // is never ours: a plain `read` asks for no control data, so
+            // the kernel closes it instead of installing it.
             if n < want && !self.drain_fully {
                 break;
             }
@@ -376,8 +407,9 @@ impl Connection {
 
     /// The server is stopping: read what this client has already sent (what
     /// the kernel holds for us, up to `STOP_DRAIN_LIMIT` so a client that
-    /// keeps streaming cannot hold the stop), act on every line, keep an
-    /// unfinished last line as a line, and close once the replies are flushed.
+    /// keeps streaming cannot hold the stop), act on every line, print an
+    /// unfinished last line (obeyed only if the client's EOF came too), and
+    /// close once the replies are flushed.
     ///
     /// With `may_read` false (the output is full), nothing more is read:
     /// what the client sent stays in the kernel, never received.
@@ -390,11 +422,22 @@ impl Connection {
         if let Phase::Closing(_) = self.phase {
             return self.settle(ctx, false, false);
         }
-        let mut remaining = if may_read { STOP_DRAIN_LIMIT } else { 0 };
+        // The watermarks still hold: a client held back for not reading its
+        // replies keeps its unread bytes in the kernel (never received),
+        // and reading stops as soon as a client's replies pass the mark.
+        let mut remaining = if may_read && self.phase == Phase::Reading {
+            STOP_DRAIN_LIMIT
+        } else {
+            0
+        };
+        let mut eof = false;
         while remaining > 0 {
             let want = scratch.len().min(remaining);
             let n = match self.stream.read(&mut scratch[..want]) {
-                Ok(0) => break,
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -405,11 +448,16 @@ impl Connection {
             if let Err(reason) = self.receive(Some(&scratch[..n]), ctx) {
                 return Status::Closed(reason);
             }
-            if let Phase::Closing(_) = self.phase {
-                return self.settle(ctx, true, false);
+            match self.phase {
+                Phase::Closing(_) => return self.settle(ctx, true, false),
+                Phase::Backpressured => break,
+                Phase::Reading => {}
             }
         }
-        if let Err(reason) = self.receive(None, ctx) {
+        if !eof {
+            // The client may still be writing this line: print what came.
+            self.print_unfinished_line(ctx);
+        } else if let Err(reason) = self.receive(None, ctx) {
             return Status::Closed(reason);
         }
         if !matches!(self.phase, Phase::Closing(_)) {
@@ -463,7 +511,11 @@ impl Connection {
     }
 
     /// The single exit: deregister, print the close event, log, drop the socket.
-    pub(crate) fn close(mut self, reason: CloseReason, ctx: &mut Context) {
+    ///
+    /// Returns the socket if it should close with a linger (see `linger`):
+    /// the server ended the conversation after telling the client why
+    /// (`disconnect`, a line too long), so the client must get to read it.
+    pub(crate) fn close(mut self, reason: CloseReason, ctx: &mut Context) -> Option<Stream> {
         let (registry, output) = (&ctx.registry, &mut ctx.output);
         if self.proxy_header.is_some() {
             // It never named a client: it opens and closes as the proxy.
@@ -481,7 +533,9 @@ impl Connection {
         }
         output.close(&self.label, reason);
         log::info!("{}: closed ({reason}), {:?}", self.label, self.token);
-        // Dropping the stream closes the socket (the notes' `close()`).
+        let last_words = matches!(reason, CloseReason::Disconnect | CloseReason::LineTooLong);
+        (last_words && !self.peer_gone && self.out.is_empty()).then_some(self.stream)
+        // Otherwise dropping the stream closes the socket (the notes' `close()`).
     }
 
     /// End of stream: the client shut down its sending side. An unfinished
@@ -492,13 +546,19 @@ impl Connection {
             return Status::Closed(reason);
         }
         if !matches!(self.phase, Phase::Closing(_)) {
-            self.phase = Phase::Closing(CloseReason::Eof);
+            let reason = if self.sent_stop {
+                CloseReason::Stop
+            } else {
+                CloseReason::Eof
+            };
+            self.phase = Phase::Closing(reason);
         }
         self.settle(ctx, true, false)
     }
 
     /// A read failed. A reset loses nothing we hold: the unfinished last
-    /// line is printed before the connection closes.
+    /// line is printed (not obeyed: only a clean EOF finishes a line)
+    /// before the connection closes.
     fn on_read_error(&mut self, err: &io::Error, ctx: &mut Context) -> Status {
         ctx.counters.errors += 1;
         let reason = CloseReason::from_io(err);
@@ -551,6 +611,7 @@ impl Connection {
             chunk
         };
         let Connection {
+            token,
             stream,
             peer,
             label,
@@ -558,13 +619,16 @@ impl Connection {
             out,
             phase,
             peer_gone,
+            sent_stop,
             ..
         } = self;
         let mut act = Act {
+            token: *token,
             stream,
             out,
             peer,
             label,
+            sent_stop,
             ctx,
             chunk: chunk.unwrap_or_default(),
             echo_run: 0..0,
@@ -641,10 +705,13 @@ impl Connection {
 /// Acting on the lines of one read: borrows what that needs, for as long as
 /// the read is being framed.
 struct Act<'a, 'c> {
+    token: Token,
     stream: &'a mut Stream,
     out: &'a mut SendQueue,
     peer: &'a Peer,
     label: &'a str,
+    /// Set when this client's `stop` is obeyed.
+    sent_stop: &'a mut bool,
     ctx: &'a mut Context,
     /// The read being framed; `echo_run` is a range of it.
     chunk: &'c [u8],
@@ -662,7 +729,7 @@ impl Act<'_, '_> {
     /// echoed with `--echo`).
     fn on_line(&mut self, line: Line<'_>) -> ControlFlow<()> {
         self.ctx.counters.lines += 1;
-        if is_cross_protocol(line.text) {
+        if !line.continues && is_cross_protocol(line.text) {
             // Close at once: nothing this connection sent from here on,
             // nor the replies owed to it, is worth anything.
             log::warn!(
@@ -674,7 +741,10 @@ impl Act<'_, '_> {
             self.next_phase = Some(Phase::Closing(CloseReason::CrossProtocol));
             return ControlFlow::Break(());
         }
-        match Command::parse(line.text) {
+        // A piece of a line longer than any limit (`--max-line off`) is
+        // never a command, however it ends.
+        let command = line.is_whole().then(|| Command::parse(line.text)).flatten();
+        match command {
             Some(Command::Disconnect) => {
                 // As redis does for QUIT: flush the replies so far, then close;
                 // whatever the client sent after `disconnect` is not acted on.
@@ -683,7 +753,12 @@ impl Act<'_, '_> {
             }
             Some(Command::Stop) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
                 log::info!("{}: stop requested", self.label);
+                if self.ctx.config.trace_loop {
+                    let key = self.token.0;
+                    trace::emit(format_args!("  conn {key} {}: stop requested", self.label));
+                }
                 self.ctx.stop_requested = true;
+                *self.sent_stop = true;
             }
             Some(Command::Stop) => {
                 log::warn!("{}: refused stop from a remote client", self.label);

@@ -28,8 +28,8 @@
 //!
 //! mio is edge-triggered: an event says readiness *changed*, once. So a
 //! listener accepts until `WouldBlock` (or its budget), a connection reads
-//! until `WouldBlock` (or a short read where the kernel guarantees that it
-//! emptied the queue, or its budget), and anything left behind must be
+//! until `WouldBlock` (or a short TCP read, where the kernel guarantees that
+//! it emptied the queue, or its budget), and anything left behind must be
 //! remembered, because the kernel will not mention it again: that is the
 //! ready queue's job. `Interrupted` (EINTR) is retried, from `poll` and from
 //! every call, never treated as a failure. Events may be spurious: a handler
@@ -55,11 +55,13 @@ use crate::serve::connection::{Connection, Context, LineTimer, Status};
 use crate::serve::datagram::{self, DatagramState};
 use crate::serve::deadline::DeadlineList;
 use crate::serve::error::Error;
+use crate::serve::linger::Lingering;
 use crate::serve::output::Output;
 use crate::serve::output::diagnostics;
 use crate::serve::output::queue::Closed;
 use crate::serve::ready::ReadyQueue;
 use crate::serve::slots::{self, Slot};
+use crate::serve::stats;
 use crate::serve::trace;
 use crate::serve::{notify, proxy};
 
@@ -86,6 +88,8 @@ pub(crate) struct EventLoop {
     /// without `--proxy-protocol`.
     proxy_headers: Option<DeadlineList>,
     ready: ReadyQueue,
+    /// Sockets closed on purpose, lingering so the client reads why.
+    lingering: Lingering,
     accept: Acceptor,
     datagrams: Vec<mio::net::UdpSocket>,
     datagram_state: DatagramState,
@@ -141,6 +145,7 @@ impl EventLoop {
             ctx: parts.ctx,
             connections: Slab::new(),
             ready: ReadyQueue::default(),
+            lingering: Lingering::default(),
             accept: parts.accept,
             datagrams: parts.datagrams,
             datagram_state: DatagramState::default(),
@@ -241,7 +246,7 @@ impl EventLoop {
 
     /// Every deadline this loop keeps, nearest or not. While reading is
     /// paused for output, clients' clocks do not run.
-    fn deadlines(&self) -> [Option<Instant>; 6] {
+    fn deadlines(&self) -> [Option<Instant>; 7] {
         let clients = !self.reading_paused;
         [
             self.proxy_headers
@@ -259,6 +264,7 @@ impl EventLoop {
             self.grace_deadline,
             self.accept.paused_until(),
             self.next_stats,
+            self.lingering.next_deadline(),
         ]
     }
 
@@ -305,6 +311,7 @@ impl EventLoop {
     /// Other deadlines: counters to log, the end of a stop's grace period,
     /// the end of a pause in accepting.
     fn on_loop_deadlines(&mut self, now: Instant) {
+        self.lingering.expire(now, &self.ctx.registry);
         if let Some(due) = self.next_stats
             && due <= now
         {
@@ -313,7 +320,7 @@ impl EventLoop {
                 .ctx
                 .shared
                 .totals(Some((self.ctx.reactor, &self.ctx.counters)));
-            log::info!(target: "selectd::stats", "{totals}");
+            stats::report(&totals);
             let every = self
                 .ctx
                 .config
@@ -322,10 +329,14 @@ impl EventLoop {
             self.next_stats = Some(now + every);
         }
         if self.grace_deadline.is_some_and(|deadline| deadline <= now) {
-            log::warn!(
-                "grace period over: closing {} clients with output unsent",
-                self.connections.len()
-            );
+            let unsent = self
+                .connections
+                .iter()
+                .filter(|(_, connection)| connection.pending_output() > 0)
+                .count();
+            if unsent > 0 {
+                log::warn!("grace period over: closing {unsent} clients with output unsent");
+            }
             self.close_all(CloseReason::Stop);
         }
         if self.accept.resume_if_due(now) {
@@ -344,6 +355,10 @@ impl EventLoop {
             Slot::Datagram(index) => self.on_datagrams(index),
             Slot::Waker => self.on_wake(now),
             Slot::Signals => self.on_signals(),
+            Slot::Lingering(key) => {
+                self.lingering
+                    .on_readable(key, &mut self.scratch, &self.ctx.registry);
+            }
         }
     }
 
@@ -500,7 +515,7 @@ impl EventLoop {
                 }
                 Slot::Listener(index) => self.accept_from(index, now),
                 Slot::Datagram(index) => self.on_datagrams(index),
-                Slot::Waker | Slot::Signals => {}
+                Slot::Waker | Slot::Signals | Slot::Lingering(_) => {}
             }
         }
         self.ready.finish(batch);
@@ -583,6 +598,9 @@ impl EventLoop {
                         Some(to) => self.ctx.shared.hand_off(to, stream, peer),
                         None => self.open(stream, peer, now),
                     }
+                }
+                Accepted::Refused(stream) => {
+                    self.lingering.start(stream, &self.ctx.registry, now);
                 }
                 Accepted::Skipped => {}
                 Accepted::Done => {
@@ -679,7 +697,10 @@ impl EventLoop {
         self.ready.forget(Token(key));
         self.ctx.shared.closed();
         self.ctx.counters.count_close(reason);
-        connection.close(reason, &mut self.ctx);
+        if let Some(stream) = connection.close(reason, &mut self.ctx) {
+            self.lingering
+                .start(stream, &self.ctx.registry, Instant::now());
+        }
     }
 
     fn close_all(&mut self, reason: CloseReason) {
@@ -723,12 +744,23 @@ impl EventLoop {
         }
     }
 
-    /// Stop gracefully: no new clients; every client's already-sent bytes
-    /// are read and acted on; replies are flushed within the grace period.
+    /// Stop gracefully: no new clients (those already in the backlog are
+    /// taken); every client's already-sent bytes are read and acted on;
+    /// replies are flushed within the grace period.
     fn begin_stop(&mut self, now: Instant) {
         log::info!("stopping: {} clients connected", self.connections.len());
         if self.ctx.config.notify {
             notify::stopping();
+        }
+        if self.ctx.config.trace_loop {
+            let open = self.connections.len();
+            trace::emit(format_args!("  stopping: {open} clients connected"));
+        }
+        // Clients already queued in the backlog connected before the stop:
+        // accept them (one turn's budget per listener) and serve them like
+        // the others, rather than reset them by closing the listener.
+        for index in 0..self.accept.len() {
+            self.accept_from(index, now);
         }
         for mut listener in self.accept.close_all() {
             let _ = self.ctx.registry.deregister(listener.source());
@@ -779,6 +811,7 @@ impl EventLoop {
                     },
                     Slot::Waker => "waker".into(),
                     Slot::Signals => "signal".into(),
+                    Slot::Lingering(key) => format!("lingering close {key}"),
                 };
                 format!("{what} {}", trace::readiness(event))
             })

@@ -192,6 +192,12 @@ impl Listener {
             }
             Listener::Unix(listener) => {
                 let (stream, _) = listener.socket.accept()?;
+                // Linux gives Unix stream sockets urgent data too (`MSG_OOB`,
+                // one byte set aside): kept inline as for TCP, so both
+                // families print the same bytes.
+                if let Err(err) = socket2::SockRef::from(&stream).set_out_of_band_inline(true) {
+                    log::debug!("cannot set SO_OOBINLINE for a Unix client: {err}");
+                }
                 let cred = UnixCred::of(&stream)
                     .inspect_err(|err| log::debug!("no SO_PEERCRED for a Unix client: {err}"))
                     .ok();
@@ -345,14 +351,32 @@ fn remove_if_stale(path: &Path) -> Result<(), ListenError> {
     if !metadata.file_type().is_socket() {
         return Err(ListenError::NotASocket);
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(ListenError::InUse),
+    match probe(path) {
+        Ok(()) => Err(ListenError::InUse),
         Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
             log::info!("removing stale socket {}", path.display());
             fs::remove_file(path).map_err(ListenError::from)
         }
+        // The owner is alive but its backlog is full (Linux says "try
+        // again"; elsewhere the connect may be left in progress): in use.
+        Err(err)
+            if err.kind() == io::ErrorKind::WouldBlock
+                || err.raw_os_error() == Some(libc::EINPROGRESS) =>
+        {
+            Err(ListenError::Unresponsive)
+        }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Connects to the socket at `path` without ever waiting: a blocking
+/// `connect` to a live socket whose owner does not accept would wait for
+/// room in its backlog forever. The probe is a real connection, so a
+/// running selectd prints it as a client that opens and closes at once.
+fn probe(path: &Path) -> io::Result<()> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.connect(&SockAddr::unix(path)?)
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ mod datagram;
 pub(crate) mod deadline;
 mod error;
 mod event_loop;
+mod linger;
 mod listen;
 mod notify;
 pub(crate) mod output;

@@ -165,7 +165,7 @@ impl ReadyQueue {
                 }
                 self.connections.get_mut(key)
             }
-            Slot::Waker | Slot::Signals => None,
+            Slot::Waker | Slot::Signals | Slot::Lingering(_) => None,
             slot => {
                 let at = match self.sources.iter().position(|(s, _)| *s == slot) {
                     Some(at) => at,

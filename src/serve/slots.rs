@@ -4,7 +4,7 @@
 //! register a socket. Connections take their slab key as their token, so
 //! finding the connection for an event is an index; the few sockets that are
 //! not connections (the waker, the signal pipe, the listeners, the UDP
-//! sockets) live at the top of the range, far above any key a slab will ever
+//! sockets, sockets closing with a linger) live at the top of the range, far above any key a slab will ever
 //! hand out.
 
 use mio::Token;
@@ -25,6 +25,11 @@ const MAX_LISTENERS: usize = 1 << 24;
 
 const FIRST_DATAGRAM: usize = FIRST_LISTENER + MAX_LISTENERS;
 
+/// Room for this many UDP sockets before the lingering sockets' tokens begin.
+const MAX_DATAGRAMS: usize = 1 << 24;
+
+const FIRST_LINGERING: usize = FIRST_DATAGRAM + MAX_DATAGRAMS;
+
 /// What an event's token refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
@@ -38,6 +43,8 @@ pub enum Slot {
     Datagram(usize),
     /// The connection with this slab key is ready.
     Connection(usize),
+    /// A socket closing with a linger (see `linger`) has something to read.
+    Lingering(usize),
 }
 
 impl Slot {
@@ -48,7 +55,8 @@ impl Slot {
             RESERVED => Slot::Waker,
             n if n == RESERVED + 1 => Slot::Signals,
             n if n < FIRST_DATAGRAM => Slot::Listener(n - FIRST_LISTENER),
-            n => Slot::Datagram(n - FIRST_DATAGRAM),
+            n if n < FIRST_LINGERING => Slot::Datagram(n - FIRST_DATAGRAM),
+            n => Slot::Lingering(n - FIRST_LINGERING),
         }
     }
 }
@@ -61,6 +69,11 @@ pub fn listener_token(index: usize) -> Token {
 /// The token for the UDP socket at `index`.
 pub fn datagram_token(index: usize) -> Token {
     Token(FIRST_DATAGRAM + index)
+}
+
+/// The token for the lingering socket with this key.
+pub fn lingering_token(key: usize) -> Token {
+    Token(FIRST_LINGERING + key)
 }
 
 /// Whether a slab key can be used as a connection token.
@@ -82,5 +95,7 @@ mod tests {
         assert_eq!(Slot::of(listener_token(3)), Slot::Listener(3));
         assert_eq!(Slot::of(datagram_token(0)), Slot::Datagram(0));
         assert_eq!(Slot::of(datagram_token(2)), Slot::Datagram(2));
+        assert_eq!(Slot::of(lingering_token(0)), Slot::Lingering(0));
+        assert_eq!(Slot::of(lingering_token(9)), Slot::Lingering(9));
     }
 }

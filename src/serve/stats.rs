@@ -8,7 +8,7 @@
 //! says `stats`, as one line of `key=value` pairs.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::serve::close::CloseReason;
 
@@ -118,6 +118,30 @@ impl fmt::Display for Counters {
             self.lines_dropped
         )
     }
+}
+
+/// Prints the counters for `--stats`: the user asked for them, so they go
+/// to stderr whatever the log filter (`RUST_LOG`) says, in the log's own
+/// format (`[TIME INFO  selectd::stats] accepted=...`) and through the same
+/// non-blocking stderr queue as log records.
+pub(crate) fn report(counters: &impl fmt::Display) {
+    use log::Log;
+    static LOGGER: OnceLock<env_logger::Logger> = OnceLock::new();
+    let logger = LOGGER.get_or_init(|| {
+        env_logger::Builder::new()
+            .filter_level(log::LevelFilter::Info)
+            .target(env_logger::Target::Pipe(Box::new(
+                crate::serve::output::diagnostics::Stderr,
+            )))
+            .build()
+    });
+    logger.log(
+        &log::Record::builder()
+            .level(log::Level::Info)
+            .target("selectd::stats")
+            .args(format_args!("{counters}"))
+            .build(),
+    );
 }
 
 /// The published copy, shared with handles.

@@ -156,19 +156,38 @@ impl ServerProcess {
         assert_eq!(rc, 0, "kill failed");
     }
 
+    /// Stops the process (SIGSTOP) and waits until it is stopped: what a
+    /// test does next happens while the server cannot run.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        wait_until("the server to be stopped", || {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('T')
+        });
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
     /// CPU time (user + system) the process has used, in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
         cpu_ticks(self.pid())
     }
 
+    /// Peak resident memory (`VmHWM`) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
     /// Resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+        proc_status_kib(self.pid(), "VmRSS:")
     }
 }
 
@@ -177,6 +196,16 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 /// utime + stime of a process, in clock ticks, from `/proc/PID/stat`.

@@ -1,0 +1,158 @@
+//! Stopping within the same limits as running: clients still in the accept
+//! backlog are served like the others, memory stays within the watermarks,
+//! and the grace period reports only what it really gave up on.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+/// Raises this process's soft limit on open files to `want` (or the hard
+/// limit, if lower); returns the limit in force.
+fn raise_fd_limit(want: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, owned struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_cur.max(want.min(limit.rlim_max));
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    limit.rlim_cur
+}
+
+/// Clients that connected and sent a line before the stop, but were still
+/// in the accept backlog when the stop was acted on, are accepted and served
+/// like the others: their lines are printed, never lost to a reset. Here
+/// the backlog holds more than one turn's accept budget (1000) when `stop`
+/// arrives, so some clients are certainly still queued at that moment.
+#[test]
+fn clients_in_the_backlog_at_stop_are_served() {
+    const LATE: usize = 1100;
+    if raise_fd_limit(LATE as u64 + 200) < LATE as u64 + 200 {
+        assert!(std::env::var_os("CI").is_none(), "fd limit too low in CI");
+        eprintln!("skipping: the open-file limit is below {}", LATE + 200);
+        return;
+    }
+    let mut server = ServerProcess::start(&["--backlog", "4096", "--idle-timeout", "off"]);
+    let mut stopper = server.connect();
+    stopper.write_all(b"first\n").unwrap();
+    server.wait_for_output("] first\n");
+    // Everything below happens while the server cannot accept.
+    server.freeze();
+    let late: Vec<TcpStream> = (0..LATE)
+        .map(|i| {
+            let mut client = connect(&server.addr);
+            client
+                .write_all(format!("queued {i}\n").as_bytes())
+                .unwrap();
+            client
+        })
+        .collect();
+    stopper.write_all(b"stop\n").unwrap();
+    server.thaw();
+    assert!(server.wait_exit().success());
+    let output = server.stdout();
+    let missing: Vec<usize> = (0..LATE)
+        .filter(|i| !output.contains(&format!("] queued {i}\n")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} lines lost: {missing:?}",
+        missing.len()
+    );
+    drop(late);
+}
+
+/// At stop the watermarks still hold: a client held back because it does
+/// not read its echoes keeps its unread bytes in the kernel (they were never
+/// received), so peak memory during the stop stays within the bound of
+/// normal running, and no client has more than a watermark's worth unsent.
+#[test]
+fn stop_keeps_memory_within_the_watermarks() {
+    const CLIENTS: usize = 40;
+    let server = ServerProcess::start_with(
+        &[
+            "--echo",
+            "--format",
+            "none",
+            "--idle-timeout",
+            "off",
+            "--grace",
+            "3s",
+        ],
+        |command| {
+            command.env("RUST_LOG", "warn,selectd::serve::connection=debug");
+        },
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let client = connect(&server.addr);
+        let mut writer = client.try_clone().unwrap();
+        let done = Arc::clone(&done);
+        writers.push(thread::spawn(move || {
+            let chunk = [b"flooding, never reading\n".as_slice(); 2730].concat();
+            while !done.load(Ordering::Relaxed) && writer.write_all(&chunk).is_ok() {}
+        }));
+        clients.push(client);
+    }
+    wait_until("every client to be held back", || {
+        server.stderr().matches("pausing reads").count() >= CLIENTS
+    });
+    // Let the kernel queues fill behind the paused reads.
+    thread::sleep(Duration::from_millis(1500));
+    let running = server.peak_rss_kib();
+    server.signal(libc::SIGTERM);
+    thread::sleep(Duration::from_millis(2000));
+    let stopping = server.peak_rss_kib();
+    done.store(true, Ordering::Relaxed);
+    eprintln!("peak RSS: {running} KiB while running, {stopping} KiB during stop");
+    let growth = stopping.saturating_sub(running);
+    assert!(
+        growth < 16 * 1024,
+        "peak memory grew by {growth} KiB during stop ({running} -> {stopping} KiB)"
+    );
+    drop(clients);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let stderr = server.stderr();
+    for line in stderr
+        .lines()
+        .filter(|l| l.contains("bytes of output unsent"))
+    {
+        let unsent: u64 = line
+            .split(" with ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unparsable: {line}"));
+        assert!(unsent <= (1024 + 64) * 1024, "{line}");
+    }
+}
+
+/// `--grace 0` closes at once, and does not claim output was unsent when
+/// none was.
+#[test]
+fn grace_zero_reports_no_unsent_output_when_there_was_none() {
+    let mut server = ServerProcess::start(&["--grace", "0"]);
+    let mut quiet = server.connect();
+    quiet.write_all(b"hello\n").unwrap();
+    server.wait_for_output("] hello\n");
+    let mut stopper = server.connect();
+    stopper.write_all(b"stop\n").unwrap();
+    server.wait_exit();
+    let stderr = server.stderr();
+    assert!(!stderr.contains("closing 0 clients"), "{stderr}");
+    drop(quiet);
+}
