@@ -1,17 +1,15 @@
 //! `selectd bench` as a black box: the binary against small servers written
 //! here, on 127.0.0.1:0. Every run is short (`--duration 1s` or less) and
-//! bounded by a kill after [`RUN_LIMIT`]; no test asserts a speed.
+//! bounded by a kill after `RUN_LIMIT`; no test asserts a speed.
+
+mod bench_common;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-/// A bench run that takes longer than this is killed and the test fails.
-const RUN_LIMIT: Duration = Duration::from_secs(60);
+use bench_common::{bench, error_line, json};
 
 /// What an in-test server does with each connection.
 #[derive(Clone, Copy)]
@@ -71,46 +69,6 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, index: usize) {
             }
         }
     }
-}
-
-/// Runs `selectd bench ARGS...`, killing it after [`RUN_LIMIT`].
-fn bench(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_selectd"))
-        .arg("bench")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start selectd");
-    let started = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if started.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            panic!("selectd bench {args:?} still running after {RUN_LIMIT:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collect output")
-}
-
-/// The one JSON object on stdout, checked to be alone there.
-fn json(output: &Output) -> Value {
-    let stdout = String::from_utf8(output.stdout.clone()).expect("utf-8 stdout");
-    assert_eq!(
-        stdout.trim_end().lines().count(),
-        1,
-        "one line on stdout: {stdout}"
-    );
-    serde_json::from_str(stdout.trim()).expect("stdout is one JSON object")
-}
-
-/// The last line of stderr, which must be the `error: ...` line.
-fn error_line(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "exactly one error line: {stderr}");
-    errors[0].to_string()
 }
 
 const KEYS: [&str; 14] = [
@@ -216,12 +174,13 @@ fn refused_address_is_one_error_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with(&format!("error: cannot connect to {addr}")),
+        stderr.starts_with(&format!("error: cannot connect to tcp://{addr}")),
         "{stderr}"
     );
 }
 
-/// Bad flags are refused before any connection, naming the flag.
+/// Bad flags are refused before any connection: exit 2 and one line
+/// naming the flag.
 #[test]
 fn bad_flags_name_themselves() {
     let addr = server(Behaviour::Echo);
@@ -236,12 +195,24 @@ fn bad_flags_name_themselves() {
             "--size",
         ),
         (vec!["nowhere", "--duration", "1s"], "nowhere"),
-        (vec!["unix:/tmp/x", "--duration", "1s"], "TCP"),
+        (
+            vec!["udp://127.0.0.1:9", "--duration", "1s"],
+            "stream sockets",
+        ),
+        (vec![addr.as_str(), "--conns", "0"], "--conns"),
+        (vec![addr.as_str(), "--rate", "-5"], "--rate"),
+        (
+            vec![addr.as_str(), "--rate", "100", "--mode", "ingest"],
+            "--rate",
+        ),
+        (vec![addr.as_str(), "--threads", "x"], "--threads"),
     ] {
         let output = bench(&args);
-        assert!(!output.status.success(), "{args:?}");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
         let line = error_line(&output);
         assert!(line.contains(culprit), "{args:?}: {line}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     }
 }
 
@@ -357,4 +328,78 @@ fn hgrm_file_is_the_standard_percentile_format() {
     assert!(footer[0].starts_with("#[Mean    = ") && footer[0].contains(", StdDeviation   = "));
     assert!(footer[1].starts_with("#[Max     = ") && footer[1].contains(", Total count    = "));
     assert!(footer[2].starts_with("#[Buckets = ") && footer[2].contains(", SubBuckets     = "));
+}
+
+/// Counts and sizes beyond what can be allocated are refused up front with
+/// exit 2 and one line naming the flag, never a panic or an abort.
+#[test]
+fn impossible_sizes_are_usage_errors_not_crashes() {
+    let addr = server(Behaviour::Echo);
+    for (args, culprit) in [
+        (
+            vec![addr.as_str(), "--conns", "18446744073709551615"],
+            "--conns",
+        ),
+        (vec![addr.as_str(), "--conns", "1000000000"], "--conns"),
+        (
+            vec![addr.as_str(), "--pipeline", "1000000000"],
+            "--pipeline",
+        ),
+        (
+            vec![
+                addr.as_str(),
+                "--size",
+                "16MiB",
+                "--pipeline",
+                "1000000",
+                "--conns",
+                "1000",
+            ],
+            "--pipeline",
+        ),
+        (vec![addr.as_str(), "--size", "1GiB"], "--size"),
+    ] {
+        let output = bench(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        let line = error_line(&output);
+        assert!(line.contains(culprit), "{args:?}: {line}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// A server that reads but never answers (`serve` without `--echo`): the
+/// run fails, says what is likely wrong, and prints no 0 µs percentiles.
+#[test]
+fn silent_server_fails_with_a_hint_about_echo() {
+    let server = common::ServerProcess::start(&["--format", "none"]);
+    let output = bench(&[&server.addr, "--duration", "1s", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let line = error_line(&output);
+    assert!(
+        line.contains("no reply within 1s: is the server running with --echo?"),
+        "{line}"
+    );
+    assert!(output.stdout.is_empty(), "no report without samples");
+}
+
+/// Ingest has no latency samples: its percentiles are null, not 0.
+#[test]
+fn percentiles_without_samples_are_null() {
+    let addr = server(Behaviour::Sink);
+    let output = bench(&[&addr, "--mode", "ingest", "--duration", "300ms", "--json"]);
+    assert!(output.status.success(), "{output:?}");
+    let report = json(&output);
+    for key in ["p50_us", "p99_us", "max_us", "uncorrected_p99_us"] {
+        assert!(report[key].is_null(), "{key}: {report}");
+    }
+}
+
+/// Without `--duration` a run lasts 10 s, as wrk's does.
+#[test]
+fn duration_defaults_to_ten_seconds() {
+    let output = bench(&["--help"]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    let after = help.split("--duration <DUR>").nth(1).unwrap_or_default();
+    let line = after.split("\n      --").next().unwrap_or_default();
+    assert!(line.contains("[default: 10s]"), "{help}");
 }

@@ -9,14 +9,16 @@
 
 use clap::{Parser, Subcommand};
 
-// `bench`'s flags still live in `bench/` for now; `mod bench;` goes here
-// when they move.
+#[cfg(feature = "bench")]
+mod bench;
 pub mod manual;
 mod send;
 mod serve;
 pub mod usage;
 pub mod values;
 
+#[cfg(feature = "bench")]
+pub use bench::BenchArgs;
 pub use send::{SEND_AFTER_HELP, SendArgs};
 pub use serve::{SERVE_AFTER_HELP, ServeArgs};
 
@@ -37,9 +39,9 @@ pub enum Command {
     /// Serve line clients: print what they send (the notes' server).
     #[command(after_help = SERVE_AFTER_HELP)]
     Serve(ServeArgs),
-    /// Load a line server and measure it (echo, ingest or idle).
+    /// Load a line server and measure it (echo, ingest, idle or churn).
     #[cfg(feature = "bench")]
-    Bench(crate::bench::BenchArgs),
+    Bench(BenchArgs),
     /// Connect to ADDR, send standard input (or --data, or an HTTP GET), print what comes back.
     #[command(after_help = SEND_AFTER_HELP)]
     Send(SendArgs),

@@ -1,0 +1,168 @@
+//! `--plot FILE.svg`: the latency percentile spectrum, drawn the way
+//! HdrHistogram's plotter draws it.
+//!
+//! The x axis is the percentile on a "number of nines" scale (90%, 99%,
+//! 99.9%... equally spaced, so the tail gets the room it matters by), the y
+//! axis the latency. Two curves: corrected for coordinated omission (from
+//! when each line should have gone out) and uncorrected (from when it did).
+//! Where they part, the load generator would have hidden a stall had it
+//! waited politely for the server. `plotters` draws it (its SVG backend,
+//! without fonts or bitmaps: the SVG names a font and the viewer draws it).
+
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+
+/// Ticks per half distance when walking the percentiles (as `.hgrm` does).
+const TICKS: u32 = 5;
+
+/// `(nines, latency in ms)` points of a histogram: `nines` is
+/// `-log10(1 - quantile)`, so 1 is 90%, 2 is 99%, 3 is 99.9%.
+pub(crate) fn spectrum(histogram: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if histogram.is_empty() {
+        return Vec::new();
+    }
+    // The last step is 100%, infinitely many nines: draw it one count short.
+    let top = 1.0 - 1.0 / histogram.len().max(2) as f64;
+    histogram
+        .iter_quantiles(TICKS)
+        .map(|step| {
+            let q = step.quantile_iterated_to().min(top);
+            (-(1.0 - q).log10(), step.value_iterated_to() as f64 / 1000.0)
+        })
+        .collect()
+}
+
+/// `2.0` → `99%`, `3.0` → `99.9%`: the percentile at so many nines.
+pub(crate) fn nines_label(nines: f64) -> String {
+    let percent = 100.0 * (1.0 - 10f64.powf(-nines));
+    let decimals = (nines.ceil() as usize).saturating_sub(2);
+    format!("{percent:.decimals$}%")
+}
+
+/// A curve of the plot: its legend and its `(nines, ms)` points.
+pub(crate) type Curve = (String, Vec<(f64, f64)>);
+
+/// The curves of a `.hgrm` file written by an earlier run (`NAME=FILE`).
+pub(crate) fn read_hgrm(name: &str, path: &Path) -> Result<Curve, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rows: Vec<(f64, f64, f64)> = text
+        .lines()
+        .skip(2)
+        .take_while(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().map(str::parse::<f64>);
+            match (fields.next(), fields.next(), fields.next()) {
+                (Some(Ok(value)), Some(Ok(quantile)), Some(Ok(count))) => {
+                    Some((value, quantile, count))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let total = rows.last().map_or(0.0, |row| row.2);
+    if total < 1.0 {
+        return Err(format!("{}: no percentile rows", path.display()));
+    }
+    let top = 1.0 - 1.0 / total.max(2.0);
+    let points = rows
+        .iter()
+        .map(|&(value, quantile, _)| (-(1.0 - quantile.min(top)).log10(), value / 1000.0))
+        .collect();
+    Ok((name.to_string(), points))
+}
+
+/// Draws `curves` into `path`, with `title` (the run's settings) on top.
+pub(crate) fn draw(path: &Path, title: &str, curves: &[Curve]) -> Result<(), String> {
+    const COLOURS: [RGBColor; 6] = [RED, BLUE, GREEN, MAGENTA, BLACK, CYAN];
+    let points = || curves.iter().flat_map(|(_, points)| points.iter());
+    let max_nines = points().map(|p| p.0).fold(1.0, f64::max).ceil();
+    let max_ms = points().map(|p| p.1).fold(0.001, f64::max) * 1.05;
+
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 15))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..max_nines, 0f64..max_ms)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_labels(max_nines as usize + 1)
+        .x_label_formatter(&|x| nines_label(*x))
+        .x_desc("percentile")
+        .y_desc("latency (ms)")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for ((name, points), colour) in curves.iter().zip(COLOURS.iter().cycle()) {
+        let style = colour.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), style))
+            .map_err(|e| e.to_string())?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nines_read_as_percentiles() {
+        assert_eq!(nines_label(0.0), "0%");
+        assert_eq!(nines_label(1.0), "90%");
+        assert_eq!(nines_label(2.0), "99%");
+        assert_eq!(nines_label(3.0), "99.9%");
+        assert_eq!(nines_label(5.0), "99.999%");
+    }
+
+    #[test]
+    fn hgrm_files_read_back_as_the_same_curve() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 1_000_000, 3).unwrap();
+        for v in 1..=1000 {
+            h.record(v).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.hgrm");
+        std::fs::write(&path, crate::bench::hgrm(&h)).unwrap();
+        let (name, points) = read_hgrm("ref", &path).unwrap();
+        assert_eq!(name, "ref");
+        let direct = spectrum(&h);
+        assert_eq!(points.len(), direct.len());
+        for (a, b) in points.iter().zip(&direct) {
+            assert!(
+                (a.0 - b.0).abs() < 1e-6 && (a.1 - b.1).abs() < 1e-3,
+                "{a:?} {b:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn spectrum_rises_and_stays_finite() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 1_000_000, 3).unwrap();
+        for v in 1..=10_000 {
+            h.record(v).unwrap();
+        }
+        let points = spectrum(&h);
+        assert!(points.len() > 10);
+        assert!(points.iter().all(|p| p.0.is_finite() && p.1.is_finite()));
+        assert!(
+            points
+                .windows(2)
+                .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1)
+        );
+        assert!(points.last().unwrap().0 >= 3.9);
+    }
+}
