@@ -18,7 +18,7 @@ use std::ops::ControlFlow;
 
 use crate::proto::command::Command;
 use crate::proto::line::LineBuffer;
-use crate::serve::connection::Context;
+use crate::serve::context::Context;
 
 /// Datagrams read from one socket per loop turn before the others get a turn.
 const DATAGRAM_BUDGET: usize = 256;

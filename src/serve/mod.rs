@@ -31,6 +31,7 @@ mod activation;
 mod close;
 mod config;
 mod connection;
+mod context;
 mod datagram;
 pub(crate) mod deadline;
 mod error;
@@ -65,7 +66,7 @@ pub use proxy::TrustedProxies;
 pub use stats::Counters;
 
 use crate::net::limits;
-use connection::Context;
+use context::Context;
 use event_loop::{EventLoop, Parts, Signals};
 use listen::{Bound, ListenOptions};
 use output::Output;

@@ -8,7 +8,7 @@
 //! says `stats`, as one line of `key=value` pairs.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::serve::close::CloseReason;
 
@@ -122,26 +122,43 @@ impl fmt::Display for Counters {
 
 /// Prints the counters for `--stats`: the user asked for them, so they go
 /// to stderr whatever the log filter (`RUST_LOG`) says, in the log's own
-/// format (`[TIME INFO  selectd::stats] accepted=...`) and through the same
-/// non-blocking stderr queue as log records.
+/// format (`[2026-11-29T16:42:27Z INFO  selectd::stats] accepted=...`) and
+/// through the same non-blocking stderr queue as log records. Written here,
+/// not by the logger, so the library needs no logger implementation.
 pub(crate) fn report(counters: &impl fmt::Display) {
-    use log::Log;
-    static LOGGER: OnceLock<env_logger::Logger> = OnceLock::new();
-    let logger = LOGGER.get_or_init(|| {
-        env_logger::Builder::new()
-            .filter_level(log::LevelFilter::Info)
-            .target(env_logger::Target::Pipe(Box::new(
-                crate::serve::output::diagnostics::Stderr,
-            )))
-            .build()
-    });
-    logger.log(
-        &log::Record::builder()
-            .level(log::Level::Info)
-            .target("selectd::stats")
-            .args(format_args!("{counters}"))
-            .build(),
-    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    crate::serve::output::diagnostics::line(format_args!(
+        "[{} INFO  selectd::stats] {counters}",
+        Rfc3339(now)
+    ));
+}
+
+/// Seconds since the Unix epoch, shown as `2026-11-29T16:42:27Z` (UTC).
+struct Rfc3339(u64);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (days, secs) = (self.0 / 86_400, self.0 % 86_400);
+        // Days to a civil date (Howard Hinnant's `civil_from_days`).
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
+    }
 }
 
 /// The published copy, shared with handles.
@@ -167,6 +184,13 @@ impl SharedCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(Rfc3339(951_782_400).to_string(), "2000-02-29T00:00:00Z");
+        assert_eq!(Rfc3339(1_795_969_347).to_string(), "2026-11-29T16:22:27Z");
+    }
 
     #[test]
     fn one_line_of_pairs() {

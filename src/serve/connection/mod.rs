@@ -43,22 +43,23 @@
 //! connection's own buffers only for a line split across reads, or for
 //! output the socket did not take: in steady state, echoing allocates nothing.
 
-use std::io::{self, Read, Write};
-use std::ops::{ControlFlow, Range};
+use std::io::{self, Read};
+use std::ops::ControlFlow;
 
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Token};
 
 use crate::net::stream::{Peer, Stream};
-use crate::proto::command::{Command, is_cross_protocol};
-use crate::proto::line::{Line, LineBuffer};
+use crate::proto::line::LineBuffer;
 use crate::serve::close::CloseReason;
-use crate::serve::config::Config;
-use crate::serve::output::Output;
-use crate::serve::proxy::{Carried, HeaderError, PendingHeader};
+use crate::serve::context::Context;
+use crate::serve::proxy::PendingHeader;
 use crate::serve::send_queue::SendQueue;
-use crate::serve::shared::SharedRef;
-use crate::serve::stats::Counters;
-use crate::serve::trace;
+
+mod act;
+mod proxied;
+
+use act::Act;
+pub use act::{STATS_NOT_LOCAL, STOP_NOT_LOCAL};
 
 /// At most this many bytes are read from one connection per reactor turn,
 /// so one flooding client cannot starve the others. A connection with more
@@ -87,12 +88,6 @@ const READ_INTEREST: Interest = Interest::READABLE;
 /// Sent to a client whose line is longer than `--max-line`, before closing.
 pub const LINE_TOO_LONG: &[u8] = b"error: line too long\r\n";
 
-/// Sent to a remote client that says `stop` without `--allow-remote-stop`.
-pub const STOP_NOT_LOCAL: &[u8] = b"error: stop is only accepted from local clients\r\n";
-
-/// Sent to a remote client that says `stats`.
-pub const STATS_NOT_LOCAL: &[u8] = b"error: stats is only accepted from local clients\r\n";
-
 /// How the reactor's line-timeout list must change after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LineTimer {
@@ -102,43 +97,6 @@ pub(crate) enum LineTimer {
     Start,
     /// No unfinished line any more.
     Stop,
-}
-
-/// What a connection may touch besides itself while it handles an event:
-/// the loop's state that every connection shares. It is a struct of its own
-/// so that the loop can lend it while it holds one connection from its slab.
-pub(crate) struct Context {
-    pub registry: Registry,
-    pub output: Output,
-    pub config: Config,
-    /// Set when a client's `stop` is accepted; the loop acts on it after
-    /// the current batch of events.
-    pub stop_requested: bool,
-    pub counters: Counters,
-    /// What every loop of this server shares, and which loop this is.
-    pub shared: SharedRef,
-    pub reactor: usize,
-}
-
-impl Context {
-    /// The reply to `stats`: the whole server's counters (this loop's live,
-    /// the others' as last published) and, with several loops, how many
-    /// connections each holds.
-    fn stats_reply(&mut self, reply: &mut [u8]) -> usize {
-        self.counters.lines_dropped = self.output.dropped();
-        let live = Some((self.reactor, &self.counters));
-        let totals = self.shared.totals(live);
-        let mut cursor = io::Cursor::new(reply);
-        let _ = write!(cursor, "stats {totals}");
-        if self.shared.loops() > 1 {
-            let _ = write!(cursor, " reactors={} open_by_reactor=", self.shared.loops());
-            for (index, open) in self.shared.open_by_loop(live).iter().enumerate() {
-                let _ = write!(cursor, "{}{open}", if index == 0 { "" } else { "," });
-            }
-        }
-        let _ = write!(cursor, "\r\n");
-        cursor.position() as usize
-    }
 }
 
 /// What the reactor must do with a connection after an event.
@@ -466,50 +424,6 @@ impl Connection {
         self.settle(ctx, true, false)
     }
 
-    /// Whether a trusted proxy's PROXY header is still due.
-    pub(crate) fn awaits_proxy_header(&self) -> bool {
-        self.proxy_header.is_some()
-    }
-
-    /// The PROXY header's time is up.
-    pub(crate) fn on_proxy_header_late(&mut self) -> CloseReason {
-        self.proxy_header_failed(&HeaderError::Late)
-    }
-
-    fn proxy_header_failed(&self, err: &HeaderError) -> CloseReason {
-        log::warn!("{} (trusted proxy): {err}", self.label);
-        CloseReason::ProxyHeader
-    }
-
-    /// While a PROXY header is due, takes it from the front of the stream:
-    /// `Ok(None)` while it is incomplete; once complete, the client it names
-    /// becomes the peer, `open` is printed, and what follows the header in
-    /// this read is the client's (`Ok(Some(rest))`).
-    fn take_proxy_header<'c>(
-        &mut self,
-        chunk: Option<&'c [u8]>,
-        ctx: &mut Context,
-    ) -> Result<Option<&'c [u8]>, CloseReason> {
-        let Some(pending) = &mut self.proxy_header else {
-            return Ok(chunk);
-        };
-        let fed = chunk.map_or(Err(HeaderError::Missing), |bytes| pending.feed(bytes));
-        match fed {
-            Ok(None) => Ok(None),
-            Ok(Some((carried, used))) => {
-                self.proxy_header = None;
-                if let Carried::Client(client) = carried {
-                    log::debug!("{}: PROXY header for {client}", self.label);
-                    self.peer = Peer::Ip(client);
-                    self.label = self.peer.to_string().into_boxed_str();
-                }
-                ctx.output.open(&self.label);
-                Ok(chunk.map(|bytes| &bytes[used..]))
-            }
-            Err(err) => Err(self.proxy_header_failed(&err)),
-        }
-    }
-
     /// The single exit: deregister, print the close event, log, drop the socket.
     ///
     /// Returns the socket if it should close with a linger (see `linger`):
@@ -699,127 +613,5 @@ impl Connection {
         self.peer_gone = true;
         self.out.clear();
         reason
-    }
-}
-
-/// Acting on the lines of one read: borrows what that needs, for as long as
-/// the read is being framed.
-struct Act<'a, 'c> {
-    token: Token,
-    stream: &'a mut Stream,
-    out: &'a mut SendQueue,
-    peer: &'a Peer,
-    label: &'a str,
-    /// Set when this client's `stop` is obeyed.
-    sent_stop: &'a mut bool,
-    ctx: &'a mut Context,
-    /// The read being framed; `echo_run` is a range of it.
-    chunk: &'c [u8],
-    /// Echoed lines not yet written: consecutive lines of one read go out
-    /// in one write.
-    echo_run: Range<usize>,
-    next_phase: Option<Phase>,
-    failure: Option<io::Error>,
-    /// The peer is known to be gone: print, but send nothing.
-    peer_gone: bool,
-}
-
-impl Act<'_, '_> {
-    /// One complete line: a command is obeyed, anything else printed (and
-    /// echoed with `--echo`).
-    fn on_line(&mut self, line: Line<'_>) -> ControlFlow<()> {
-        self.ctx.counters.lines += 1;
-        if !line.continues && is_cross_protocol(line.text) {
-            // Close at once: nothing this connection sent from here on,
-            // nor the replies owed to it, is worth anything.
-            log::warn!(
-                "{}: HTTP sent to a line server: likely cross-protocol attack, closing",
-                self.label
-            );
-            self.out.clear();
-            self.echo_run = self.echo_run.start..self.echo_run.start;
-            self.next_phase = Some(Phase::Closing(CloseReason::CrossProtocol));
-            return ControlFlow::Break(());
-        }
-        // A piece of a line longer than any limit (`--max-line off`) is
-        // never a command, however it ends.
-        let command = line.is_whole().then(|| Command::parse(line.text)).flatten();
-        match command {
-            Some(Command::Disconnect) => {
-                // As redis does for QUIT: flush the replies so far, then close;
-                // whatever the client sent after `disconnect` is not acted on.
-                self.next_phase = Some(Phase::Closing(CloseReason::Disconnect));
-                return ControlFlow::Break(());
-            }
-            Some(Command::Stop) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
-                log::info!("{}: stop requested", self.label);
-                if self.ctx.config.trace_loop {
-                    let key = self.token.0;
-                    trace::emit(format_args!("  conn {key} {}: stop requested", self.label));
-                }
-                self.ctx.stop_requested = true;
-                *self.sent_stop = true;
-            }
-            Some(Command::Stop) => {
-                log::warn!("{}: refused stop from a remote client", self.label);
-                self.reply(STOP_NOT_LOCAL);
-            }
-            Some(Command::Stats) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
-                // Every counter at its largest (20 digits each), and 20
-                // digits for each of up to 128 loops, fit.
-                let mut reply = [0u8; 4096];
-                let len = self.ctx.stats_reply(&mut reply);
-                self.reply(&reply[..len]);
-            }
-            Some(Command::Stats) => self.reply(STATS_NOT_LOCAL),
-            None => {
-                self.ctx.output.line(self.label, line.text);
-                if self.ctx.config.echo {
-                    self.echo(&line);
-                }
-            }
-        }
-        // A failed reply does not stop the framing: the lines the client
-        // sent are still printed (see `Connection::receive`).
-        ControlFlow::Continue(())
-    }
-
-    fn echo(&mut self, line: &Line<'_>) {
-        match &line.span {
-            Some(span) if span.start == self.echo_run.end => self.echo_run.end = span.end,
-            Some(span) => {
-                self.flush_echo_run();
-                self.echo_run = span.clone();
-            }
-            None => {
-                self.flush_echo_run();
-                self.send(line.raw);
-            }
-        }
-    }
-
-    fn flush_echo_run(&mut self) {
-        if !self.echo_run.is_empty() {
-            let chunk = self.chunk;
-            self.send(&chunk[self.echo_run.clone()]);
-        }
-        self.echo_run = self.echo_run.end..self.echo_run.end;
-    }
-
-    /// A reply of our own, in order after any echo before it.
-    fn reply(&mut self, bytes: &[u8]) {
-        self.flush_echo_run();
-        self.send(bytes);
-    }
-
-    /// Writes now if nothing is queued; queues what the socket does not take.
-    fn send(&mut self, bytes: &[u8]) {
-        if self.failure.is_some() || self.peer_gone {
-            return;
-        }
-        match self.out.send(self.stream, bytes) {
-            Ok(sent) => self.ctx.counters.bytes_out += sent as u64,
-            Err(err) => self.failure = Some(err),
-        }
     }
 }

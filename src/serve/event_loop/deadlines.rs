@@ -1,0 +1,173 @@
+//! The loop's clocks: idle clients, slow lines, late PROXY headers, the
+//! counters' log, a pause in accepting, a stop's grace period.
+//!
+//! The notes pass `TIMEOUT` to `select()` for their one client. Here every
+//! clock's nearest deadline together makes `poll`'s time-out
+//! ([`poll_timeout`]), rounded up by mio so the loop never wakes early and
+//! spins; with nothing due, `poll` sleeps until an event.
+
+use std::time::{Duration, Instant};
+
+use super::EventLoop;
+use crate::serve::close::CloseReason;
+use crate::serve::deadline::DeadlineList;
+use crate::serve::stats;
+
+impl EventLoop {
+    /// Every deadline this loop keeps, nearest or not. While reading is
+    /// paused for output, clients' clocks do not run.
+    pub(super) fn deadlines(&self) -> [Option<Instant>; 7] {
+        let clients = !self.reading_paused;
+        [
+            self.proxy_headers
+                .as_ref()
+                .filter(|_| clients)
+                .and_then(DeadlineList::next_deadline),
+            self.idle
+                .as_ref()
+                .filter(|_| clients)
+                .and_then(DeadlineList::next_deadline),
+            self.line_deadlines
+                .as_ref()
+                .filter(|_| clients)
+                .and_then(DeadlineList::next_deadline),
+            self.grace_deadline,
+            self.accept.paused_until(),
+            self.next_stats,
+            self.lingering.next_deadline(),
+        ]
+    }
+
+    pub(super) fn on_deadlines(&mut self, now: Instant) {
+        if !self.reading_paused {
+            self.on_client_deadlines(now);
+        }
+        self.on_loop_deadlines(now);
+    }
+
+    /// Clients silent for the idle time-out (the notes' `if not inp:
+    /// break`), and lines unfinished for the line time-out.
+    pub(super) fn on_client_deadlines(&mut self, now: Instant) {
+        while let Some(key) = self.idle.as_mut().and_then(|idle| idle.pop_expired(now)) {
+            if let Some(connection) = self.connections.get_mut(key) {
+                let reason = connection.on_idle_timeout(&mut self.ctx);
+                self.close(key, reason);
+            }
+        }
+        while let Some(key) = self
+            .line_deadlines
+            .as_mut()
+            .and_then(|lines| lines.pop_expired(now))
+        {
+            if let Some(connection) = self.connections.get_mut(key) {
+                let reason = connection.on_line_timeout(&mut self.ctx);
+                self.close(key, reason);
+            }
+        }
+        while let Some(key) = self
+            .proxy_headers
+            .as_mut()
+            .and_then(|headers| headers.pop_expired(now))
+        {
+            if let Some(connection) = self.connections.get_mut(key)
+                && connection.awaits_proxy_header()
+            {
+                let reason = connection.on_proxy_header_late();
+                self.close(key, reason);
+            }
+        }
+    }
+
+    /// Other deadlines: counters to log, the end of a stop's grace period,
+    /// the end of a pause in accepting.
+    pub(super) fn on_loop_deadlines(&mut self, now: Instant) {
+        self.lingering.expire(now, &self.ctx.registry);
+        if let Some(due) = self.next_stats
+            && due <= now
+        {
+            self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+            let totals = self
+                .ctx
+                .shared
+                .totals(Some((self.ctx.reactor, &self.ctx.counters)));
+            stats::report(&totals);
+            let every = self
+                .ctx
+                .config
+                .stats_interval
+                .unwrap_or(Duration::from_secs(1));
+            self.next_stats = Some(now + every);
+        }
+        if self.grace_deadline.is_some_and(|deadline| deadline <= now) {
+            let unsent = self
+                .connections
+                .iter()
+                .filter(|(_, connection)| connection.pending_output() > 0)
+                .count();
+            if unsent > 0 {
+                log::warn!("grace period over: closing {unsent} clients with output unsent");
+            }
+            self.close_all(CloseReason::Stop);
+        }
+        if self.accept.resume_if_due(now) {
+            // Clients queued in the backlog while we were paused raised
+            // their edge then: no new event will come for them.
+            for index in 0..self.accept.len() {
+                self.accept_from(index, now);
+            }
+        }
+    }
+}
+
+/// How long `poll` may sleep: not at all while the ready queue holds work,
+/// until the nearest deadline otherwise, forever if nothing is due.
+pub(super) fn poll_timeout(
+    now: Instant,
+    ready_queue_empty: bool,
+    deadlines: impl IntoIterator<Item = Option<Instant>>,
+) -> Option<Duration> {
+    if !ready_queue_empty {
+        return Some(Duration::ZERO);
+    }
+    deadlines
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_deadline_sleeps_forever() {
+        assert_eq!(poll_timeout(Instant::now(), true, [None, None]), None);
+    }
+
+    #[test]
+    fn the_nearest_deadline_bounds_the_sleep() {
+        let now = Instant::now();
+        let near = now + Duration::from_millis(250);
+        let far = now + Duration::from_secs(5);
+        assert_eq!(
+            poll_timeout(now, true, [Some(far), None, Some(near)]),
+            Some(Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn a_past_deadline_means_no_sleep() {
+        let now = Instant::now();
+        let past = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        assert_eq!(poll_timeout(now, true, [Some(past)]), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn work_in_the_ready_queue_means_no_sleep() {
+        let now = Instant::now();
+        let far = now + Duration::from_secs(5);
+        assert_eq!(poll_timeout(now, false, [Some(far)]), Some(Duration::ZERO));
+        assert_eq!(poll_timeout(now, false, [None]), Some(Duration::ZERO));
+    }
+}

@@ -1,0 +1,86 @@
+//! When the output is full: stop reading, and resume when it has room.
+//!
+//! This is backpressure for the whole loop, as `SendQueue`'s watermarks are
+//! for one client: while the output queue is over `--output-buffer`, no
+//! client is read (their bytes wait in the kernel, and TCP slows them down)
+//! and no client's idle or line clock runs, since it is the server, not the
+//! client, that is silent. The output's writer wakes the loop once half is
+//! written.
+
+use std::time::Instant;
+
+use mio::Token;
+
+use super::EventLoop;
+use crate::serve::output::diagnostics;
+use crate::serve::output::queue::Closed;
+use crate::serve::slots;
+use crate::serve::trace;
+
+impl EventLoop {
+    /// Another thread woke us: the handle asked to stop, or the output queue
+    /// has room again, has emptied, or was closed by its reader.
+    pub(super) fn on_wake(&mut self, now: Instant) {
+        if self.ctx.shared.stop_requested() {
+            self.ctx.stop_requested = true;
+        }
+        if self.ctx.shared.stop_now_requested() {
+            self.stop_now = true;
+        }
+        self.open_handed(now);
+        if self.ctx.output.closed() == Some(Closed::BrokenPipe) && !self.output_closed {
+            self.output_closed = true;
+            diagnostics::line(format_args!("error: output closed (Broken pipe): stopping"));
+            self.ctx.stop_requested = true;
+        }
+        if self.reading_paused && self.ctx.output.has_room() {
+            self.resume_reading(now);
+        }
+    }
+
+    /// Whether clients may be read now. Not while the output queue is full
+    /// (`--output-full block`): what they send waits in the kernel, and TCP
+    /// flow control slows them down, until the writer has made room.
+    pub(super) fn may_read(&mut self) -> bool {
+        if self.reading_paused {
+            return false;
+        }
+        if self.ctx.output.is_full() && self.ctx.output.pause_producers() {
+            self.reading_paused = true;
+            log::debug!(
+                "output full ({} bytes waiting): not reading from clients",
+                self.ctx.output.pending()
+            );
+            if self.ctx.config.trace_loop {
+                trace::emit(format_args!("  output full: reading paused"));
+            }
+            return false;
+        }
+        true
+    }
+
+    /// The output has room again: every client and UDP socket may have
+    /// bytes that arrived meanwhile (and whose edge was spent), so each is
+    /// served again; the clients' clocks restart, since it was the server,
+    /// not they, that was silent.
+    pub(super) fn resume_reading(&mut self, now: Instant) {
+        self.reading_paused = false;
+        if self.ctx.config.trace_loop {
+            trace::emit(format_args!("  output has room: reading resumed"));
+        }
+        for (key, _) in self.connections.iter() {
+            self.ready.wake(Token(key));
+            if let Some(idle) = &mut self.idle {
+                idle.touch(key, now);
+            }
+            if let Some(lines) = &mut self.line_deadlines
+                && lines.contains(key)
+            {
+                lines.touch(key, now);
+            }
+        }
+        for index in 0..self.datagrams.len() {
+            self.ready.wake(slots::datagram_token(index));
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Stopping: signals, `stop` from a client or the handle, and the grace
+//! period.
+//!
+//! The notes' server stops when a client says `stop`, dropping whatever the
+//! others were saying. Here a stop closes the listeners (after taking the
+//! clients already in their backlog), reads what every client had already
+//! sent, flushes replies and printed output within `--grace`, and only then
+//! lets the loop end. A second signal stops at once.
+
+use std::time::Instant;
+
+use super::EventLoop;
+use crate::serve::notify;
+use crate::serve::trace;
+
+impl EventLoop {
+    pub(super) fn on_signals(&mut self) {
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
+        for signal in signals.pending() {
+            if signal == signal_hook::consts::SIGHUP {
+                if self.ctx.output.reopen() {
+                    log::info!("SIGHUP: reopening the output file");
+                } else {
+                    log::info!("SIGHUP ignored: the output is not a file");
+                }
+                continue;
+            }
+            if self.ctx.stop_requested {
+                log::warn!("signal {signal} again: stopping now");
+                self.stop_now = true;
+                self.ctx.shared.request_stop_now();
+            } else {
+                log::info!("signal {signal}: stopping");
+                self.ctx.stop_requested = true;
+                self.ctx.shared.request_stop();
+            }
+        }
+    }
+
+    pub(super) fn stop_if_requested(&mut self, now: Instant) {
+        if self.ctx.stop_requested && self.grace_deadline.is_none() {
+            // Whoever asked (a client of this loop, a signal, the handle),
+            // every loop stops.
+            self.ctx.shared.request_stop();
+            self.begin_stop(now);
+        }
+    }
+
+    /// Stop gracefully: no new clients (those already in the backlog are
+    /// taken); every client's already-sent bytes are read and acted on;
+    /// replies are flushed within the grace period.
+    pub(super) fn begin_stop(&mut self, now: Instant) {
+        log::info!("stopping: {} clients connected", self.connections.len());
+        if self.ctx.config.notify {
+            notify::stopping();
+        }
+        if self.ctx.config.trace_loop {
+            let open = self.connections.len();
+            trace::emit(format_args!("  stopping: {open} clients connected"));
+        }
+        // Clients already queued in the backlog connected before the stop:
+        // accept them (one turn's budget per listener) and serve them like
+        // the others, rather than reset them by closing the listener.
+        for index in 0..self.accept.len() {
+            self.accept_from(index, now);
+        }
+        for mut listener in self.accept.close_all() {
+            let _ = self.ctx.registry.deregister(listener.source());
+            // Dropping closes the socket; a Unix listener removes its file.
+        }
+        for mut socket in self.datagrams.drain(..) {
+            let _ = self.ctx.registry.deregister(&mut socket);
+        }
+        self.grace_deadline = Some(now + self.ctx.config.grace);
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            // With the output full, what clients sent stays unread (it was
+            // never received): memory stays within the output bound.
+            let may_read = self.may_read();
+            let Some(connection) = self.connections.get_mut(key) else {
+                continue;
+            };
+            let status = connection.on_stop(&mut self.ctx, &mut self.scratch, may_read);
+            self.settle(key, status, false, now);
+        }
+    }
+
+    /// Stopping, with every client closed: whether the printed output is
+    /// written (or can never be, or the grace period is over, or a second
+    /// signal said not to wait). If not, the output queue wakes us once it is.
+    pub(super) fn output_settled(&mut self, now: Instant) -> bool {
+        self.stop_now
+            || self.grace_deadline.is_some_and(|deadline| deadline <= now)
+            || self.ctx.output.want_drained()
+    }
+}
