@@ -297,7 +297,8 @@ fn every_family_is_served_by_several_reactors() {
     let (n, _) = socket.recv_from(&mut datagram).unwrap();
     assert_eq!(&datagram[..n], b"over udp\n");
     server.signal(libc::SIGTERM);
-    assert!(server.wait_exit().success());
+    let status = server.wait_exit();
+    assert!(status.success(), "{status:?}: {}", server.stderr());
     assert!(!path.exists(), "the Unix socket file is removed");
 }
 

@@ -243,9 +243,11 @@ impl EventLoop {
         if self.output_closed {
             return Err(Error::OutputClosed);
         }
-        match self.ctx.output.pending() {
+        match self.ctx.output.unwritten() {
             0 => Ok(()),
-            bytes => Err(Error::OutputUnwritten { bytes }),
+            bytes => Err(Error::OutputUnwritten {
+                bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+            }),
         }
     }
 

@@ -148,6 +148,8 @@ pub(crate) struct Output {
     /// last time that was logged.
     dropped_total: u64,
     dropped_unlogged: u64,
+    /// Where this loop's last push ended, in everything ever queued.
+    pushed_end: u64,
 }
 
 impl fmt::Debug for Output {
@@ -207,6 +209,7 @@ impl Output {
             reopenable,
             dropped_total: 0,
             dropped_unlogged: 0,
+            pushed_end: 0,
         })
     }
 
@@ -221,6 +224,7 @@ impl Output {
             reopenable: self.reopenable,
             dropped_total: 0,
             dropped_unlogged: 0,
+            pushed_end: 0,
         }
     }
 
@@ -292,7 +296,9 @@ impl Output {
     /// Hands what this turn printed to the writer. The loop calls this once
     /// per turn, before it sleeps in `poll`, and once more before it stops.
     pub fn flush(&mut self) {
-        self.queue.push(&mut self.staged);
+        if let Some(end) = self.queue.push(&mut self.staged) {
+            self.pushed_end = end;
+        }
     }
 
     /// Hands over what is staged and waits up to `timeout` for everything
@@ -300,7 +306,20 @@ impl Output {
     /// of one, and for tests.
     pub fn wait_written(&mut self, timeout: std::time::Duration) -> bool {
         self.flush();
-        self.queue.wait_drained(timeout)
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.queue.written_up_to(self.pushed_end) && self.queue.closed().is_none() {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        true
+    }
+
+    /// Bytes this loop printed that are not written yet (with what other
+    /// loops queued before them).
+    pub fn unwritten(&self) -> u64 {
+        self.queue.unwritten_before(self.pushed_end) + self.staged.len() as u64
     }
 
     /// The queue is over its bound and the policy is to stop reading.
@@ -328,7 +347,7 @@ impl Output {
     /// (or never can be).
     pub fn want_drained(&mut self) -> bool {
         self.flush();
-        self.queue.want_drained()
+        self.queue.want_drained(self.pushed_end)
     }
 
     /// Whether the output was closed by its reader (`EPIPE`).
@@ -376,7 +395,7 @@ impl Output {
         // Writing to a `Vec` cannot fail.
         let _ = write(&mut self.staged);
         if self.staged.len() >= STAGE_LIMIT {
-            self.queue.push(&mut self.staged);
+            self.flush();
         }
     }
 }

@@ -50,7 +50,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
@@ -157,6 +157,10 @@ struct Shared {
     work: Condvar,
     /// Queued plus in-flight bytes, readable without the lock.
     pending: AtomicUsize,
+    /// Bytes ever written (or discarded once the reader went away): a
+    /// producer's bytes are out once this passes the offset its push
+    /// returned, whatever other producers queued since.
+    written: AtomicU64,
     limit: usize,
 }
 
@@ -205,6 +209,7 @@ impl OutputQueue {
             }),
             work: Condvar::new(),
             pending: AtomicUsize::new(0),
+            written: AtomicU64::new(0),
             limit: limit.max(1),
         });
         let writer = Arc::clone(&shared);
@@ -231,14 +236,16 @@ impl OutputQueue {
 
     /// Hands `staged` to the writer; `staged` comes back empty (with the
     /// capacity of a buffer the writer has finished with, when one is free).
-    pub fn push(&self, staged: &mut Vec<u8>) {
+    /// Returns the offset just past these bytes in everything ever queued,
+    /// or `None` if nothing was queued.
+    pub fn push(&self, staged: &mut Vec<u8>) -> Option<u64> {
         if staged.is_empty() {
-            return;
+            return None;
         }
         let mut state = self.shared.lock();
         if state.closed.is_some() {
             staged.clear();
-            return;
+            return None;
         }
         let n = staged.len();
         if state.queued.is_empty() {
@@ -256,6 +263,18 @@ impl OutputQueue {
             state.writer_idle = false;
             self.shared.work.notify_one();
         }
+        Some(state.queued_total)
+    }
+
+    /// Whether everything queued up to `end` (an offset `push` returned) is
+    /// written, or can never be.
+    pub fn written_up_to(&self, end: u64) -> bool {
+        self.shared.written.load(Ordering::Acquire) >= end
+    }
+
+    /// Bytes queued before `end` and not written yet.
+    pub fn unwritten_before(&self, end: u64) -> u64 {
+        end.saturating_sub(self.shared.written.load(Ordering::Acquire))
     }
 
     /// The caller would stop producing until the queue is down to half.
@@ -270,12 +289,12 @@ impl OutputQueue {
         true
     }
 
-    /// The caller waits for the queue to empty. Returns `true` if it already
-    /// is (or can never be written); otherwise the caller will be woken once
-    /// it is.
-    pub fn want_drained(&self) -> bool {
+    /// The caller waits for its bytes (up to `end`) to be written. Returns
+    /// `true` if they are (or can never be); otherwise the caller will be
+    /// woken as writing goes on, to look again.
+    pub fn want_drained(&self, end: u64) -> bool {
         let mut state = self.shared.lock();
-        if self.pending() == 0 || state.closed.is_some() {
+        if self.written_up_to(end) || state.closed.is_some() {
             return true;
         }
         state.drain_waited = true;
@@ -429,11 +448,12 @@ fn account(shared: &Shared, n: usize, batch_done: bool) {
         state.in_flight = 0;
     }
     let pending = shared.pending.fetch_sub(n, Ordering::AcqRel) - n;
+    shared.written.fetch_add(n as u64, Ordering::AcqRel);
     let room = pending <= shared.limit / 2;
-    let empty = pending == 0;
-    if (room && state.producers_paused) || (empty && state.drain_waited) {
+    let waited = state.drain_waited && (batch_done || pending == 0);
+    if (room && state.producers_paused) || waited {
         state.producers_paused &= !room;
-        state.drain_waited &= !empty;
+        state.drain_waited &= !waited;
         wake_all(&state);
     }
 }
@@ -446,6 +466,7 @@ fn finish_closed(shared: &Shared, why: Closed, buffer: &mut Vec<u8>) {
     state.in_flight = 0;
     buffer.clear();
     shared.pending.store(0, Ordering::Release);
+    shared.written.store(u64::MAX, Ordering::Release);
     wake_all(&state);
 }
 
