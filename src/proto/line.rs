@@ -144,6 +144,13 @@ impl LineBuffer {
         self.partial.len()
     }
 
+    /// Nothing held and no line in progress: this buffer may be dropped and
+    /// a new one made for the next read without losing anything (but the
+    /// [`completed`](Self::completed) count).
+    pub fn is_idle(&self) -> bool {
+        self.partial.is_empty() && !self.continued
+    }
+
     /// Lines completed so far: with [`pending`](Self::pending), tells
     /// whether the unfinished line now held is the same one as before.
     pub fn completed(&self) -> u64 {

@@ -23,42 +23,48 @@ use std::io::{self, IoSlice, Write};
 /// burst of output does not keep the memory while idle.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
-/// Pending output with its watermarks.
+/// Pending output with its watermarks: 16 bytes while nothing waits, which
+/// is almost always (every connection has one).
 #[derive(Debug)]
 pub(crate) struct SendQueue {
-    pending: VecDeque<u8>,
-    high_watermark: usize,
-    low_watermark: usize,
+    /// Allocated only once some output had to wait. (Boxed on purpose: a
+    /// `VecDeque` is 32 bytes even when empty, a box 8, and almost every
+    /// connection's queue is empty.)
+    #[allow(clippy::box_collection)]
+    pending: Option<Box<VecDeque<u8>>>,
+    high_watermark: u32,
+    low_watermark: u32,
 }
 
 impl SendQueue {
-    /// An empty (and unallocated) queue.
+    /// An empty (and unallocated) queue. Watermarks beyond 4 GiB count as
+    /// 4 GiB.
     pub fn new(high_watermark: usize, low_watermark: usize) -> Self {
         SendQueue {
-            pending: VecDeque::new(),
-            high_watermark,
-            low_watermark,
+            pending: None,
+            high_watermark: u32::try_from(high_watermark).unwrap_or(u32::MAX),
+            low_watermark: u32::try_from(low_watermark).unwrap_or(u32::MAX),
         }
     }
 
     /// Bytes waiting.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.pending.as_ref().map_or(0, |pending| pending.len())
     }
 
     /// Nothing waiting.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.len() == 0
     }
 
     /// More than the high watermark waits: stop producing.
     pub fn is_over_high(&self) -> bool {
-        self.pending.len() > self.high_watermark
+        self.len() > self.high_watermark as usize
     }
 
     /// Down to the low watermark: production may resume.
     pub fn is_at_low(&self) -> bool {
-        self.pending.len() <= self.low_watermark
+        self.len() <= self.low_watermark as usize
     }
 
     /// Writes `bytes` now if nothing waits before them, and queues what
@@ -66,7 +72,7 @@ impl SendQueue {
     /// the peer is gone; nothing is queued then.
     pub fn send(&mut self, sink: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
         let mut sent = 0;
-        if self.pending.is_empty() {
+        if self.is_empty() {
             while sent < bytes.len() {
                 match sink.write(&bytes[sent..]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -79,7 +85,9 @@ impl SendQueue {
             }
         }
         if sent < bytes.len() {
-            self.pending.extend(&bytes[sent..]);
+            self.pending
+                .get_or_insert_with(Box::default)
+                .extend(&bytes[sent..]);
         }
         Ok(sent)
     }
@@ -87,13 +95,16 @@ impl SendQueue {
     /// Writes what waits until it is gone or `sink` is full; returns the
     /// bytes written.
     pub fn flush(&mut self, sink: &mut impl Write) -> io::Result<usize> {
+        let Some(pending) = &mut self.pending else {
+            return Ok(0);
+        };
         let mut total = 0;
-        while !self.pending.is_empty() {
-            let (front, back) = self.pending.as_slices();
+        while !pending.is_empty() {
+            let (front, back) = pending.as_slices();
             match sink.write_vectored(&[IoSlice::new(front), IoSlice::new(back)]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    self.pending.drain(..n);
+                    pending.drain(..n);
                     total += n;
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -101,15 +112,15 @@ impl SendQueue {
                 Err(err) => return Err(err),
             }
         }
-        if self.pending.is_empty() && self.pending.capacity() > KEEP_CAPACITY {
-            self.pending = VecDeque::new();
+        if pending.is_empty() && pending.capacity() > KEEP_CAPACITY {
+            self.pending = None;
         }
         Ok(total)
     }
 
     /// Drops what waits (the peer is gone, or owed nothing any more).
     pub fn clear(&mut self) {
-        self.pending = VecDeque::new();
+        self.pending = None;
     }
 }
 

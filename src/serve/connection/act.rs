@@ -13,7 +13,7 @@ use std::ops::{ControlFlow, Range};
 use mio::Token;
 
 use super::Phase;
-use crate::net::stream::{Peer, Stream};
+use crate::net::stream::Stream;
 use crate::proto::command::{Command, is_cross_protocol};
 use crate::proto::line::Line;
 use crate::serve::close::CloseReason;
@@ -33,7 +33,8 @@ pub(super) struct Act<'a, 'c> {
     pub(super) token: Token,
     pub(super) stream: &'a mut Stream,
     pub(super) out: &'a mut SendQueue,
-    pub(super) peer: &'a Peer,
+    /// The peer is on this machine (may `stop`, may read `stats`).
+    pub(super) local: bool,
     pub(super) label: &'a str,
     /// Set when this client's `stop` is obeyed.
     pub(super) sent_stop: &'a mut bool,
@@ -76,7 +77,7 @@ impl Act<'_, '_> {
                 self.next_phase = Some(Phase::Closing(CloseReason::Disconnect));
                 return ControlFlow::Break(());
             }
-            Some(Command::Stop) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
+            Some(Command::Stop) if self.local || self.ctx.config.allow_remote_stop => {
                 log::info!("{}: stop requested", self.label);
                 if self.ctx.config.trace_loop {
                     let key = self.token.0;
@@ -89,7 +90,7 @@ impl Act<'_, '_> {
                 log::warn!("{}: refused stop from a remote client", self.label);
                 self.reply(STOP_NOT_LOCAL);
             }
-            Some(Command::Stats) if self.peer.is_local() || self.ctx.config.allow_remote_stop => {
+            Some(Command::Stats) if self.local || self.ctx.config.allow_remote_stop => {
                 // Every counter at its largest (20 digits each), and 20
                 // digits for each of up to 128 loops, fit.
                 let mut reply = [0u8; 4096];

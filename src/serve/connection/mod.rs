@@ -88,6 +88,10 @@ const READ_INTEREST: Interest = Interest::READABLE;
 /// Sent to a client whose line is longer than `--max-line`, before closing.
 pub const LINE_TOO_LONG: &[u8] = b"error: line too long\r\n";
 
+/// `timed_line` when no line-timeout clock runs (a line number never
+/// reaches it).
+const NO_TIMED_LINE: u64 = u64::MAX;
+
 /// How the reactor's line-timeout list must change after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LineTimer {
@@ -126,11 +130,16 @@ enum Phase {
 pub struct Connection {
     token: Token,
     stream: Stream,
-    peer: Peer,
+    /// The peer may `stop` the server and read `stats` (it is on this
+    /// machine: loopback or a Unix socket).
+    local: bool,
     /// The peer as printed with every line, formatted once at accept.
     label: Box<str>,
     /// A partial line, if the last read ended mid-line.
-    lines: LineBuffer,
+    /// Allocated only while a line is held between reads (or handed out in
+    /// pieces): `None` whenever every read ended with a whole line, which for
+    /// an idle client is always.
+    lines: Option<Box<LineBuffer>>,
     /// Output the socket has not taken yet (empty, and unallocated, almost always).
     out: SendQueue,
     phase: Phase,
@@ -147,8 +156,8 @@ pub struct Connection {
     /// printed, but nothing more is sent to it.
     peer_gone: bool,
     /// Which unfinished line the line-timeout clock is running for (by
-    /// its number), if any.
-    timed_line: Option<u64>,
+    /// its number), or `NO_TIMED_LINE`.
+    timed_line: u64,
     /// This client's `stop` was obeyed: however it ends (its EOF may be read
     /// before the server stops), it closes with reason `stop`.
     sent_stop: bool,
@@ -181,15 +190,15 @@ impl Connection {
         Ok(Connection {
             token,
             stream,
-            peer,
+            local: peer.is_local(),
             label,
-            lines: LineBuffer::new(config.max_line),
+            lines: None,
             out: SendQueue::new(config.high_watermark, config.low_watermark),
             phase: Phase::Reading,
             interest: READ_INTEREST,
             drain_fully,
             peer_gone: false,
-            timed_line: None,
+            timed_line: NO_TIMED_LINE,
             sent_stop: false,
             proxy_header,
         })
@@ -210,13 +219,19 @@ impl Connection {
     pub(crate) fn line_timer(&mut self) -> LineTimer {
         // While the server holds the client back, it is not the client
         // that is slow: the clock stops, and starts afresh on resuming.
-        let unfinished = self.lines.pending() > 0 && self.phase != Phase::Backpressured;
-        let now = unfinished.then(|| self.lines.completed());
+        let held = self.lines.as_ref().filter(|lines| lines.pending() > 0);
+        let now = if let Some(lines) = held
+            && self.phase != Phase::Backpressured
+        {
+            lines.completed()
+        } else {
+            NO_TIMED_LINE
+        };
         if now == self.timed_line {
             return LineTimer::Unchanged;
         }
         self.timed_line = now;
-        if now.is_some() {
+        if now != NO_TIMED_LINE {
             LineTimer::Start
         } else {
             LineTimer::Stop
@@ -261,11 +276,17 @@ impl Connection {
     /// never finished it.
     fn print_unfinished_line(&mut self, ctx: &mut Context) {
         let label = &self.label;
-        let _ = self.lines.finish(|line| {
+        let Some(lines) = &mut self.lines else {
+            return;
+        };
+        let _ = lines.finish(|line| {
             ctx.counters.lines += 1;
             ctx.output.line(label, line.text);
             ControlFlow::Continue(())
         });
+        if lines.is_idle() {
+            self.lines = None;
+        }
     }
 
     /// The socket is readable: the notes' `recv`, repeated until the kernel
@@ -524,14 +545,17 @@ impl Connection {
         } else {
             chunk
         };
+        // The line buffer, or a fresh one (no allocation) for a read that
+        // starts with a new line; kept afterwards only if a line is held.
+        let mut held = self.lines.take();
+        let mut fresh = LineBuffer::new(ctx.config.max_line);
+        let lines: &mut LineBuffer = held.as_deref_mut().unwrap_or(&mut fresh);
         let Connection {
             token,
             stream,
-            peer,
+            local,
             label,
-            lines,
             out,
-            phase,
             peer_gone,
             sent_stop,
             ..
@@ -540,7 +564,7 @@ impl Connection {
             token: *token,
             stream,
             out,
-            peer,
+            local: *local,
             label,
             sent_stop,
             ctx,
@@ -560,7 +584,13 @@ impl Connection {
             act.reply(LINE_TOO_LONG);
             act.next_phase = Some(Phase::Closing(CloseReason::LineTooLong));
         }
-        if let Some(err) = act.failure {
+        let (failure, next_phase) = (act.failure, act.next_phase);
+        self.lines = match held {
+            Some(lines) if !lines.is_idle() => Some(lines),
+            _ if !fresh.is_idle() => Some(Box::new(fresh)),
+            _ => None,
+        };
+        if let Some(err) = failure {
             // A reply failed: the peer is gone, but every line of this read
             // was still printed, and so is what it sent after it.
             let reason = self.write_failed(&err, ctx);
@@ -569,11 +599,15 @@ impl Connection {
             }
             return Err(reason);
         }
-        if let Some(next) = act.next_phase {
-            *phase = next;
-        } else if *phase == Phase::Reading && out.is_over_high() {
-            log::debug!("{label}: {} bytes unsent, pausing reads", out.len());
-            *phase = Phase::Backpressured;
+        if let Some(next) = next_phase {
+            self.phase = next;
+        } else if self.phase == Phase::Reading && self.out.is_over_high() {
+            log::debug!(
+                "{}: {} bytes unsent, pausing reads",
+                self.label,
+                self.out.len()
+            );
+            self.phase = Phase::Backpressured;
         }
         Ok(())
     }
@@ -613,5 +647,22 @@ impl Connection {
         self.peer_gone = true;
         self.out.clear();
         reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection costs this much while idle (plus its label, its
+    /// deadline node and its ready-queue mark): keep it small.
+    #[test]
+    fn an_idle_connection_is_small() {
+        let size = std::mem::size_of::<super::Connection>();
+        eprintln!(
+            "Connection: {size} bytes; LineBuffer {}; SendQueue {}; Stream {}",
+            std::mem::size_of::<crate::proto::line::LineBuffer>(),
+            std::mem::size_of::<crate::serve::send_queue::SendQueue>(),
+            std::mem::size_of::<crate::net::stream::Stream>()
+        );
+        assert!(size <= 112, "{size} bytes");
     }
 }

@@ -47,8 +47,9 @@ impl Connection {
                 self.proxy_header = None;
                 if let Carried::Client(client) = carried {
                     log::debug!("{}: PROXY header for {client}", self.label);
-                    self.peer = Peer::Ip(client);
-                    self.label = self.peer.to_string().into_boxed_str();
+                    let peer = Peer::Ip(client);
+                    self.local = peer.is_local();
+                    self.label = peer.to_string().into_boxed_str();
                 }
                 ctx.output.open(&self.label);
                 Ok(chunk.map(|bytes| &bytes[used..]))
