@@ -28,8 +28,13 @@ pub const MAX_RATE: f64 = 1e9;
 /// [`BenchConfig::from_args`](crate::bench::BenchConfig::from_args).
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Server to load: HOST:PORT, tcp://HOST:PORT, [V6]:PORT or unix:PATH
-    #[arg(value_name = "ADDR", value_parser = parse_address)]
+    /// Server to load: `HOST:PORT`, `tcp://HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
+    // Help text spelled out: in the doc comment, rustdoc reads `[V6]` as a link.
+    #[arg(
+        value_name = "ADDR",
+        value_parser = parse_address,
+        help = "Server to load: HOST:PORT, tcp://HOST:PORT, [V6]:PORT or unix:PATH"
+    )]
     pub addr: Address,
     /// Concurrent connections (churn: connections open at once)
     #[arg(long, value_name = "N", default_value_t = 1,
