@@ -56,6 +56,7 @@ use crate::serve::proxy::PendingHeader;
 use crate::serve::send_queue::SendQueue;
 
 mod act;
+mod ending;
 mod proxied;
 
 use act::Act;
@@ -384,67 +385,6 @@ impl Connection {
         self.settle(ctx, active, again)
     }
 
-    /// The server is stopping: read what this client has already sent (what
-    /// the kernel holds for us, up to `STOP_DRAIN_LIMIT` so a client that
-    /// keeps streaming cannot hold the stop), act on every line, print an
-    /// unfinished last line (obeyed only if the client's EOF came too), and
-    /// close once the replies are flushed.
-    ///
-    /// With `may_read` false (the output is full), nothing more is read:
-    /// what the client sent stays in the kernel, never received.
-    pub(crate) fn on_stop(
-        &mut self,
-        ctx: &mut Context,
-        scratch: &mut [u8],
-        may_read: bool,
-    ) -> Status {
-        if let Phase::Closing(_) = self.phase {
-            return self.settle(ctx, false, false);
-        }
-        // The watermarks still hold: a client held back for not reading its
-        // replies keeps its unread bytes in the kernel (never received),
-        // and reading stops as soon as a client's replies pass the mark.
-        let mut remaining = if may_read && self.phase == Phase::Reading {
-            STOP_DRAIN_LIMIT
-        } else {
-            0
-        };
-        let mut eof = false;
-        while remaining > 0 {
-            let want = scratch.len().min(remaining);
-            let n = match self.stream.read(&mut scratch[..want]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) => return self.on_read_error(&err, ctx),
-            };
-            remaining = remaining.saturating_sub(n);
-            ctx.counters.bytes_in += n as u64;
-            if let Err(reason) = self.receive(Some(&scratch[..n]), ctx) {
-                return Status::Closed(reason);
-            }
-            match self.phase {
-                Phase::Closing(_) => return self.settle(ctx, true, false),
-                Phase::Backpressured => break,
-                Phase::Reading => {}
-            }
-        }
-        if !eof {
-            // The client may still be writing this line: print what came.
-            self.print_unfinished_line(ctx);
-        } else if let Err(reason) = self.receive(None, ctx) {
-            return Status::Closed(reason);
-        }
-        if !matches!(self.phase, Phase::Closing(_)) {
-            self.phase = Phase::Closing(CloseReason::Stop);
-        }
-        self.settle(ctx, true, false)
-    }
-
     /// The single exit: deregister, print the close event, log, drop the socket.
     ///
     /// Returns the socket if it should close with a linger (see `linger`):
@@ -471,67 +411,6 @@ impl Connection {
         let last_words = matches!(reason, CloseReason::Disconnect | CloseReason::LineTooLong);
         (last_words && !self.peer_gone && self.out.is_empty()).then_some(self.stream)
         // Otherwise dropping the stream closes the socket (the notes' `close()`).
-    }
-
-    /// End of stream: the client shut down its sending side. An unfinished
-    /// last line is still a line; pending replies are flushed before closing
-    /// (so a client that half-closes gets every byte back, then EOF).
-    fn on_eof(&mut self, ctx: &mut Context) -> Status {
-        if let Err(reason) = self.receive(None, ctx) {
-            return Status::Closed(reason);
-        }
-        if !matches!(self.phase, Phase::Closing(_)) {
-            let reason = if self.sent_stop {
-                CloseReason::Stop
-            } else {
-                CloseReason::Eof
-            };
-            self.phase = Phase::Closing(reason);
-        }
-        self.settle(ctx, true, false)
-    }
-
-    /// A read failed. A reset loses nothing we hold: the unfinished last
-    /// line is printed (not obeyed: only a clean EOF finishes a line)
-    /// before the connection closes.
-    fn on_read_error(&mut self, err: &io::Error, ctx: &mut Context) -> Status {
-        ctx.counters.errors += 1;
-        let reason = CloseReason::from_io(err);
-        if reason == CloseReason::Error {
-            log::warn!("{}: read failed: {err}", self.label);
-        }
-        // The peer is gone: there is nobody to send to. Its unfinished line
-        // is printed, not obeyed: it never finished it.
-        self.peer_gone = true;
-        self.out.clear();
-        self.print_unfinished_line(ctx);
-        Status::Closed(reason)
-    }
-
-    /// A write found the peer gone, but what it sent before going may still
-    /// wait in the kernel (on Linux, reads after a reset return the queued
-    /// bytes first, then the error). Read it, bounded, and print every line
-    /// (nothing is sent any more); then the unfinished one, printed but not
-    /// obeyed. Without this, the lines behind the failed reply were lost and
-    /// a piece of one was printed as if it were a line.
-    fn drain_gone_peer(&mut self, ctx: &mut Context) {
-        // A rare path: a buffer of its own, not the loop's scratch.
-        let mut buffer = vec![0u8; 16 * 1024];
-        let mut remaining = STOP_DRAIN_LIMIT;
-        while remaining > 0 && !matches!(self.phase, Phase::Closing(_)) {
-            let n = match self.stream.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break, // WouldBlock, or the reset itself: all read.
-            };
-            remaining = remaining.saturating_sub(n);
-            ctx.counters.bytes_in += n as u64;
-            if self.receive(Some(&buffer[..n]), ctx).is_err() {
-                break;
-            }
-        }
-        self.print_unfinished_line(ctx);
     }
 
     /// Frames one read's bytes and acts on each complete line; with `None`
@@ -636,17 +515,6 @@ impl Connection {
             self.interest = wanted;
         }
         Status::Open { active, again }
-    }
-
-    fn write_failed(&mut self, err: &io::Error, ctx: &mut Context) -> CloseReason {
-        ctx.counters.errors += 1;
-        let reason = CloseReason::from_io(err);
-        if reason == CloseReason::Error {
-            log::warn!("{}: write failed: {err}", self.label);
-        }
-        self.peer_gone = true;
-        self.out.clear();
-        reason
     }
 }
 
