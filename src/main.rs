@@ -9,6 +9,7 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -94,7 +95,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(err) => return fail(&err.to_string(), 1),
     };
     for addr in server.listening() {
-        say(&format!("listening on {addr}"));
+        // Before any loop runs, a plain write: no stderr thread is started
+        // for it (a server that logs nothing then runs none).
+        let _ = writeln!(std::io::stderr().lock(), "listening on {addr}");
     }
     match server.run() {
         Ok(()) => {

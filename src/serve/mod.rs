@@ -131,6 +131,7 @@ impl Server {
     /// beside `config.listen`, which may then be empty.
     pub fn bind_with(config: Config, activated: Vec<Activated>) -> Result<Server, Error> {
         config.validate().map_err(Error::Config)?;
+        output::diagnostics::prepare();
         if config.listen.is_empty() && activated.is_empty() {
             return Err(Error::Config(error::ConfigError::NoListener));
         }

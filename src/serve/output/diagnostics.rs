@@ -37,6 +37,14 @@ fn queue() -> Option<&'static OutputQueue> {
         .as_ref()
 }
 
+/// Makes the stderr queue now (its own descriptor for stderr, no thread yet):
+/// done when a server is bound, so that diagnostics still reach stderr when
+/// the process has run out of descriptors later (`EMFILE`, when they matter
+/// most). The writer thread starts with the first record.
+pub fn prepare() {
+    let _ = queue();
+}
+
 /// Queues one whole record (ending in a newline) for stderr, or drops it.
 pub fn write_record(record: &[u8]) {
     let Some(queue) = queue() else {

@@ -50,7 +50,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
@@ -162,6 +162,17 @@ struct Shared {
     /// returned, whatever other producers queued since.
     written: AtomicU64,
     limit: usize,
+    /// The writer thread starts with the first bytes queued, so a server
+    /// that prints nothing (`--format none`) runs no thread for it.
+    started: AtomicBool,
+    unstarted: Mutex<Option<Writer>>,
+}
+
+/// What the writer thread will need when it starts.
+struct Writer {
+    sink: Sink,
+    name: String,
+    report: bool,
 }
 
 impl Shared {
@@ -211,12 +222,37 @@ impl OutputQueue {
             pending: AtomicUsize::new(0),
             written: AtomicU64::new(0),
             limit: limit.max(1),
+            started: AtomicBool::new(false),
+            unstarted: Mutex::new(Some(Writer {
+                sink,
+                name: name.into(),
+                report,
+            })),
         });
-        let writer = Arc::clone(&shared);
-        thread::Builder::new()
-            .name(name.into())
-            .spawn(move || write_forever(&writer, sink, report))?;
         Ok(OutputQueue { shared })
+    }
+
+    /// Starts the writer thread, once.
+    fn start_writer(&self) {
+        let writer = self
+            .shared
+            .unstarted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let Some(Writer { sink, name, report }) = writer else {
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        let started = thread::Builder::new()
+            .name(name)
+            .spawn(move || write_forever(&shared, sink, report));
+        match started {
+            Ok(_) => self.shared.started.store(true, Ordering::Release),
+            // Nothing will be written: the queue fills, and backpressure or
+            // the drop policy takes over, as with a reader that never reads.
+            Err(err) => log::error!("cannot start the output writer: {}", os_reason(&err)),
+        }
     }
 
     /// The bound, `--output-buffer`.
@@ -241,6 +277,9 @@ impl OutputQueue {
     pub fn push(&self, staged: &mut Vec<u8>) -> Option<u64> {
         if staged.is_empty() {
             return None;
+        }
+        if !self.shared.started.load(Ordering::Acquire) {
+            self.start_writer();
         }
         let mut state = self.shared.lock();
         if state.closed.is_some() {
@@ -332,9 +371,10 @@ impl OutputQueue {
 
 impl Drop for OutputQueue {
     fn drop(&mut self) {
-        // The writer holds one reference; when only it and this handle are
-        // left, no one can queue anything more: let it finish and end.
-        if Arc::strong_count(&self.shared) <= 2 {
+        // A running writer holds one reference; when only it and this handle
+        // are left, no one can queue anything more: let it finish and end.
+        let writer = usize::from(self.shared.started.load(Ordering::Acquire));
+        if Arc::strong_count(&self.shared) <= 1 + writer {
             let mut state = self.shared.lock();
             state.shutdown = true;
             self.shared.work.notify_one();
