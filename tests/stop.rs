@@ -156,3 +156,47 @@ fn grace_zero_reports_no_unsent_output_when_there_was_none() {
     assert!(!stderr.contains("closing 0 clients"), "{stderr}");
     drop(quiet);
 }
+
+/// A connect storm does not keep the loop accepting: one turn accepts at
+/// most 1000 clients from a listener (redis's `MAX_ACCEPTS_PER_CALL`), and
+/// the rest wait for the next turn, while connected clients are served in
+/// between. The storm is queued while the server is frozen, so that the
+/// first turn after it finds all 1500 in the backlog.
+#[test]
+fn one_turn_accepts_at_most_a_thousand_clients() {
+    const STORM: usize = 1500;
+    if raise_fd_limit(STORM as u64 + 200) < STORM as u64 + 200 {
+        assert!(std::env::var_os("CI").is_none(), "fd limit too low in CI");
+        eprintln!("skipping: the open-file limit is below {}", STORM + 200);
+        return;
+    }
+    let server = ServerProcess::start(&[
+        "--backlog",
+        "4096",
+        "--idle-timeout",
+        "off",
+        "--trace-loop",
+        "--format",
+        "none",
+    ]);
+    server.freeze();
+    let storm: Vec<TcpStream> = (0..STORM).map(|_| connect(&server.addr)).collect();
+    server.thaw();
+    wait_until("every client accepted", || {
+        server.stderr().matches("  accepted conn").count() == STORM
+    });
+    // Accepts per turn: the `accepted` lines between two `poll(` lines.
+    let mut per_turn = Vec::new();
+    for line in server.stderr().lines() {
+        if line.starts_with("poll(") {
+            per_turn.push(0);
+        } else if line.starts_with("  accepted conn")
+            && let Some(count) = per_turn.last_mut()
+        {
+            *count += 1;
+        }
+    }
+    let most = per_turn.iter().copied().max().unwrap_or(0);
+    assert_eq!(most, 1000, "accepts per turn: {per_turn:?}");
+    drop(storm);
+}
