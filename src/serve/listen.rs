@@ -232,18 +232,10 @@ fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::TcpLis
         address: addr.to_string(),
         reason: err.into(),
     };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
     // The notes' SO_REUSEADDR: a restarted server can bind while old
-    // connections linger in TIME_WAIT. (It never lets two servers share a port.)
-    socket.set_reuse_address(true).map_err(fail)?;
-    if options.reuse_port {
-        socket.set_reuse_port(true).map_err(fail)?;
-    }
-    if addr.is_ipv6() {
-        socket.set_only_v6(true).map_err(fail)?;
-    }
-    socket.set_nonblocking(true).map_err(fail)?;
-    socket.bind(&addr.into()).map_err(fail)?;
+    // connections linger in TIME_WAIT. (It never lets two servers share a
+    // port; SO_REUSEPORT, set for several loops, does.)
+    let socket = bound_socket(addr, Type::STREAM, true, options).map_err(fail)?;
     socket.listen(options.backlog).map_err(fail)?;
     if !addr.ip().is_loopback() {
         log::warn!("listening on {addr}: the server is reachable from the network");
@@ -252,26 +244,41 @@ fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::TcpLis
 }
 
 fn bind_udp(addr: SocketAddr, options: ListenOptions) -> Result<mio::net::UdpSocket, Error> {
-    let fail = |err: io::Error| Error::Listen {
-        address: format!("udp://{addr}"),
-        reason: err.into(),
-    };
     // No SO_REUSEADDR here: for UDP it would let a second server share the
     // port and silently take some of the datagrams. (With several loops,
     // SO_REUSEPORT does share it, among sockets of the same user, on purpose.)
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None).map_err(fail)?;
-    if options.reuse_port {
-        socket.set_reuse_port(true).map_err(fail)?;
-    }
-    if addr.is_ipv6() {
-        socket.set_only_v6(true).map_err(fail)?;
-    }
-    socket.set_nonblocking(true).map_err(fail)?;
-    socket.bind(&addr.into()).map_err(fail)?;
+    let socket = bound_socket(addr, Type::DGRAM, false, options).map_err(|err| Error::Listen {
+        address: format!("udp://{addr}"),
+        reason: err.into(),
+    })?;
     if !addr.ip().is_loopback() {
         log::warn!("listening on udp://{addr}: the server is reachable from the network");
     }
     Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
+/// The notes' `socket()`, `setsockopt()` and `bind()` for TCP and UDP:
+/// non-blocking, IPv6 sockets for IPv6 only (so `0.0.0.0:P` and `[::]:P`
+/// can both be bound), and `SO_REUSEPORT` when each loop binds its own.
+fn bound_socket(
+    addr: SocketAddr,
+    kind: Type,
+    reuse_address: bool,
+    options: ListenOptions,
+) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), kind, None)?;
+    if reuse_address {
+        socket.set_reuse_address(true)?;
+    }
+    if options.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 /// A listening Unix socket that owns its file: the file is removed when the
