@@ -90,9 +90,14 @@ impl Shared {
         self.open.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A connection closed (or never made it to a loop).
+    /// A connection closed (or never made it to a loop). Never below zero:
+    /// a miscount must not turn into "server full" for ever.
     pub fn closed(&self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        let _ = self
+            .open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                open.checked_sub(1)
+            });
     }
 
     /// Loop `id` publishes its counters (once per turn).
