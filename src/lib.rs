@@ -119,6 +119,7 @@
 pub mod bench;
 #[cfg(feature = "cli")]
 pub mod cli;
+mod failpoint;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -1,0 +1,27 @@
+//! Fault injection, for tests only.
+//!
+//! A server must fail loudly when one of its parts dies: a loop that panics,
+//! an output writer that exits, a write that keeps failing with `EIO`. Such
+//! faults are rare by nature, so the tests cause them on purpose, at named
+//! points, with the [`fail`](https://docs.rs/fail) crate. With the
+//! `failpoints` feature off (every normal build) a point compiles to nothing.
+//!
+//! The points, by name:
+//!
+//! | name | where | what a test makes it do |
+//! |------|-------|-------------------------|
+//! | `loop-turn` | the start of every event-loop turn | `panic` (in a chosen loop, with the loop's number as the value: `panic(2)` is matched by the loop) |
+
+#[allow(unused_macros)] // Used as points are added.
+/// `failpoint!("name")` runs the configured action (panic, sleep, ...);
+/// `failpoint!("name", |value| expr)` returns `expr` from the enclosing
+/// function when the point is configured to `return(value)`.
+macro_rules! failpoint {
+    ($($arg:tt)*) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($($arg)*);
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use failpoint;
