@@ -80,14 +80,18 @@ impl Shared {
         self.stop_now.load(Ordering::SeqCst)
     }
 
-    /// Connections open in the whole server.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// A connection was accepted (it counts against `--max-conns` from now).
-    pub fn opened(&self) {
-        self.open.fetch_add(1, Ordering::Relaxed);
+    /// Admits one more connection if fewer than `--max-conns` are open,
+    /// counting it from now; `false` if the server is full.
+    ///
+    /// The check and the count are one atomic step: with several loops
+    /// accepting at once, a check followed by a separate increment lets
+    /// two loops both see `max - 1` and both admit.
+    pub fn try_open(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max_conns).then_some(open + 1)
+            })
+            .is_ok()
     }
 
     /// A connection closed (or never made it to a loop). Never below zero:
@@ -95,7 +99,7 @@ impl Shared {
     pub fn closed(&self) {
         let _ = self
             .open
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 open.checked_sub(1)
             });
     }

@@ -26,13 +26,13 @@ impl EventLoop {
             return;
         }
         for _ in 0..ACCEPTS_PER_TURN {
-            let open = self.ctx.shared.open();
+            let shared = &self.ctx.shared;
             match self
                 .accept
-                .accept_one(index, open, now, &mut self.ctx.counters)
+                .accept_one(index, || shared.try_open(), now, &mut self.ctx.counters)
             {
                 Accepted::Client(stream, peer) => {
-                    self.ctx.shared.opened();
+                    // It counts against `--max-conns` from here on.
                     match self.hand_off_to(index) {
                         Some(to) => self.ctx.shared.hand_off(to, stream, peer),
                         None => self.open(stream, peer, now),
