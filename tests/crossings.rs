@@ -66,3 +66,66 @@ fn read_some(stream: &mut TcpStream, limit: usize) -> Vec<u8> {
 
 #[allow(dead_code)]
 const SHORT: Duration = Duration::from_millis(100);
+
+/// One `stats` reply is one snapshot: under churn on three loops, the open
+/// total always equals the sum of the per-loop figures beside it.
+#[test]
+fn a_stats_reply_agrees_with_itself_under_churn() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = InProcess::start(|config| {
+        config.reactors = 3;
+        config.idle_timeout = None;
+    });
+    let done = Arc::new(AtomicBool::new(false));
+    let churners: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, done) = (server.addr.clone(), Arc::clone(&done));
+            thread::spawn(move || {
+                let mut held = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    held.push(TcpStream::connect(&addr).expect("connect"));
+                    if held.len() > 20 {
+                        held.drain(..10);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut disagreements = Vec::new();
+    for _ in 0..1500 {
+        let mut client = connect(&server.addr);
+        client.write_all(b"stats\n").expect("ask");
+        let mut reply = String::new();
+        BufReader::new(&client)
+            .read_line(&mut reply)
+            .expect("reply");
+        let field = |name: &str| -> String {
+            reply
+                .split_whitespace()
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("no {name} in {reply:?}"))
+                .to_string()
+        };
+        let open: u64 = field("open").parse().expect("open");
+        let by_loop: u64 = field("open_by_reactor")
+            .split(',')
+            .map(|n| n.parse::<u64>().expect("a count"))
+            .sum();
+        if open != by_loop {
+            disagreements.push(reply.trim().to_string());
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    for churner in churners {
+        churner.join().expect("churner");
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{} replies disagree, e.g. {:?}",
+        disagreements.len(),
+        disagreements.first()
+    );
+}

@@ -111,27 +111,24 @@ impl Shared {
         }
     }
 
-    /// Every loop's counters as last published, summed; with loop `id`'s own
-    /// live counters in place of its published ones, when given.
-    pub fn totals(&self, live: Option<(usize, &Counters)>) -> Counters {
-        let mut total = Counters::default();
-        for (index, slot) in self.counters.iter().enumerate() {
-            match live {
-                Some((id, counters)) if id == index => total.add(counters),
-                _ => total.add(&slot.snapshot()),
-            }
-        }
-        total
-    }
-
-    /// Open connections of each loop, as last published.
-    pub fn open_by_loop(&self, live: Option<(usize, &Counters)>) -> Vec<u64> {
-        (0..self.counters.len())
-            .map(|index| match live {
-                Some((id, counters)) if id == index => counters.open,
-                _ => self.counters[index].snapshot().open,
+    /// Every loop's counters as last published, with loop `id`'s own live
+    /// counters in place of its published ones, when given: one copy per
+    /// loop, read once, so that totals and per-loop figures computed from
+    /// it agree.
+    pub fn by_loop(&self, live: Option<(usize, &Counters)>) -> Vec<Counters> {
+        self.counters
+            .iter()
+            .enumerate()
+            .map(|(index, slot)| match live {
+                Some((id, counters)) if id == index => *counters,
+                _ => slot.snapshot(),
             })
             .collect()
+    }
+
+    /// Every loop's counters (as in [`by_loop`](Self::by_loop)), summed.
+    pub fn totals(&self, live: Option<(usize, &Counters)>) -> Counters {
+        Counters::sum(&self.by_loop(live))
     }
 
     /// Hands an accepted connection to loop `to`, and wakes it.
