@@ -251,7 +251,7 @@ impl Server {
             .iter()
             .zip(&self.names)
             .map(|(addr, name)| match name {
-                Some(name) => format!("{addr} ({name})"),
+                Some(name) => format!("{addr} ({})", activation::shown(name)),
                 None => addr.to_string(),
             })
             .collect()
