@@ -96,8 +96,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     for addr in server.listening() {
         // Before any loop runs, a plain write: no stderr thread is started
-        // for it (a server that logs nothing then runs none).
-        let _ = writeln!(std::io::stderr().lock(), "listening on {addr}");
+        // for it (a server that logs nothing then runs none). One `write`
+        // for the whole line, so that a log record written meanwhile by the
+        // stderr thread cannot land inside it.
+        let line = format!("listening on {addr}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
     match server.run() {
         Ok(()) => {

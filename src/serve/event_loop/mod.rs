@@ -281,8 +281,18 @@ impl EventLoop {
             return;
         };
         if readable && !may_read {
-            // Remember what the event said; the read waits for room.
+            // Remember what the event said; the read waits for room. But a
+            // `stop` must not wait for it: look for one, without reading.
             connection.defer_read(event.is_read_closed() || event.is_priority());
+            if !self.ctx.stop_requested
+                && connection.stop_waiting_unread(&self.ctx, &mut self.scratch)
+            {
+                log::info!(
+                    "{}: stop sent while the output is full: stopping",
+                    connection.label()
+                );
+                self.ctx.stop_requested = true;
+            }
         }
         // Read before write, as redis does: the reply to what we read may
         // go out in the same turn.
