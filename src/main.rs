@@ -72,6 +72,10 @@ fn usage_error(err: &clap::Error, args: &[OsString]) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    // Fault injection for the tests (`FAILPOINTS=name=action`), in builds
+    // with the `failpoints` feature only.
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     // SAFETY: nothing has started a thread yet (parsing flags and setting up
     // the logger start none; the stderr queue starts on its first line), as
     // unsetting the variables requires.
