@@ -22,7 +22,7 @@ impl EventLoop {
     /// The notes' `accept()`, until the backlog is empty or this turn's
     /// budget is spent (then again next turn).
     pub(super) fn accept_from(&mut self, index: usize, now: Instant) {
-        if self.grace_deadline.is_some() {
+        if self.lifecycle.is_stopping() {
             return;
         }
         for _ in 0..ACCEPTS_PER_TURN {
@@ -90,7 +90,7 @@ impl EventLoop {
             let Some(key) = self.open(stream, peer, now) else {
                 continue;
             };
-            if self.grace_deadline.is_some() {
+            if self.lifecycle.is_stopping() {
                 let may_read = self.may_read();
                 if let Some(connection) = self.connections.get_mut(key) {
                     let status = connection.on_stop(&mut self.ctx, &mut self.scratch, may_read);

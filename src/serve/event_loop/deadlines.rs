@@ -17,7 +17,7 @@ impl EventLoop {
     /// Every deadline this loop keeps, nearest or not. While reading is
     /// paused for output, clients' clocks do not run.
     pub(super) fn deadlines(&self) -> [Option<Instant>; 7] {
-        let clients = !self.reading_paused;
+        let clients = !self.reading_paused();
         [
             self.proxy_headers
                 .as_ref()
@@ -31,7 +31,7 @@ impl EventLoop {
                 .as_ref()
                 .filter(|_| clients)
                 .and_then(DeadlineList::next_deadline),
-            self.grace_deadline,
+            self.lifecycle.grace_until(),
             self.accept.paused_until(),
             self.next_stats,
             self.lingering.next_deadline(),
@@ -39,7 +39,7 @@ impl EventLoop {
     }
 
     pub(super) fn on_deadlines(&mut self, now: Instant) {
-        if !self.reading_paused {
+        if !self.reading_paused() {
             self.on_client_deadlines(now);
         }
         self.on_loop_deadlines(now);
@@ -98,7 +98,11 @@ impl EventLoop {
                 .unwrap_or(Duration::from_secs(1));
             self.next_stats = Some(now + every);
         }
-        if self.grace_deadline.is_some_and(|deadline| deadline <= now) {
+        if self
+            .lifecycle
+            .grace_until()
+            .is_some_and(|deadline| deadline <= now)
+        {
             let unsent = self
                 .connections
                 .iter()

@@ -67,10 +67,12 @@ use crate::serve::trace;
 
 mod clients;
 mod deadlines;
+mod lifecycle;
 mod pause;
 mod stop;
 
 use deadlines::poll_timeout;
+use lifecycle::{Lifecycle, Reading};
 
 /// Events fetched per `poll` call; more simply wait for the next turn.
 const EVENTS_PER_TURN: usize = 1024;
@@ -112,17 +114,14 @@ pub(crate) struct EventLoop {
     /// When to log the counters next (`--stats DUR`).
     next_stats: Option<Instant>,
     signals: Option<Signals>,
-    /// A second signal: stop without waiting for output to drain.
-    stop_now: bool,
-    /// Set once stopping: when to give up flushing and close everyone.
-    grace_deadline: Option<Instant>,
+    /// Serving, stopping (until when), stopping now, done.
+    lifecycle: Lifecycle,
     /// This loop's waker: the handle, and the output queue when it has room
     /// again, empties or closes.
     waker: Arc<Waker>,
-    /// The output queue is full: no client is read until it has room (and
-    /// no client's idle or line clock runs meanwhile, since it is the server,
-    /// not the client, that is not reading).
-    reading_paused: bool,
+    /// Whether clients are read, or reading is paused because the output
+    /// is full (see `lifecycle`).
+    reading: Reading,
     /// The output's reader went away: the loop stops, and says so.
     output_closed: bool,
     /// Which loop gets the next client handed off (round-robin).
@@ -188,10 +187,9 @@ impl EventLoop {
             datagram_state: DatagramState::default(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             signals: parts.signals,
-            stop_now: false,
-            grace_deadline: None,
+            lifecycle: Lifecycle::Serving,
             waker: parts.waker,
-            reading_paused: false,
+            reading: Reading::Open,
             output_closed: false,
             next_hand_off: 0,
             handed: Vec::new(),
@@ -250,7 +248,7 @@ impl EventLoop {
             if std::mem::take(&mut self.wake_stale) {
                 self.next_wake = self.deadlines().into_iter().flatten().min();
             }
-            let ready_idle = self.ready.is_empty() || self.reading_paused;
+            let ready_idle = self.ready.is_empty() || self.reading_paused();
             self.ctx.output.flush();
             self.ctx.output.report_drops();
             let publish_due = self.publish_lazily(now);
@@ -273,7 +271,10 @@ impl EventLoop {
             }
             self.serve_ready_queue(now);
             self.stop_if_requested(now);
-            if self.stop_now {
+            if self.lifecycle.is_stopping() && self.ctx.shared.stop_now_requested() {
+                self.set_lifecycle(Lifecycle::StoppingNow);
+            }
+            if self.lifecycle == Lifecycle::StoppingNow {
                 self.close_all(CloseReason::Stop);
             }
         }
@@ -290,7 +291,9 @@ impl EventLoop {
             self.ctx.shared.closed();
         }
         self.ctx.output.flush();
-        if !self.stop_now && !self.output_closed {
+        let stopped_now = self.lifecycle == Lifecycle::StoppingNow;
+        self.set_lifecycle(Lifecycle::Done);
+        if !stopped_now && !self.output_closed {
             // Output that is flowing gets a moment even after the grace
             // period (`--grace 0`): only stalled output counts as unwritten.
             self.ctx.output.wait_written(FINAL_FLUSH);
@@ -397,7 +400,7 @@ impl EventLoop {
             Slot::Listener(index) => self.accept_from(index, now),
             Slot::Datagram(index) => self.on_datagrams(index),
             Slot::Waker => self.on_wake(now),
-            Slot::Signals => self.on_signals(),
+            Slot::Signals => self.on_signals(now),
             Slot::Lingering(key) => {
                 self.lingering
                     .on_readable(key, &mut self.scratch, &self.ctx.registry);
@@ -468,7 +471,7 @@ impl EventLoop {
     /// Serves the sockets that had more to do when their budget ran out, in
     /// the order they were queued, each at most once per turn.
     fn serve_ready_queue(&mut self, now: Instant) {
-        if self.ready.is_empty() || self.reading_paused {
+        if self.ready.is_empty() || self.reading_paused() {
             return;
         }
         let batch = self.ready.take();

@@ -12,10 +12,10 @@ use std::time::Instant;
 use mio::Token;
 
 use super::EventLoop;
+use super::lifecycle::Reading;
 use crate::serve::output::diagnostics;
 use crate::serve::output::queue::Closed;
 use crate::serve::slots;
-use crate::serve::trace;
 
 impl EventLoop {
     /// Another thread woke us: the handle asked to stop, or the output queue
@@ -24,16 +24,13 @@ impl EventLoop {
         if self.ctx.shared.stop_requested() {
             self.ctx.stop_requested = true;
         }
-        if self.ctx.shared.stop_now_requested() {
-            self.stop_now = true;
-        }
         self.open_handed(now);
         if self.ctx.output.closed() == Some(Closed::BrokenPipe) && !self.output_closed {
             self.output_closed = true;
             diagnostics::line(format_args!("error: output closed (Broken pipe): stopping"));
             self.ctx.stop_requested = true;
         }
-        if self.reading_paused && self.ctx.output.has_room() {
+        if self.reading_paused() && self.ctx.output.has_room() {
             self.resume_reading(now);
         }
     }
@@ -43,7 +40,7 @@ impl EventLoop {
     /// flow control slows them down, until the writer has made room.
     #[inline]
     pub(super) fn may_read(&mut self) -> bool {
-        if self.reading_paused {
+        if self.reading_paused() {
             return false;
         }
         if self.ctx.output.is_full() {
@@ -57,16 +54,11 @@ impl EventLoop {
     #[cold]
     fn may_read_with_output_full(&mut self) -> bool {
         if self.ctx.output.pause_producers() {
-            self.reading_paused = true;
-            // The clients' clocks stop: deadlines change.
-            self.wake_stale = true;
+            self.set_reading(Reading::PausedForOutput);
             log::debug!(
                 "output full ({} bytes waiting): not reading from clients",
                 self.ctx.output.pending()
             );
-            if self.ctx.config.trace_loop {
-                trace::emit(format_args!("  output full: reading paused"));
-            }
             return false;
         }
         true
@@ -77,12 +69,8 @@ impl EventLoop {
     /// served again; the clients' clocks restart, since it was the server,
     /// not they, that was silent.
     pub(super) fn resume_reading(&mut self, now: Instant) {
-        self.reading_paused = false;
-        self.wake_stale = true;
+        self.set_reading(Reading::Open);
         log::debug!("output has room again: reading from clients");
-        if self.ctx.config.trace_loop {
-            trace::emit(format_args!("  output has room: reading resumed"));
-        }
         for (key, _) in self.connections.iter() {
             self.ready.wake(Token(key));
             if let Some(idle) = &mut self.idle {
@@ -97,7 +85,7 @@ impl EventLoop {
         for index in 0..self.datagrams.len() {
             self.ready.wake(slots::datagram_token(index));
         }
-        if self.grace_deadline.is_some() {
+        if self.lifecycle.is_stopping() {
             // Stopping: the clients not read at the stop are read now.
             self.stop_each_client(now);
         }

@@ -14,7 +14,7 @@ use crate::serve::notify;
 use crate::serve::trace;
 
 impl EventLoop {
-    pub(super) fn on_signals(&mut self) {
+    pub(super) fn on_signals(&mut self, now: Instant) {
         let Some(signals) = &mut self.signals else {
             return;
         };
@@ -29,8 +29,10 @@ impl EventLoop {
             }
             if self.ctx.stop_requested {
                 log::warn!("signal {signal} again: stopping now");
-                self.stop_now = true;
                 self.ctx.shared.request_stop_now();
+                // Stopping now is stopping first: listeners closed, and so on.
+                self.stop_if_requested(now);
+                self.set_lifecycle(super::Lifecycle::StoppingNow);
             } else {
                 log::info!("signal {signal}: stopping");
                 self.ctx.stop_requested = true;
@@ -42,7 +44,7 @@ impl EventLoop {
     /// Checked twice a turn: the check is inline, the stop itself not.
     #[inline]
     pub(super) fn stop_if_requested(&mut self, now: Instant) {
-        if self.ctx.stop_requested && self.grace_deadline.is_none() {
+        if self.ctx.stop_requested && !self.lifecycle.is_stopping() {
             self.stop_requested_now(now);
         }
     }
@@ -81,7 +83,9 @@ impl EventLoop {
         for mut socket in self.datagrams.drain(..) {
             let _ = self.ctx.registry.deregister(&mut socket);
         }
-        self.grace_deadline = Some(now + self.ctx.config.grace);
+        self.set_lifecycle(super::Lifecycle::Stopping {
+            grace_until: now + self.ctx.config.grace,
+        });
         self.wake_stale = true;
         self.stop_each_client(now);
     }
@@ -113,7 +117,7 @@ impl EventLoop {
     /// still on their way from another loop included), and the output
     /// settled (see `output_settled`).
     pub(super) fn may_end(&mut self, now: Instant) -> bool {
-        if self.grace_deadline.is_none() {
+        if !self.lifecycle.is_stopping() {
             return false;
         }
         self.open_handed(now);
@@ -124,8 +128,10 @@ impl EventLoop {
     /// written (or can never be, or the grace period is over, or a second
     /// signal said not to wait). If not, the output queue wakes us once it is.
     pub(super) fn output_settled(&mut self, now: Instant) -> bool {
-        self.stop_now
-            || self.grace_deadline.is_some_and(|deadline| deadline <= now)
-            || self.ctx.output.want_drained()
+        match self.lifecycle {
+            super::Lifecycle::StoppingNow | super::Lifecycle::Done => true,
+            super::Lifecycle::Stopping { grace_until } if grace_until <= now => true,
+            _ => self.ctx.output.want_drained(),
+        }
     }
 }
