@@ -26,6 +26,8 @@ enum Behaviour {
     Hold,
     /// Closes every odd-numbered connection right after accepting it.
     CloseOdd,
+    /// Accepts and never reads: only the socket buffers take bytes.
+    Deaf,
 }
 
 /// Starts a server on 127.0.0.1:0 in background threads; returns its address.
@@ -46,6 +48,8 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, index: usize) {
     let mut offset = 0u64;
     match behaviour {
         Behaviour::CloseOdd if index % 2 == 1 => {}
+        // Holds the connection, unread, for longer than any run may last.
+        Behaviour::Deaf => thread::sleep(bench_common::RUN_LIMIT),
         Behaviour::Hold | Behaviour::CloseOdd => {
             // Blocks until the client closes (read returns 0) or resets.
             let _ = stream.read(&mut buf);
@@ -227,7 +231,7 @@ fn ingest_counts_lines_written() {
         "--conns",
         "2",
         "--duration",
-        "500ms",
+        "1s",
         "--json",
     ]);
     assert!(output.status.success(), "{output:?}");
@@ -238,6 +242,32 @@ fn ingest_counts_lines_written() {
     let bytes = report["bytes_per_sec"].as_f64().unwrap();
     let msgs = report["msgs_per_sec"].as_f64().unwrap();
     assert!((bytes - msgs * 64.0).abs() < 1.0, "{report}");
+}
+
+/// Ingest against a server that accepts and never reads: once the socket
+/// buffers are full nothing more goes out, and the run fails as echo mode
+/// fails against a server that never answers (exit 1, one line, no
+/// report), instead of reporting the buffered lines as a rate.
+#[test]
+fn ingest_fails_when_the_server_takes_nothing() {
+    let addr = server(Behaviour::Deaf);
+    let output = bench(&[
+        &addr,
+        "--mode",
+        "ingest",
+        "--conns",
+        "2",
+        "--duration",
+        "2s",
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let line = error_line(&output);
+    assert!(
+        line.contains("no progress within 1s: is the server reading?"),
+        "{line}"
+    );
+    assert!(output.stdout.is_empty(), "no report of buffered lines");
 }
 
 /// Idle opens every connection and still holds them all at the end.
@@ -386,7 +416,7 @@ fn silent_server_fails_with_a_hint_about_echo() {
 #[test]
 fn percentiles_without_samples_are_null() {
     let addr = server(Behaviour::Sink);
-    let output = bench(&[&addr, "--mode", "ingest", "--duration", "300ms", "--json"]);
+    let output = bench(&[&addr, "--mode", "ingest", "--duration", "1s", "--json"]);
     assert!(output.status.success(), "{output:?}");
     let report = json(&output);
     for key in ["p50_us", "p99_us", "max_us", "uncorrected_p99_us"] {

@@ -14,7 +14,9 @@
 //!   early close end the run with an error: a fast server that echoes wrong
 //!   is not fast.
 //! - `ingest`: lines are written as fast as the server takes them; anything
-//!   the server sends back is read and dropped. Counts lines written.
+//!   the server sends back is read and dropped. Counts lines written. A
+//!   server that takes no byte for the stall time (see `plan`) fails the
+//!   run, as a server that never answers fails an echo run.
 //! - `idle`: connections are opened and held; counts how many were
 //!   established and how many are still open at the end.
 //! - `churn`: each connection connects, sends one line, reads its echo and
