@@ -220,6 +220,52 @@ fn bad_flags_name_themselves() {
     }
 }
 
+/// Latency files that cannot be made are refused before the run (exit 2,
+/// one line naming the file): a `--plot` named for another format than the
+/// SVG drawn, a plot or `.hgrm` of a mode that times nothing, an earlier
+/// run's `--plot-with` file that is missing or is no `.hgrm`. No
+/// connection is made and no file written.
+#[test]
+fn latency_files_that_cannot_be_made_are_refused_before_the_run() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (png, svg, hgrm) = (file("out.png"), file("out.svg"), file("out.hgrm"));
+    let missing = format!("ref={}", file("missing.hgrm"));
+    let not_hgrm = file("not.hgrm");
+    std::fs::write(&not_hgrm, "Value Percentile\n\nnothing here\n").unwrap();
+    let not_hgrm = format!("ref={not_hgrm}");
+    for (args, culprit) in [
+        (vec!["--plot", &png], png.as_str()),
+        (vec!["--plot", &svg, "--mode", "ingest"], svg.as_str()),
+        (vec!["--plot", &svg, "--mode", "idle"], svg.as_str()),
+        (vec!["--hgrm", &hgrm, "--mode", "ingest"], hgrm.as_str()),
+        (vec!["--plot", &svg, "--plot-with", &missing], &missing),
+        (vec!["--plot", &svg, "--plot-with", &not_hgrm], &not_hgrm),
+    ] {
+        let mut all = vec![addr.as_str(), "--duration", "1s"];
+        all.extend(&args);
+        let output = bench(&all);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        let line = error_line(&output);
+        assert!(line.contains(culprit), "{args:?}: {line}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}: no report");
+        // A connection made would wait in the listener's backlog.
+        let accepted = listener.accept();
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{args:?}: bench connected before refusing: {accepted:?}"
+        );
+        for made in [&png, &svg, &hgrm] {
+            assert!(!std::path::Path::new(made).exists(), "{args:?}: {made}");
+        }
+    }
+}
+
 /// Ingest writes lines without waiting for replies and counts them.
 #[test]
 fn ingest_counts_lines_written() {
