@@ -129,3 +129,63 @@ fn a_stats_reply_agrees_with_itself_under_churn() {
         disagreements.first()
     );
 }
+
+/// With several loops, a Unix client is handed from the loop that accepts
+/// it to another. A stop (here SIGTERM) must not lose the clients on their way: every line
+/// a client finished before the stop is printed, and the exit status is 0.
+#[test]
+fn unix_clients_on_their_way_to_a_loop_at_stop_are_served() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    const CLIENTS: usize = 200;
+    for round in 0..20 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s.sock");
+        let unix = format!("unix:{}", path.display());
+        let mut server = ServerProcess::start(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            &unix,
+            "--reactors",
+            "3",
+            "--idle-timeout",
+            "off",
+            "--format",
+            "plain",
+        ]);
+        // Frozen, the server lets the clients queue in the backlog: the
+        // stop then finds them there, not yet accepted.
+        server.freeze();
+        let clients: Vec<UnixStream> = (0..CLIENTS)
+            .map(|n| {
+                let mut client = UnixStream::connect(&path).expect("connect");
+                client
+                    .write_all(format!("line {n}\n").as_bytes())
+                    .expect("send");
+                client
+            })
+            .collect();
+        // The stop comes from outside the Unix listener (a TCP client,
+        // served by any loop), so Unix clients may still be in its backlog
+        // or in a loop's inbox.
+        let mut stopper = server.connect();
+        stopper.write_all(b"stop\n").expect("stop");
+        server.thaw();
+        let status = server.wait_exit();
+        let printed = server.stdout();
+        let missing: Vec<usize> = (0..CLIENTS)
+            .filter(|n| !printed.contains(&format!("line {n}\n")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} of {CLIENTS} lines missing (e.g. line {}); stderr: {}",
+            missing.len(),
+            missing[0],
+            server.stderr()
+        );
+        assert!(status.success(), "{status:?}: {}", server.stderr());
+        drop(clients);
+    }
+}

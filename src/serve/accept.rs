@@ -89,6 +89,12 @@ impl Acceptor {
         self.shared.get(index).copied().unwrap_or(false)
     }
 
+    /// Whether any listener is this loop's alone, so that its clients are
+    /// handed to the other loops.
+    pub fn hands_off(&self) -> bool {
+        self.shared.iter().any(|&only| only)
+    }
+
     pub fn listener(&self, index: usize) -> Option<&Listener> {
         self.listeners.get(index)
     }

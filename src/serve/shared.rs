@@ -35,11 +35,16 @@ pub(crate) struct Shared {
     wakers: Vec<Arc<Waker>>,
     counters: Vec<SharedCounters>,
     inboxes: Vec<Mutex<Vec<(Stream, Peer)>>>,
+    /// Loops that may still hand clients to others: those with a listener
+    /// of their own, until they have closed it at stop. No loop ends while
+    /// one remains, or a client on its way would be lost.
+    handing: AtomicUsize,
 }
 
 impl Shared {
-    /// State for loops woken by `wakers` (one per loop, by loop index).
-    pub fn new(wakers: Vec<Arc<Waker>>, max_conns: usize) -> Self {
+    /// State for loops woken by `wakers` (one per loop, by loop index), of
+    /// which `handing` hand clients to the others.
+    pub fn new(wakers: Vec<Arc<Waker>>, max_conns: usize, handing: usize) -> Self {
         let loops = wakers.len();
         Shared {
             stop: AtomicBool::new(false),
@@ -49,6 +54,7 @@ impl Shared {
             wakers,
             counters: (0..loops).map(|_| SharedCounters::default()).collect(),
             inboxes: (0..loops).map(|_| Mutex::new(Vec::new())).collect(),
+            handing: AtomicUsize::new(handing),
         }
     }
 
@@ -140,6 +146,23 @@ impl Shared {
                 .push((stream, peer));
             self.wake(to);
         }
+    }
+
+    /// A loop that hands clients to others has closed its listeners (or
+    /// failed): it hands no more. The last one wakes every loop, since they
+    /// may be waiting for it to end.
+    pub fn done_handing(&self) {
+        let was = self
+            .handing
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if was == Ok(1) {
+            self.wake_all();
+        }
+    }
+
+    /// Whether a client may still be handed to some loop.
+    pub fn handing(&self) -> bool {
+        self.handing.load(Ordering::Acquire) > 0
     }
 
     /// Takes the connections handed to loop `id`, into `into`.
