@@ -295,39 +295,19 @@ proptest! {
     }
 }
 
-/// Bytes the server at `addr` has read but not written back, from `stats`
-/// asked on a fresh local client (its own line and reply count too, a few
-/// hundred bytes).
-fn held_output(addr: &str) -> u64 {
-    let mut asker = connect(addr);
-    asker.write_all(b"stats\n").unwrap();
-    let mut reply = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(&asker), &mut reply).unwrap();
-    let counter = |name: &str| -> u64 {
-        reply
-            .split_whitespace()
-            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {reply:?}"))
-    };
-    counter("bytes_in").saturating_sub(counter("bytes_out"))
-}
-
 /// Fills the server's output for `client`: sends lines without reading
-/// until the server holds more than its high watermark (default 1 MiB) of
-/// output for it, and so has stopped reading it.
-fn fill_without_reading(client: &TcpStream, addr: &str) {
-    const HIGH_WATERMARK: u64 = 1 << 20;
+/// until the server says it holds the client back (`pausing reads`, logged
+/// at debug level by `selectd::serve::connection`: start the server with
+/// [`HELD_BACK_LOG`] in `RUST_LOG`).
+fn fill_without_reading(client: &TcpStream, server: &ServerProcess) {
     client.set_nonblocking(true).unwrap();
     let chunk = numbered_lines(1000, 64);
     let start = Instant::now();
-    loop {
+    while !server.stderr().contains("pausing reads") {
         assert!(start.elapsed() < PATIENCE, "the server never held output");
         match (&*client).write(&chunk) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if held_output(addr) > HIGH_WATERMARK {
-                    return;
-                }
                 // Nothing to do until the server reads: do not spin.
                 thread::sleep(Duration::from_millis(20));
             }
@@ -336,11 +316,14 @@ fn fill_without_reading(client: &TcpStream, addr: &str) {
     }
 }
 
+/// The log directive under which the server says it holds a client back.
+const HELD_BACK_LOG: &str = "selectd::serve::connection=debug";
+
 /// At `stop`, a client that never reads cannot hold the server: after the
 /// grace period it is closed anyway, and the server exits 0.
 #[test]
 fn stop_gives_up_on_a_non_reader_after_the_grace_period() {
-    let mut server = ServerProcess::start(&[
+    let args = [
         "--echo",
         "--format",
         "none",
@@ -348,9 +331,12 @@ fn stop_gives_up_on_a_non_reader_after_the_grace_period() {
         "off",
         "--grace",
         "700ms",
-    ]);
+    ];
+    let mut server = ServerProcess::start_with(&args, |command| {
+        command.env("RUST_LOG", format!("warn,{HELD_BACK_LOG}"));
+    });
     let hog = server.connect();
-    fill_without_reading(&hog, &server.addr);
+    fill_without_reading(&hog, &server);
     let stopped_at = Instant::now();
     server.signal(libc::SIGTERM);
     assert!(server.wait_exit().success());
@@ -380,10 +366,10 @@ fn second_signal_stops_at_once() {
         "60s",
     ];
     let mut server = ServerProcess::start_with(&args, |command| {
-        command.env("RUST_LOG", "info");
+        command.env("RUST_LOG", format!("info,{HELD_BACK_LOG}"));
     });
     let hog = server.connect();
-    fill_without_reading(&hog, &server.addr);
+    fill_without_reading(&hog, &server);
     server.signal(libc::SIGTERM);
     wait_until("the first signal's stop", || {
         server.stderr().contains("stopping")
