@@ -26,6 +26,8 @@ enum Behaviour {
     Hold,
     /// Closes every odd-numbered connection right after accepting it.
     CloseOdd,
+    /// Accepts and never reads: only the socket buffers take bytes.
+    Deaf,
 }
 
 /// Starts a server on 127.0.0.1:0 in background threads; returns its address.
@@ -46,6 +48,8 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, index: usize) {
     let mut offset = 0u64;
     match behaviour {
         Behaviour::CloseOdd if index % 2 == 1 => {}
+        // Holds the connection, unread, for longer than any run may last.
+        Behaviour::Deaf => thread::sleep(bench_common::RUN_LIMIT),
         Behaviour::Hold | Behaviour::CloseOdd => {
             // Blocks until the client closes (read returns 0) or resets.
             let _ = stream.read(&mut buf);
@@ -216,6 +220,52 @@ fn bad_flags_name_themselves() {
     }
 }
 
+/// Latency files that cannot be made are refused before the run (exit 2,
+/// one line naming the file): a `--plot` named for another format than the
+/// SVG drawn, a plot or `.hgrm` of a mode that times nothing, an earlier
+/// run's `--plot-with` file that is missing or is no `.hgrm`. No
+/// connection is made and no file written.
+#[test]
+fn latency_files_that_cannot_be_made_are_refused_before_the_run() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (png, svg, hgrm) = (file("out.png"), file("out.svg"), file("out.hgrm"));
+    let missing = format!("ref={}", file("missing.hgrm"));
+    let not_hgrm = file("not.hgrm");
+    std::fs::write(&not_hgrm, "Value Percentile\n\nnothing here\n").unwrap();
+    let not_hgrm = format!("ref={not_hgrm}");
+    for (args, culprit) in [
+        (vec!["--plot", &png], png.as_str()),
+        (vec!["--plot", &svg, "--mode", "ingest"], svg.as_str()),
+        (vec!["--plot", &svg, "--mode", "idle"], svg.as_str()),
+        (vec!["--hgrm", &hgrm, "--mode", "ingest"], hgrm.as_str()),
+        (vec!["--plot", &svg, "--plot-with", &missing], &missing),
+        (vec!["--plot", &svg, "--plot-with", &not_hgrm], &not_hgrm),
+    ] {
+        let mut all = vec![addr.as_str(), "--duration", "1s"];
+        all.extend(&args);
+        let output = bench(&all);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        let line = error_line(&output);
+        assert!(line.contains(culprit), "{args:?}: {line}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}: no report");
+        // A connection made would wait in the listener's backlog.
+        let accepted = listener.accept();
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{args:?}: bench connected before refusing: {accepted:?}"
+        );
+        for made in [&png, &svg, &hgrm] {
+            assert!(!std::path::Path::new(made).exists(), "{args:?}: {made}");
+        }
+    }
+}
+
 /// Ingest writes lines without waiting for replies and counts them.
 #[test]
 fn ingest_counts_lines_written() {
@@ -227,7 +277,7 @@ fn ingest_counts_lines_written() {
         "--conns",
         "2",
         "--duration",
-        "500ms",
+        "1s",
         "--json",
     ]);
     assert!(output.status.success(), "{output:?}");
@@ -238,6 +288,32 @@ fn ingest_counts_lines_written() {
     let bytes = report["bytes_per_sec"].as_f64().unwrap();
     let msgs = report["msgs_per_sec"].as_f64().unwrap();
     assert!((bytes - msgs * 64.0).abs() < 1.0, "{report}");
+}
+
+/// Ingest against a server that accepts and never reads: once the socket
+/// buffers are full nothing more goes out, and the run fails as echo mode
+/// fails against a server that never answers (exit 1, one line, no
+/// report), instead of reporting the buffered lines as a rate.
+#[test]
+fn ingest_fails_when_the_server_takes_nothing() {
+    let addr = server(Behaviour::Deaf);
+    let output = bench(&[
+        &addr,
+        "--mode",
+        "ingest",
+        "--conns",
+        "2",
+        "--duration",
+        "2s",
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let line = error_line(&output);
+    assert!(
+        line.contains("no progress within 1s: is the server reading?"),
+        "{line}"
+    );
+    assert!(output.stdout.is_empty(), "no report of buffered lines");
 }
 
 /// Idle opens every connection and still holds them all at the end.
@@ -386,7 +462,7 @@ fn silent_server_fails_with_a_hint_about_echo() {
 #[test]
 fn percentiles_without_samples_are_null() {
     let addr = server(Behaviour::Sink);
-    let output = bench(&[&addr, "--mode", "ingest", "--duration", "300ms", "--json"]);
+    let output = bench(&[&addr, "--mode", "ingest", "--duration", "1s", "--json"]);
     assert!(output.status.success(), "{output:?}");
     let report = json(&output);
     for key in ["p50_us", "p99_us", "max_us", "uncorrected_p99_us"] {

@@ -94,6 +94,33 @@ fn churn_against_a_refused_port_counts_errors_by_kind() {
     );
 }
 
+/// Churn against a `unix:` path where no socket exists: the failures are
+/// counted as `not_found`, a kind of their own, not as `other`.
+#[test]
+fn churn_against_a_missing_unix_path_counts_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("unix:{}", dir.path().join("missing.sock").display());
+    let output = bench(&[
+        &target,
+        "--mode",
+        "churn",
+        "--conns",
+        "2",
+        "--duration",
+        "500ms",
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report = json(&output);
+    let kinds = &report["errors_by_kind"];
+    let not_found = kinds["not_found"].as_u64().unwrap();
+    assert!(not_found > 0, "{report}");
+    assert_eq!(kinds["other"].as_u64(), Some(0), "{report}");
+    assert_eq!(report["errors"].as_u64(), Some(not_found), "{report}");
+    let line = error_line(&output);
+    assert!(line.contains("errors: not_found "), "{line}");
+}
+
 /// `unix:PATH` works in every mode, the open loop included.
 #[test]
 fn unix_targets_work_in_every_mode() {

@@ -11,11 +11,10 @@ use std::io::Write;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, collect, connect, wait_until};
+use common::{Captured, PATIENCE, capture, connect, wait_until};
 use deploy_support::{Reaped, free_port, program};
 
 const SELECTD: &str = env!("CARGO_BIN_EXE_selectd");
@@ -25,8 +24,8 @@ const SELECTD: &str = env!("CARGO_BIN_EXE_selectd");
 struct Activator {
     child: Reaped,
     port: u16,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    stdout: Captured,
+    stderr: Captured,
 }
 
 impl Activator {
@@ -49,12 +48,12 @@ impl Activator {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             let mut child = Reaped(command.spawn().expect("start systemd-socket-activate"));
-            let stdout = collect(child.0.stdout.take().unwrap());
-            let stderr = collect(child.0.stderr.take().unwrap());
+            let stdout = capture(child.0.stdout.take().unwrap());
+            let stderr = capture(child.0.stderr.take().unwrap());
             let expected = 1 + extra.iter().filter(|a| a.starts_with("--listen")).count();
             let start = Instant::now();
             loop {
-                let said = stderr.lock().unwrap().clone();
+                let said = stderr.text();
                 if said.matches("Listening on ").count() >= expected {
                     return Activator {
                         child,
@@ -75,11 +74,11 @@ impl Activator {
     }
 
     fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
+        self.stdout.text()
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
     }
 
     fn wait_for_stderr(&self, needle: &str) {
@@ -98,7 +97,9 @@ impl Activator {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.0.try_wait().unwrap() {
-                thread::sleep(Duration::from_millis(50));
+                // What it wrote before exiting is read to the end.
+                self.stdout.wait_eof();
+                self.stderr.wait_eof();
                 return status;
             }
             assert!(start.elapsed() < PATIENCE, "selectd did not exit");

@@ -110,8 +110,16 @@ fn never_reading_client_is_bounded_and_others_are_served() {
     let start = Instant::now();
     let mut quiet = server.connect();
     let mut round_trips = 0;
-    while start.elapsed() < Duration::from_secs(3) {
+    // Until the server has stopped reading the hog: 20 round trips of the
+    // quiet client in a row during which the hog could not send a byte.
+    let mut stuck = 0;
+    while stuck < 20 {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the hog was never held back ({accepted} bytes taken)"
+        );
         // Push as much as the kernel takes from the hog...
+        let before = accepted;
         for _ in 0..256 {
             match (&hog).write(&line) {
                 Ok(n) => accepted += n,
@@ -119,11 +127,12 @@ fn never_reading_client_is_bounded_and_others_are_served() {
                 Err(e) => panic!("hog write failed: {e}"),
             }
         }
-        // ...while the quiet client keeps getting answers.
+        stuck = if accepted == before { stuck + 1 } else { 0 };
+        // ...while the quiet client keeps getting answers (a starved one
+        // would wait for them until `PATIENCE`).
         quiet.write_all(b"ping\n").unwrap();
         assert_eq!(read_exactly(&mut quiet, 5), b"ping\n");
         round_trips += 1;
-        thread::sleep(Duration::from_millis(5));
     }
     assert!(
         round_trips > 10,
@@ -154,45 +163,60 @@ fn flooder_does_not_starve_a_quiet_client() {
         }
         total
     });
-    let flood = numbered_lines(200_000, 64); // 12.8 MB
-    let writer = write_in_background(&flooder, flood.clone());
+    // The flood pours until the quiet client is done: a starved client,
+    // which would wait for the whole flood, would wait forever (and fail
+    // when its read times out), however fast or slow the machine.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writer = flooder.try_clone().unwrap();
+    let pouring = std::sync::Arc::clone(&done);
+    let flood = thread::spawn(move || {
+        let chunk = numbered_lines(16_000, 64); // 1 MB
+        let mut sent = 0;
+        while !pouring.load(std::sync::atomic::Ordering::Relaxed) {
+            writer.write_all(&chunk).expect("flood");
+            sent += chunk.len();
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+        sent
+    });
     let mut quiet = server.connect();
-    let mut slowest = Duration::ZERO;
     for i in 0..50 {
-        let start = Instant::now();
         let msg = format!("quiet {i}\n");
         quiet.write_all(msg.as_bytes()).unwrap();
         assert_eq!(read_exactly(&mut quiet, msg.len()), msg.as_bytes());
-        slowest = slowest.max(start.elapsed());
-        thread::sleep(Duration::from_millis(10));
     }
-    writer.join().unwrap();
-    assert_eq!(drainer.join().unwrap(), flood.len());
-    // Not a speed assertion: a starved client would wait for the whole flood.
-    assert!(
-        slowest < Duration::from_secs(5),
-        "slowest round trip {slowest:?}"
-    );
+    assert!(!flood.is_finished(), "the flood stopped on its own");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert_eq!(drainer.join().unwrap(), sent);
 }
 
 /// A client that resets while the server still has output for it is closed
 /// (`reset` or `broken-pipe`) and the server carries on.
 #[test]
 fn write_to_a_reset_client_closes_only_it() {
+    let mut high_watermark = 0;
     let server = InProcess::start(|c| {
         c.echo = true;
         c.idle_timeout = None;
+        high_watermark = c.high_watermark as u64;
     });
     let client = server.connect();
     client.set_nonblocking(true).unwrap();
     let chunk = numbered_lines(1000, 64);
-    let mut pushed = 0;
     let start = Instant::now();
-    // Fill everything: our receive buffer, the server's output buffer.
-    while pushed < (8 << 20) && start.elapsed() < Duration::from_secs(5) {
+    // Fill everything: our receive buffer, the server's output buffer, until
+    // the server holds output it cannot send (more than its high watermark).
+    loop {
+        let stats = server.stats();
+        if stats.bytes_in.saturating_sub(stats.bytes_out) > high_watermark {
+            break;
+        }
+        assert!(start.elapsed() < PATIENCE, "the server never held output");
         match (&client).write(&chunk) {
-            Ok(n) => pushed += n,
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Nothing to do until the server reads: do not spin.
                 thread::sleep(Duration::from_millis(5))
             }
             Err(e) => panic!("{e}"),
@@ -272,17 +296,19 @@ proptest! {
 }
 
 /// Fills the server's output for `client`: sends lines without reading
-/// until the kernel refuses more (bounded in time).
-fn fill_without_reading(client: &TcpStream) {
+/// until the server says it holds the client back (`pausing reads`, logged
+/// at debug level by `selectd::serve::connection`: start the server with
+/// [`HELD_BACK_LOG`] in `RUST_LOG`).
+fn fill_without_reading(client: &TcpStream, server: &ServerProcess) {
     client.set_nonblocking(true).unwrap();
     let chunk = numbered_lines(1000, 64);
     let start = Instant::now();
-    let mut refused = 0;
-    while refused < 20 && start.elapsed() < Duration::from_secs(10) {
+    while !server.stderr().contains("pausing reads") {
+        assert!(start.elapsed() < PATIENCE, "the server never held output");
         match (&*client).write(&chunk) {
-            Ok(_) => refused = 0,
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                refused += 1;
+                // Nothing to do until the server reads: do not spin.
                 thread::sleep(Duration::from_millis(20));
             }
             Err(e) => panic!("{e}"),
@@ -290,11 +316,14 @@ fn fill_without_reading(client: &TcpStream) {
     }
 }
 
+/// The log directive under which the server says it holds a client back.
+const HELD_BACK_LOG: &str = "selectd::serve::connection=debug";
+
 /// At `stop`, a client that never reads cannot hold the server: after the
 /// grace period it is closed anyway, and the server exits 0.
 #[test]
 fn stop_gives_up_on_a_non_reader_after_the_grace_period() {
-    let mut server = ServerProcess::start(&[
+    let args = [
         "--echo",
         "--format",
         "none",
@@ -302,9 +331,12 @@ fn stop_gives_up_on_a_non_reader_after_the_grace_period() {
         "off",
         "--grace",
         "700ms",
-    ]);
+    ];
+    let mut server = ServerProcess::start_with(&args, |command| {
+        command.env("RUST_LOG", format!("warn,{HELD_BACK_LOG}"));
+    });
     let hog = server.connect();
-    fill_without_reading(&hog);
+    fill_without_reading(&hog, &server);
     let stopped_at = Instant::now();
     server.signal(libc::SIGTERM);
     assert!(server.wait_exit().success());
@@ -334,10 +366,10 @@ fn second_signal_stops_at_once() {
         "60s",
     ];
     let mut server = ServerProcess::start_with(&args, |command| {
-        command.env("RUST_LOG", "info");
+        command.env("RUST_LOG", format!("info,{HELD_BACK_LOG}"));
     });
     let hog = server.connect();
-    fill_without_reading(&hog);
+    fill_without_reading(&hog, &server);
     server.signal(libc::SIGTERM);
     wait_until("the first signal's stop", || {
         server.stderr().contains("stopping")

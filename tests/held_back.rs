@@ -40,19 +40,25 @@ fn a_non_reading_sender_is_closed_for_its_unread_output_not_as_idle() {
 }
 
 /// The line clock does not run while the server holds a client back: a
-/// client that sends long lines and reads its echoes only after a pause
-/// longer than `--line-timeout` gets every byte back.
+/// client that sends long lines, and reads its echoes only after the server
+/// has held it back for longer than `--line-timeout`, gets every byte back.
 #[test]
 fn the_line_clock_stops_while_the_server_holds_a_client_back() {
-    let server = ServerProcess::start(&[
-        "--echo",
-        "--format",
-        "none",
-        "--line-timeout",
-        "1s",
-        "--idle-timeout",
-        "20s",
-    ]);
+    let server = ServerProcess::start_with(
+        &[
+            "--echo",
+            "--format",
+            "none",
+            "--line-timeout",
+            "1s",
+            "--idle-timeout",
+            "20s",
+        ],
+        |command| {
+            // The server says when it holds a client back.
+            command.env("RUST_LOG", "warn,selectd::serve::connection=debug");
+        },
+    );
     let mut client = server.connect();
     let line = [vec![b'x'; 999], vec![b'\n']].concat();
     let all: Vec<u8> = line.repeat(8_000);
@@ -66,7 +72,12 @@ fn the_line_clock_stops_while_the_server_holds_a_client_back() {
         }
         writer.shutdown(Shutdown::Write).unwrap();
     });
-    thread::sleep(Duration::from_millis(2500));
+    wait_until("the server to hold the client back", || {
+        server.stderr().contains("pausing reads")
+    });
+    // Held back, its echoes unread: the pause under test, twice the line
+    // time-out (longer on a busy machine, which only makes it harder).
+    thread::sleep(Duration::from_secs(2));
     let mut echoed = Vec::new();
     client
         .read_to_end(&mut echoed)

@@ -10,7 +10,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpStream};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{InProcess, PATIENCE, connect, read_to_end, wait_until};
@@ -76,7 +75,8 @@ fn connect_from(source: &str, server: &str) -> TcpStream {
 }
 
 /// Each header, followed by a first line in the same segment, and split in
-/// two writes at every byte (the first write alone on the wire for a while):
+/// two writes at every byte (the first read by the server before the second
+/// is sent):
 /// the client the header names is the peer of the `open` event and of the
 /// line, and nothing of the header leaks into the line.
 #[test]
@@ -89,6 +89,9 @@ fn headers_split_at_every_byte_name_the_client() {
         ("v2 tcp4", v2_tcp4, "198.51.100.9"),
         ("v2 tcp6", v2_tcp6, "[2001:db8::9]"),
     ];
+    // Bytes sent so far by every client: the server's `bytes_in` says when
+    // it has read them all.
+    let mut sent = 0u64;
     for (kind, make, client) in kinds {
         let first_line = b"first line\n";
         let len = make(0).len() + first_line.len();
@@ -100,11 +103,13 @@ fn headers_split_at_every_byte_name_the_client() {
             bytes.extend(first_line);
             let mut stream = server.connect();
             stream.write_all(&bytes[..split.max(1)]).unwrap();
+            sent += split.max(1) as u64;
             clients.push((stream, bytes, split.max(1), port));
         }
-        thread::sleep(Duration::from_millis(50));
+        server.wait_bytes_in(sent);
         for (stream, bytes, split, _) in &mut clients {
             stream.write_all(&bytes[*split..]).unwrap();
+            sent += (bytes.len() - *split) as u64;
         }
         for (_, _, split, port) in &clients {
             let line = format!("[{client}:{port}] first line\n");

@@ -8,7 +8,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::thread;
-use std::time::Duration;
 
 use common::*;
 
@@ -108,15 +107,18 @@ fn max_conns_is_global() {
     let mut kept = Vec::new();
     let mut refused = 0;
     for _ in 0..30 {
-        let mut client = server.connect();
-        client
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let mut reply = [0u8; 64];
-        match client.read(&mut reply) {
-            Ok(n) if reply[..n].starts_with(b"error: server full") => refused += 1,
-            Ok(0) => refused += 1,
-            _ => kept.push(client),
+        // Each client asks for `stats` and waits for an answer: a kept
+        // client gets the counters, a refused one the refusal (or its
+        // close, or the reset of a close with `stats` unread). The server
+        // has decided on this client before the next one connects.
+        let client = server.connect();
+        (&client).write_all(b"stats\n").unwrap();
+        let mut reply = String::new();
+        match BufReader::new(&client).read_line(&mut reply) {
+            Ok(_) if reply.starts_with("stats ") => kept.push(client),
+            Ok(_) if reply.is_empty() || reply.starts_with("error: server full") => refused += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => refused += 1,
+            other => panic!("neither kept nor refused: {other:?} {reply:?}"),
         }
     }
     assert_eq!(kept.len(), 10, "{refused} refused");

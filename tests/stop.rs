@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -27,6 +27,16 @@ fn raise_fd_limit(want: u64) -> u64 {
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
     }
     limit.rlim_cur
+}
+
+/// Peak resident memory (`VmHWM`) in KiB, or `None` once the process has
+/// exited (a zombie has no memory to report).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Clients that connected and sent a line before the stop, but were still
@@ -79,7 +89,7 @@ fn clients_in_the_backlog_at_stop_are_served() {
 #[test]
 fn stop_keeps_memory_within_the_watermarks() {
     const CLIENTS: usize = 40;
-    let server = ServerProcess::start_with(
+    let mut server = ServerProcess::start_with(
         &[
             "--echo",
             "--format",
@@ -94,27 +104,66 @@ fn stop_keeps_memory_within_the_watermarks() {
         },
     );
     let done = Arc::new(AtomicBool::new(false));
+    // Raised by the test once every read is paused; each writer then says
+    // when a write of its own would block after that (`blocked`).
+    let paused = Arc::new(AtomicBool::new(false));
+    let blocked = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
         let client = connect(&server.addr);
         let mut writer = client.try_clone().unwrap();
-        let done = Arc::clone(&done);
+        writer.set_nonblocking(true).unwrap();
+        let (done, paused, blocked) =
+            (Arc::clone(&done), Arc::clone(&paused), Arc::clone(&blocked));
         writers.push(thread::spawn(move || {
             let chunk = [b"flooding, never reading\n".as_slice(); 2730].concat();
-            while !done.load(Ordering::Relaxed) && writer.write_all(&chunk).is_ok() {}
+            let mut counted = false;
+            while !done.load(Ordering::Relaxed) {
+                match writer.write(&chunk) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if !counted && paused.load(Ordering::Relaxed) {
+                            counted = true;
+                            blocked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Nothing to do until the server reads: do not spin.
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(_) => return,
+                }
+            }
         }));
         clients.push(client);
     }
     wait_until("every client to be held back", || {
         server.stderr().matches("pausing reads").count() >= CLIENTS
     });
-    // Let the kernel queues fill behind the paused reads.
-    thread::sleep(Duration::from_millis(1500));
+    // The kernel queues behind the paused reads are full once a write of
+    // every client would block.
+    paused.store(true, Ordering::Relaxed);
+    wait_until("every client's kernel queue to fill", || {
+        blocked.load(Ordering::Relaxed) == CLIENTS
+    });
     let running = server.peak_rss_kib();
     server.signal(libc::SIGTERM);
-    thread::sleep(Duration::from_millis(2000));
-    let stopping = server.peak_rss_kib();
+    // The peak over the whole stop, read until the exit (the grace runs
+    // out, as nobody reads an echo); the kernel updates `VmHWM` lazily, so
+    // the highest reading counts.
+    let mut stopping = None;
+    wait_until(
+        "the server to exit after its grace",
+        || match peak_rss_kib(server.pid()) {
+            Some(peak) => {
+                stopping = stopping.max(Some(peak));
+                false
+            }
+            None => true,
+        },
+    );
+    let stopping = stopping.expect("a reading during the stop");
+    // Reaped, and its stderr read to the end for the checks below.
+    server.wait_exit();
     done.store(true, Ordering::Relaxed);
     eprintln!("peak RSS: {running} KiB while running, {stopping} KiB during stop");
     let growth = stopping.saturating_sub(running);

@@ -142,6 +142,7 @@ impl BenchConfig {
                 ),
             ));
         }
+        check_latency_files(args)?;
         let target = resolve(&args.addr)?;
         let conns = args.conns as usize;
         let pipeline = if args.mode == Mode::Churn {
@@ -214,6 +215,45 @@ impl BenchConfig {
         }
         Ok(())
     }
+}
+
+/// Refuses `--plot` and `--hgrm` where they would hold nothing (ingest and
+/// idle time no line), and a `--plot` name that promises another format
+/// than the SVG drawn into it (`out.png`). A name without an extension is
+/// taken as it is.
+fn check_latency_files(args: &BenchArgs) -> Result<(), BenchError> {
+    let files = [
+        ("--plot", "draw", &args.plot),
+        ("--hgrm", "write", &args.hgrm),
+    ];
+    for (flag, verb, path) in files {
+        if let Some(path) = path
+            && !args.mode.echoes()
+        {
+            return Err(BenchError::flag(
+                flag,
+                path.display(),
+                format!(
+                    "{} mode has no latencies to {verb} (echo and churn have)",
+                    args.mode
+                ),
+            ));
+        }
+    }
+    if let Some(path) = &args.plot
+        && let Some(extension) = path.extension()
+        && !extension.eq_ignore_ascii_case("svg")
+    {
+        return Err(BenchError::flag(
+            "--plot",
+            path.display(),
+            format!(
+                "only SVG can be drawn, not .{}: name the file .svg",
+                extension.to_string_lossy()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn mebibytes(bytes: u64) -> String {

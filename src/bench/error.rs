@@ -91,6 +91,12 @@ pub enum BenchError {
         /// How long bench waited (the warm-up and the window).
         waited: Duration,
     },
+    /// Ingest: the server took no byte for this long (its socket buffers
+    /// stayed full): most likely a server that does not read.
+    Stalled {
+        /// How long no byte went out.
+        waited: Duration,
+    },
     /// The window ended with nothing completed in it (the report is not
     /// printed: it would hold no sample).
     NothingCompleted {
@@ -192,6 +198,11 @@ impl fmt::Display for BenchError {
             BenchError::NoReply { waited } => write!(
                 f,
                 "no reply within {}: is the server running with --echo?",
+                format_duration(*waited)
+            ),
+            BenchError::Stalled { waited } => write!(
+                f,
+                "no progress within {}: is the server reading?",
                 format_duration(*waited)
             ),
             BenchError::NothingCompleted { mode, errors } => {

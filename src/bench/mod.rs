@@ -14,7 +14,9 @@
 //!   early close end the run with an error: a fast server that echoes wrong
 //!   is not fast.
 //! - `ingest`: lines are written as fast as the server takes them; anything
-//!   the server sends back is read and dropped. Counts lines written.
+//!   the server sends back is read and dropped. Counts lines written. A
+//!   server that takes no byte for the stall time (see `plan`) fails the
+//!   run, as a server that never answers fails an echo run.
 //! - `idle`: connections are opened and held; counts how many were
 //!   established and how many are still open at the end.
 //! - `churn`: each connection connects, sends one line, reads its echo and
@@ -81,6 +83,9 @@ use worker::{Outcome, run_worker};
 /// says what failed; the error follows it.
 pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
     let config = BenchConfig::from_args(&args)?;
+    // Earlier runs' curves are read now: a missing file is a mistake in
+    // the flags, to hear of before the run, not after it.
+    let earlier = earlier_curves(&config)?;
     config.check_descriptors()?;
     let (report, replied) = measure(&config)?;
     let nothing = config.mode != Mode::Idle && report.msgs == 0;
@@ -105,7 +110,7 @@ pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
             report.rate.unwrap_or_default()
         );
     }
-    write_files(&config, &report)?;
+    write_files(&config, &report, earlier)?;
     if config.mode == Mode::Idle && report.held < config.conns {
         return Err(BenchError::Idle {
             wanted: config.conns,
@@ -128,7 +133,24 @@ fn print(config: &BenchConfig, report: &Report) {
     drop(printed.and_then(|()| stdout.flush()));
 }
 
-fn write_files(config: &BenchConfig, report: &Report) -> Result<(), BenchError> {
+/// The curves of `--plot-with NAME=FILE`, each file read and checked.
+fn earlier_curves(config: &BenchConfig) -> Result<Vec<plot::Curve>, BenchError> {
+    config
+        .plot_with
+        .iter()
+        .map(|(name, file)| {
+            plot::read_hgrm(name, file).map_err(|reason| {
+                BenchError::flag("--plot-with", format!("{name}={}", file.display()), reason)
+            })
+        })
+        .collect()
+}
+
+fn write_files(
+    config: &BenchConfig,
+    report: &Report,
+    earlier: Vec<plot::Curve>,
+) -> Result<(), BenchError> {
     if let Some(path) = &config.hgrm {
         std::fs::write(path, report.to_hgrm()).map_err(|e| BenchError::Output {
             path: path.clone(),
@@ -153,13 +175,7 @@ fn write_files(config: &BenchConfig, report: &Report) -> Result<(), BenchError> 
                 plot::spectrum(report.uncorrected_histogram()),
             ),
         ];
-        for (name, file) in &config.plot_with {
-            let curve = plot::read_hgrm(name, file).map_err(|reason| BenchError::Output {
-                path: path.clone(),
-                reason,
-            })?;
-            curves.push(curve);
-        }
+        curves.extend(earlier);
         plot::draw(path, &title, &curves).map_err(|reason| BenchError::Output {
             path: path.clone(),
             reason,

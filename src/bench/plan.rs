@@ -13,6 +13,12 @@ use super::config::{BenchConfig, Target};
 /// queue) are retried by the kernel after 1 s, 3 s, 7 s...: 30 s allows a few.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Ingest: the longest the server may take no byte at all before the run
+/// fails (shorter in a short run, see [`Plan::stall_time`]). A server that
+/// never reads would otherwise look fast: its socket buffers take the first
+/// megabytes, and lines that only fill them count as written.
+pub(crate) const STALL_TIME: Duration = Duration::from_secs(2);
+
 /// When the run began and how long each phase lasts; the same for every reactor.
 ///
 /// Phases: connecting (until every connect has finished, at most
@@ -26,6 +32,15 @@ pub(crate) struct Plan {
     pub(crate) config: BenchConfig,
     /// When the first connect started.
     pub(crate) start: Instant,
+}
+
+impl Plan {
+    /// Ingest: how long the server may take no byte before the run fails:
+    /// [`STALL_TIME`], or half the run (warm-up and window) if that is
+    /// shorter, so that a short run cannot pass on filled buffers alone.
+    pub(crate) fn stall_time(&self) -> Duration {
+        STALL_TIME.min((self.config.warmup + self.config.duration) / 2)
+    }
 }
 
 /// The measured window, once known.

@@ -44,9 +44,10 @@ pub(crate) fn nines_label(nines: f64) -> String {
 /// A curve of the plot: its legend and its `(nines, ms)` points.
 pub(crate) type Curve = (String, Vec<(f64, f64)>);
 
-/// The curves of a `.hgrm` file written by an earlier run (`NAME=FILE`).
+/// The curve of a `.hgrm` file written by an earlier run (`NAME=FILE`);
+/// the error says what is wrong with the file (the caller names it).
 pub(crate) fn read_hgrm(name: &str, path: &Path) -> Result<Curve, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| crate::net::os_reason(&e))?;
     let rows: Vec<(f64, f64, f64)> = text
         .lines()
         .skip(2)
@@ -63,7 +64,7 @@ pub(crate) fn read_hgrm(name: &str, path: &Path) -> Result<Curve, String> {
         .collect();
     let total = rows.last().map_or(0.0, |row| row.2);
     if total < 1.0 {
-        return Err(format!("{}: no percentile rows", path.display()));
+        return Err("no percentile rows (not an .hgrm file?)".to_string());
     }
     let top = 1.0 - 1.0 / total.max(2.0);
     let points = rows

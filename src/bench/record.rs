@@ -56,19 +56,23 @@ pub(crate) enum ErrorKind {
     NoAddress,
     /// The echo differs from what was sent.
     Mismatch,
+    /// No socket at that path (`unix:PATH` that does not exist, `ENOENT`,
+    /// `ENOTDIR`): no server was ever there, which `refused` does not say.
+    NotFound,
     /// Anything else.
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in the order the report lists them.
-    pub(crate) const ALL: [ErrorKind; 7] = [
+    pub(crate) const ALL: [ErrorKind; 8] = [
         ErrorKind::Refused,
         ErrorKind::Reset,
         ErrorKind::Timeout,
         ErrorKind::Closed,
         ErrorKind::NoAddress,
         ErrorKind::Mismatch,
+        ErrorKind::NotFound,
         ErrorKind::Other,
     ];
 
@@ -81,6 +85,7 @@ impl ErrorKind {
             ErrorKind::Closed => "closed",
             ErrorKind::NoAddress => "no_address",
             ErrorKind::Mismatch => "mismatch",
+            ErrorKind::NotFound => "not_found",
             ErrorKind::Other => "other",
         }
     }
@@ -94,6 +99,7 @@ impl ErrorKind {
             K::TimedOut => ErrorKind::Timeout,
             K::AddrNotAvailable | K::AddrInUse => ErrorKind::NoAddress,
             K::UnexpectedEof => ErrorKind::Closed,
+            K::NotFound | K::NotADirectory => ErrorKind::NotFound,
             _ if error.raw_os_error() == Some(libc::EMFILE) => ErrorKind::NoAddress,
             _ => ErrorKind::Other,
         }
@@ -102,7 +108,7 @@ impl ErrorKind {
 
 /// Failures counted by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ErrorCounts([u64; 7]);
+pub struct ErrorCounts([u64; ErrorKind::ALL.len()]);
 
 impl ErrorCounts {
     pub(crate) fn add(&mut self, kind: ErrorKind) {

@@ -212,8 +212,8 @@ impl Report {
             row("p99.9 µs", us(self.p999_us));
             row("max µs", us(self.max_us));
             if self.rate.is_some() {
-                row("uncorrected p99", us(self.uncorrected_p99_us));
-                row("uncorrected max", us(self.uncorrected_max_us));
+                row("uncorrected p99 µs", us(self.uncorrected_p99_us));
+                row("uncorrected max µs", us(self.uncorrected_max_us));
             }
         }
         row("errors", self.errors.to_string());
@@ -315,6 +315,39 @@ fn json_string(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every latency row of the table names its unit, the uncorrected ones too.
+    #[test]
+    fn every_latency_row_names_its_unit() {
+        let config = BenchConfig {
+            target: super::super::config::Target::Unix("/s".into()),
+            conns: 1,
+            duration: std::time::Duration::from_secs(1),
+            size: 64,
+            pipeline: 1,
+            mode: Mode::Echo,
+            rate: Some(100.0),
+            warmup: std::time::Duration::ZERO,
+            threads: 1,
+            json: false,
+            progress: false,
+            hgrm: None,
+            plot: None,
+            plot_with: Vec::new(),
+        };
+        let mut measured = Measured::new().unwrap();
+        let now = std::time::Instant::now();
+        measured.round_trip(super::super::record::Sent::now(now), now);
+        let table = Report::new(&config, &measured, &[]).to_table();
+        let latency_rows: Vec<&str> = table
+            .lines()
+            .filter(|l| ["p50", "p90", "p99", "max"].iter().any(|w| l.contains(w)))
+            .collect();
+        assert!(latency_rows.len() >= 7, "{table}");
+        for row in latency_rows {
+            assert!(row.contains(" µs "), "{row}");
+        }
+    }
 
     #[test]
     fn json_strings_escape_what_json_forbids() {

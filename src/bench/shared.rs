@@ -33,6 +33,9 @@ pub(crate) struct Shared {
     unresolved: AtomicUsize,
     /// When `unresolved` reached 0, in ns after `Plan::start` (`u64::MAX`: not yet).
     connected_at_ns: AtomicU64,
+    /// Ingest: when the server last took a byte (a write succeeded), in ns
+    /// after `Plan::start` (0: not yet).
+    taken_at_ns: AtomicU64,
 }
 
 impl Shared {
@@ -48,6 +51,7 @@ impl Shared {
             established: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             measured: Mutex::new(Measured::new()?),
+            taken_at_ns: AtomicU64::new(0),
         })
     }
 
@@ -70,6 +74,20 @@ impl Shared {
     pub(crate) fn connected_at(&self, plan: &Plan) -> Option<Instant> {
         match self.connected_at_ns.load(Ordering::Acquire) {
             u64::MAX => None,
+            ns => Some(plan.start + Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Ingest: a write succeeded at `now` (some reactor's server took a byte).
+    pub(crate) fn took(&self, plan: &Plan, now: Instant) {
+        let ns = now.saturating_duration_since(plan.start).as_nanos() as u64;
+        self.taken_at_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// Ingest: when any reactor's server last took a byte, if one has.
+    pub(crate) fn taken_at(&self, plan: &Plan) -> Option<Instant> {
+        match self.taken_at_ns.load(Ordering::Relaxed) {
+            0 => None,
             ns => Some(plan.start + Duration::from_nanos(ns)),
         }
     }

@@ -82,6 +82,8 @@ struct Reactor<'a> {
     scratch: Vec<u8>,
     /// Open loop: wakes the reactor when the next line is due.
     timer: Option<Timer>,
+    /// Ingest: a write succeeded in this turn (the server took bytes).
+    took: bool,
 }
 
 /// The timer's token: no connection has it.
@@ -123,6 +125,7 @@ impl<'a> Reactor<'a> {
             },
             scratch: vec![0u8; 64 * 1024],
             timer: None,
+            took: false,
         })
     }
 
@@ -159,6 +162,9 @@ impl<'a> Reactor<'a> {
             let turn = self.dispatch(tokens)?;
             self.ready.sort_unstable();
             self.ready.dedup();
+            if self.plan.config.mode == Mode::Ingest {
+                self.check_stall(Instant::now())?;
+            }
             if turn.all > 0 {
                 self.outcome.msgs += turn.in_window;
                 self.shared.progress.fetch_add(turn.all, Ordering::Relaxed);
@@ -244,6 +250,30 @@ impl<'a> Reactor<'a> {
         }
         std::thread::sleep(Duration::from_millis(1));
         Ok(false)
+    }
+
+    /// Ingest: fails the run once no reactor's server has taken a byte for
+    /// the plan's stall time. Checked after a turn, so the writes that the
+    /// events allowed have been tried: a reactor that was itself not
+    /// scheduled for a while does not blame the server for it.
+    fn check_stall(&mut self, now: Instant) -> Result<(), BenchError> {
+        if std::mem::take(&mut self.took) {
+            self.shared.took(self.plan, now);
+            return Ok(());
+        }
+        if !self.ready.is_empty() {
+            // A connection used its whole turn: it is not blocked.
+            return Ok(());
+        }
+        let since = match self.shared.taken_at(self.plan) {
+            Some(at) => at.max(self.window.load_start),
+            None => self.window.load_start,
+        };
+        let stall = self.plan.stall_time();
+        if now.saturating_duration_since(since) >= stall {
+            return Err(BenchError::Stalled { waited: stall });
+        }
+        Ok(())
     }
 
     /// Open loop: marks the connections whose next line the schedule has
@@ -359,7 +389,9 @@ impl<'a> Reactor<'a> {
         match ctx.config.mode {
             Mode::Echo => echo_turn(conn, ctx, &mut self.scratch, &mut self.measured),
             Mode::Ingest => {
+                let before = conn.ingested;
                 let (lines, more) = ingest_turn(conn, ctx, &self.block, &mut self.scratch)?;
+                self.took |= conn.ingested > before;
                 if more {
                     self.ready.push(slot);
                 }

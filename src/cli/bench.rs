@@ -70,10 +70,12 @@ pub struct BenchArgs {
     /// Print progress on stderr once a second even when stderr is not a terminal
     #[arg(long)]
     pub progress: bool,
-    /// Also write the latency distribution to FILE in HdrHistogram's .hgrm text format
+    /// Also write the latency distribution to FILE in HdrHistogram's .hgrm
+    /// text format (echo and churn modes)
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
-    /// Also draw the latency percentile spectrum to FILE (SVG)
+    /// Also draw the latency percentile spectrum to FILE, an SVG (echo and
+    /// churn modes)
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     /// With --plot: also draw the curve of an earlier run's --hgrm FILE,

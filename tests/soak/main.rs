@@ -200,10 +200,17 @@ fn soak(wanted: impl Fn(Kind) -> bool, cut_lines_tolerated: bool) {
         assert_eq!(echo, line.as_bytes());
         warm_unix.push(client);
     }
+    // Every warm-up client is accepted (it got its echo) and holds one fd
+    // of the server's: without them, the server has this many.
+    let base_fds = fd_count(pid) - (WARM_TCP + WARM_UNIX);
     drop(warm);
     drop(warm_unix);
     wait_all_closed(&server);
-    let base_fds = fd_count(pid);
+    // A close event is printed just before the fd is closed: wait for the
+    // fds themselves, not for a moment.
+    wait_until("the warm-up clients' fds released", || {
+        fd_count(pid) == base_fds
+    });
     let base_rss = server.rss_kib();
 
     let passable = clients::passable_fd();
@@ -260,8 +267,8 @@ fn soak(wanted: impl Fn(Kind) -> bool, cut_lines_tolerated: bool) {
         server.stderr()
     );
     // The fds of closed sockets are released when `close` returns; the
-    // last close event is printed just before that, so allow a moment.
-    let fds_back = wait_for(Duration::from_secs(5), || fd_count(pid) == base_fds);
+    // last close event is printed just before that, so wait for them.
+    let fds_back = wait_for(PATIENCE, || fd_count(pid) == base_fds);
     let fds = fd_count(pid);
     let rss = server.rss_kib();
     let peak = peak_rss_kib(pid);
