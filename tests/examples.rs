@@ -1,22 +1,21 @@
 //! The examples (`examples/`), run as processes: the blocking ports of the
 //! notes' programs, and the notes' server on `select(2)` and on `poll(2)`.
 //!
-//! `cargo test` builds the examples before it runs the tests, into
-//! `target/<profile>/examples/`, next to the `selectd` binary's directory.
-//! A run that did not build them (`cargo test --test examples` alone) builds
-//! them here, once, with the same cargo and profile: these tests never pass
-//! without running.
+//! `cargo test` builds the examples before it runs the tests; a run that
+//! did not (`cargo test --test examples` alone) builds them here, once
+//! (`common::examples`): these tests never pass without running.
 //!
 //! Everything is on loopback, on ports the kernel picks; every wait is
 //! bounded; time is only ever bounded from below.
 
 mod common;
 
+use common::examples::example;
+
 use std::io::Write;
 use std::net::{Shutdown, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,58 +27,8 @@ use common::{
 /// The notes' separator line.
 const SEPARATOR: &str = "----------------\n";
 
-/// The examples these tests run.
-const EXAMPLES: [&str; 4] = [
-    "blocking_server",
-    "blocking_client",
-    "select_server",
-    "poll_server",
-];
-
 /// The two readiness loops, which serve `selectd serve`'s protocol.
 const LOOPS: [&str; 2] = ["select_server", "poll_server"];
-
-/// The example `name`, built by `cargo test` or, if it was not, by
-/// [`build_examples`] now.
-fn example(name: &str) -> PathBuf {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_selectd"))
-        .parent()
-        .expect("the selectd binary has a directory");
-    let path = bin_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        static BUILT: OnceLock<()> = OnceLock::new();
-        BUILT.get_or_init(|| build_examples(bin_dir));
-    }
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
-
-/// Builds [`EXAMPLES`] with the cargo running these tests, into the same
-/// target directory and profile as the `selectd` binary under test.
-fn build_examples(bin_dir: &Path) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let profile = bin_dir.file_name().expect("a profile directory");
-    let target_dir = bin_dir.parent().expect("a target directory");
-    let mut command = Command::new(cargo);
-    command
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir)
-        .stdin(Stdio::null());
-    if profile == "release" {
-        command.arg("--release");
-    }
-    for name in EXAMPLES {
-        command.args(["--example", name]);
-    }
-    eprintln!("examples not built by this run: {command:?}");
-    let status = command.status().expect("run cargo");
-    assert!(status.success(), "cargo build of the examples: {status}");
-}
 
 /// A process with its stdout and stderr collected as they arrive.
 struct Spawned {
