@@ -61,7 +61,7 @@ impl Plan {
         let mut plan = Plan {
             ks: vec![0, 100, 1000, 5000, 10000],
             rounds: 3,
-            duration: Duration::from_secs(3),
+            duration: Duration::from_secs(2),
             warmup: Duration::from_millis(500),
             svg: Some(PathBuf::from("docs/ladder.svg")),
             // target/PROFILE/examples/ladder → target/PROFILE, where cargo
@@ -379,8 +379,8 @@ fn run_point(plan: &Plan, pin: &Pinning, name: &str, k: usize) -> Result<Point, 
         ]
         .map(String::from);
         // On a shared machine a run may find its CPU taken for the whole
-        // window ("nothing completed"): such a run is tried again, twice
-        // at most, and said so on stderr.
+        // window ("nothing completed"): such a run is tried again, four
+        // times at most, and said so on stderr.
         let mut tries = 0;
         let (before, out, after) = loop {
             let before = cpu_us(pid)?;
@@ -393,7 +393,7 @@ fn run_point(plan: &Plan, pin: &Pinning, name: &str, k: usize) -> Result<Point, 
                 break (before, out, after);
             }
             tries += 1;
-            if tries > 2 || !stderr.contains("nothing completed") {
+            if tries > 4 || !stderr.contains("nothing completed") {
                 return Err(format!(
                     "selectd bench against {name} at K={k}: {}",
                     stderr.trim()

@@ -144,14 +144,13 @@ pub fn draw_log_log(
         (lo, if hi > lo { hi } else { lo * 10.0 })
     };
     let xs = points().map(|p| p.0).chain(marks.iter().map(|m| m.0));
-    let (x_lo, x_hi) = decades(
-        xs.clone().fold(f64::MAX, f64::min).min(1.0),
-        xs.fold(1.0, f64::max),
-    );
+    let (x_lo, _) = decades(xs.clone().fold(f64::MAX, f64::min), 1.0);
+    // The right end just past the last point, not a whole decade beyond it.
+    let x_hi = xs.fold(x_lo * 10.0, f64::max) * 1.5;
     let ys = points().map(|p| p.1);
     let (y_lo, y_hi) = decades(
-        ys.clone().fold(f64::MAX, f64::min).min(1.0),
-        ys.fold(1.0, f64::max),
+        ys.clone().fold(f64::MAX, f64::min),
+        ys.fold(f64::MIN_POSITIVE, f64::max),
     );
 
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
