@@ -9,7 +9,7 @@
 
 use std::io::{self, Read};
 
-use super::{Connection, Phase, STOP_DRAIN_LIMIT, Status};
+use super::{Connection, STOP_DRAIN_LIMIT, State, Status};
 use crate::serve::close::CloseReason;
 use crate::serve::context::Context;
 
@@ -20,21 +20,28 @@ impl Connection {
     /// unfinished last line (obeyed only if the client's EOF came too), and
     /// close once the replies are flushed.
     ///
-    /// With `may_read` false (the output is full), nothing more is read:
-    /// what the client sent stays in the kernel, never received.
+    /// With `may_read` false (the server's output is full), nothing is read
+    /// or closed yet: the loop calls again once the output has room, or
+    /// closes every client when the grace period ends, whichever is first.
+    /// So the lines a client sent before the stop are printed, in order,
+    /// if the output drains in time, and memory stays bounded meanwhile.
     pub(crate) fn on_stop(
         &mut self,
         ctx: &mut Context,
         scratch: &mut [u8],
         may_read: bool,
     ) -> Status {
-        if let Phase::Closing(_) = self.phase {
+        if let State::Closing(_) = self.state {
+            return self.settle(ctx, false, false);
+        }
+        if !may_read && (self.state.reads() || self.state == State::Draining) {
+            self.set_state(State::Draining, ctx.config.trace_loop);
             return self.settle(ctx, false, false);
         }
         // The watermarks still hold: a client held back for not reading its
         // replies keeps its unread bytes in the kernel (never received),
         // and reading stops as soon as a client's replies pass the mark.
-        let mut remaining = if may_read && self.phase == Phase::Reading {
+        let mut remaining = if self.state.reads() || self.state == State::Draining {
             STOP_DRAIN_LIMIT
         } else {
             0
@@ -57,10 +64,10 @@ impl Connection {
             if let Err(reason) = self.receive(Some(&scratch[..n]), ctx) {
                 return Status::Closed(reason);
             }
-            match self.phase {
-                Phase::Closing(_) => return self.settle(ctx, true, false),
-                Phase::Backpressured => break,
-                Phase::Reading => {}
+            match self.state {
+                State::Closing(_) => return self.settle(ctx, true, false),
+                State::HeldBack => break,
+                State::AwaitingProxyHeader | State::Reading | State::Draining => {}
             }
         }
         if !eof {
@@ -69,10 +76,31 @@ impl Connection {
         } else if let Err(reason) = self.receive(None, ctx) {
             return Status::Closed(reason);
         }
-        if !matches!(self.phase, Phase::Closing(_)) {
-            self.phase = Phase::Closing(CloseReason::Stop);
+        if !matches!(self.state, State::Closing(_)) {
+            self.set_state(State::Closing(CloseReason::Stop), ctx.config.trace_loop);
         }
         self.settle(ctx, true, false)
+    }
+
+    /// Whether this client has sent a `stop` that the server has not read
+    /// yet, because its output is full and it reads no client: looked for
+    /// in what the kernel holds (at most `scratch.len()` bytes, peeked, not
+    /// taken), behind the line already begun. Only a client that may stop
+    /// the server is asked. Nothing is consumed: once the output has room,
+    /// every line before the `stop` is read and printed in order.
+    pub(crate) fn stop_waiting_unread(&self, ctx: &Context, scratch: &mut [u8]) -> bool {
+        let may_stop = self.local || ctx.config.allow_remote_stop;
+        if !may_stop || self.state != State::Reading {
+            return false;
+        }
+        let Ok(n) = self.stream.peek(scratch) else {
+            return false;
+        };
+        let held = match &self.lines {
+            Some(lines) => lines.held_line(),
+            None => Some(&b""[..]),
+        };
+        crate::proto::command::stop_ahead(held, &scratch[..n], ctx.config.max_line)
     }
 
     /// End of stream: the client shut down its sending side. An unfinished
@@ -82,13 +110,13 @@ impl Connection {
         if let Err(reason) = self.receive(None, ctx) {
             return Status::Closed(reason);
         }
-        if !matches!(self.phase, Phase::Closing(_)) {
+        if !matches!(self.state, State::Closing(_)) {
             let reason = if self.sent_stop {
                 CloseReason::Stop
             } else {
                 CloseReason::Eof
             };
-            self.phase = Phase::Closing(reason);
+            self.set_state(State::Closing(reason), ctx.config.trace_loop);
         }
         self.settle(ctx, true, false)
     }
@@ -120,7 +148,7 @@ impl Connection {
         // A rare path: a buffer of its own, not the loop's scratch.
         let mut buffer = vec![0u8; 16 * 1024];
         let mut remaining = STOP_DRAIN_LIMIT;
-        while remaining > 0 && !matches!(self.phase, Phase::Closing(_)) {
+        while remaining > 0 && !matches!(self.state, State::Closing(_)) {
             let n = match self.stream.read(&mut buffer) {
                 Ok(0) => break,
                 Ok(n) => n,

@@ -9,7 +9,8 @@
 //!
 //! One turn of the loop:
 //!
-//! 1. Act on deadlines that fell due: close idle clients (the notes'
+//! 1. Act on deadlines that fell due, if any may have (the earliest is
+//!    kept, not searched for every turn): close idle clients (the notes'
 //!    `if not inp: break`) and slow lines, log the counters, end a pause in
 //!    accepting, end the grace period of a stop.
 //! 2. Flush printed output, once per turn, just before sleeping.
@@ -41,6 +42,7 @@
 //! `poll` does, which means the process is in trouble.
 
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,6 +78,10 @@ const EVENTS_PER_TURN: usize = 1024;
 /// After the last client is closed, how long printed output that is still
 /// being written may take before what is left counts as unwritten.
 const FINAL_FLUSH: Duration = Duration::from_millis(200);
+
+/// A busy loop publishes its counters at most this often (see
+/// `publish_lazily`); an idle one as soon as they change.
+const PUBLISH_EVERY: Duration = Duration::from_millis(5);
 
 /// Size of the one read buffer shared by every connection.
 const SCRATCH_SIZE: usize = 64 * 1024;
@@ -123,6 +129,22 @@ pub(crate) struct EventLoop {
     next_hand_off: usize,
     /// Clients handed over by another loop, being opened (kept to reuse).
     handed: Vec<(Stream, Peer)>,
+    /// The earliest instant a deadline may fall due: never later than the
+    /// truth, possibly earlier (a deadline that moved later, or went, is
+    /// found out by waking, at most once). Computed again only when
+    /// `wake_stale` says a deadline may have come forward.
+    next_wake: Option<Instant>,
+    /// Some deadline may now be earlier than `next_wake`: a list that was
+    /// empty got an entry, the grace period or a pause in accepting began,
+    /// reading paused or resumed, or deadlines were just acted on.
+    wake_stale: bool,
+    /// The counters as last published, and when to publish next (see
+    /// `publish_lazily`).
+    published: crate::serve::stats::Counters,
+    publish_due: Instant,
+    /// This loop hands clients of its own listeners to the others, and has
+    /// not yet said it is done (see `Shared::done_handing`).
+    hands_off: bool,
 }
 
 /// What the process hands a loop to run.
@@ -140,7 +162,13 @@ impl EventLoop {
     pub fn new(parts: Parts) -> Self {
         let config = &parts.ctx.config;
         parts.ctx.output.add_waker(Arc::clone(&parts.waker));
+        let hands_off = parts.ctx.shared.loops() > 1 && parts.accept.hands_off();
         EventLoop {
+            hands_off,
+            next_wake: None,
+            wake_stale: true,
+            published: crate::serve::stats::Counters::default(),
+            publish_due: Instant::now() + PUBLISH_EVERY,
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
             proxy_headers: (!config.proxy_protocol.is_empty())
@@ -184,39 +212,59 @@ impl EventLoop {
 
     /// Runs until stopped, then returns once every client is closed and all
     /// output is flushed.
+    ///
+    /// If the loop fails (its `poll` fails) or panics, the whole server
+    /// stops: see [`fail`](Self::fail).
     pub fn run(mut self) -> Result<(), Error> {
         if self.ctx.shared.loops() > 1 {
             trace::set_reactor(self.ctx.reactor);
         }
+        let served = panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
+        let reason = match served {
+            Ok(Ok(())) => return self.finish(),
+            Ok(Err(err)) => err.to_string(),
+            Err(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
+        };
+        Err(self.fail(reason))
+    }
+
+    /// The turns of the loop, until it has stopped.
+    ///
+    /// The clock is read once per turn, when `poll` returns: that instant
+    /// serves the events, the ready queue and the deadlines that follow.
+    fn serve(&mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
+        let mut now = Instant::now();
         loop {
             self.ready.begin_turn();
-            let now = Instant::now();
-            self.on_deadlines(now);
+            if self.next_wake.is_some_and(|wake| wake <= now) {
+                self.on_deadlines(now);
+                self.wake_stale = true;
+            }
             // A deadline may have closed a client whose unfinished last line
             // was `stop`: act on it now, not after some future event.
             self.stop_if_requested(now);
-            if self.grace_deadline.is_some()
-                && self.connections.is_empty()
-                && self.output_settled(now)
-            {
-                break;
+            if self.may_end(now) {
+                return Ok(());
+            }
+            if std::mem::take(&mut self.wake_stale) {
+                self.next_wake = self.deadlines().into_iter().flatten().min();
             }
             let ready_idle = self.ready.is_empty() || self.reading_paused;
-            let timeout = poll_timeout(now, ready_idle, self.deadlines());
             self.ctx.output.flush();
             self.ctx.output.report_drops();
-            self.ctx.counters.lines_dropped = self.ctx.output.dropped();
-            self.ctx
-                .shared
-                .publish(self.ctx.reactor, &self.ctx.counters);
+            let publish_due = self.publish_lazily(now);
+            let timeout = poll_timeout(now, ready_idle, self.next_wake, publish_due);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(Error::Reactor(err));
             }
-            let now = Instant::now();
+            crate::failpoint::failpoint!(&format!("loop-{}-turn", self.ctx.reactor + 1), |_| {
+                Err(Error::Reactor(io::Error::other("injected failure")))
+            });
+            now = Instant::now();
             if self.ctx.config.trace_loop {
                 self.trace_turn(timeout, &events);
             }
@@ -229,16 +277,25 @@ impl EventLoop {
                 self.close_all(CloseReason::Stop);
             }
         }
+    }
+
+    /// After the last turn: the output written (or given up on), the
+    /// counters published, and whether anything was left unwritten.
+    fn finish(&mut self) -> Result<(), Error> {
+        // Nobody is handed a client for this loop any more (none can be:
+        // see `may_end`).
+        for (stream, peer) in self.ctx.shared.close_inbox(self.ctx.reactor) {
+            log::warn!("{peer}: handed over after the loop ended; closing it");
+            drop(stream);
+            self.ctx.shared.closed();
+        }
         self.ctx.output.flush();
         if !self.stop_now && !self.output_closed {
             // Output that is flowing gets a moment even after the grace
             // period (`--grace 0`): only stalled output counts as unwritten.
             self.ctx.output.wait_written(FINAL_FLUSH);
         }
-        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
-        self.ctx
-            .shared
-            .publish(self.ctx.reactor, &self.ctx.counters);
+        self.publish(Instant::now());
         log::info!("stopped: {}", self.ctx.counters);
         if self.output_closed {
             return Err(Error::OutputClosed);
@@ -249,6 +306,89 @@ impl EventLoop {
                 bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
             }),
         }
+    }
+
+    /// This loop failed (`reason`): the server must not serve on without
+    /// it, nor hang waiting for it. So: say which loop failed and why; ask
+    /// every loop to stop (the others drain their clients as at any stop);
+    /// close this loop's listeners, so the kernel sends it no more clients;
+    /// pass on the clients handed to it and not yet taken; close its own
+    /// clients (each with a close event, counted, so the open count and
+    /// `--max-conns` stay true). The error makes the server's exit status 1.
+    fn fail(&mut self, reason: String) -> Error {
+        let reactor = self.ctx.reactor + 1;
+        log::error!("event loop {reactor} failed: {reason}; stopping the server");
+        self.ctx.stop_requested = true;
+        self.ctx.shared.request_stop();
+        let handed = self.ctx.shared.close_inbox(self.ctx.reactor);
+        let loops = self.ctx.shared.loops();
+        for (stream, peer) in handed {
+            let others = (1..loops).map(|step| (self.ctx.reactor + step) % loops);
+            let mut client = Some((stream, peer));
+            for to in others {
+                match client
+                    .take()
+                    .map(|(s, p)| self.ctx.shared.hand_off(to, s, p))
+                {
+                    Some(Err(back)) => client = Some(back),
+                    _ => break,
+                }
+            }
+            if client.is_some() {
+                self.ctx.shared.closed(); // Dropped: no loop is left to serve it.
+            }
+        }
+        self.done_handing();
+        let cleaned = panic::catch_unwind(AssertUnwindSafe(|| self.abandon()));
+        if cleaned.is_err() {
+            // Cleaning up failed too: at least give back their places.
+            for _ in 0..self.connections.len() {
+                self.ctx.shared.closed();
+            }
+        }
+        Error::LoopFailed { reactor, reason }
+    }
+
+    /// A failed loop lets go of everything it holds (see `fail`).
+    fn abandon(&mut self) {
+        for mut listener in self.accept.close_all() {
+            let _ = self.ctx.registry.deregister(listener.source());
+        }
+        for mut socket in self.datagrams.drain(..) {
+            let _ = self.ctx.registry.deregister(&mut socket);
+        }
+        self.close_all(CloseReason::Error);
+        self.ctx.output.flush();
+        self.publish(Instant::now());
+    }
+
+    /// Publishes this loop's counters for the others and the handle, when
+    /// they changed: at once if the last time was `PUBLISH_EVERY` ago;
+    /// otherwise not now, and the loop must not sleep longer than
+    /// `PUBLISH_EVERY` (returned), or a count would stay unseen while it is
+    /// idle. A busy loop thus takes the lock a few hundred times a second,
+    /// not once per turn (and computes no time for it: the sleep it bounds
+    /// is a constant).
+    fn publish_lazily(&mut self, now: Instant) -> Option<Duration> {
+        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+        if self.ctx.counters == self.published {
+            return None;
+        }
+        if now < self.publish_due {
+            return Some(PUBLISH_EVERY);
+        }
+        self.publish(now);
+        None
+    }
+
+    /// Publishes this loop's counters now.
+    fn publish(&mut self, now: Instant) {
+        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+        self.ctx
+            .shared
+            .publish(self.ctx.reactor, &self.ctx.counters);
+        self.published = self.ctx.counters;
+        self.publish_due = now + PUBLISH_EVERY;
     }
 
     fn on_event(&mut self, event: &Event, now: Instant) {
@@ -279,8 +419,18 @@ impl EventLoop {
             return;
         };
         if readable && !may_read {
-            // Remember what the event said; the read waits for room.
+            // Remember what the event said; the read waits for room. But a
+            // `stop` must not wait for it: look for one, without reading.
             connection.defer_read(event.is_read_closed() || event.is_priority());
+            if !self.ctx.stop_requested
+                && connection.stop_waiting_unread(&self.ctx, &mut self.scratch)
+            {
+                log::info!(
+                    "{}: stop sent while the output is full: stopping",
+                    connection.label()
+                );
+                self.ctx.stop_requested = true;
+            }
         }
         // Read before write, as redis does: the reply to what we read may
         // go out in the same turn.
@@ -366,14 +516,14 @@ impl EventLoop {
             Status::Closed(reason) => return self.close(key, reason),
         };
         if active && let Some(idle) = &mut self.idle {
-            idle.touch(key, now);
+            self.wake_stale |= idle.touch(key, now);
         }
         if let (Some(lines), Some(connection)) =
             (&mut self.line_deadlines, self.connections.get_mut(key))
         {
             match connection.line_timer() {
                 LineTimer::Unchanged => {}
-                LineTimer::Start => lines.touch(key, now),
+                LineTimer::Start => self.wake_stale |= lines.touch(key, now),
                 LineTimer::Stop => lines.remove(key),
             }
         }
@@ -457,4 +607,13 @@ impl EventLoop {
     pub fn open_connections(&self) -> usize {
         self.connections.len()
     }
+}
+
+/// What a panic said, when it said it with a string (as `panic!` does).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
