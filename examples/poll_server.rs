@@ -38,21 +38,7 @@ use std::time::{Duration, Instant};
 use clients::{Client, Options, Outcome, Printer};
 
 fn main() -> ExitCode {
-    let options = match Options::from_args(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("poll_server: {message}");
-            eprintln!("{}", clients::usage("poll_server"));
-            return ExitCode::from(2);
-        }
-    };
-    match serve(&options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("poll_server: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    clients::run("poll_server", serve)
 }
 
 /// The events to ask `poll` about for `client`.

@@ -49,22 +49,8 @@ use std::time::{Duration, Instant};
 use clients::{Client, Options, Outcome, Printer};
 
 fn main() -> ExitCode {
-    let options = match Options::from_args(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("select_server: {message}");
-            eprintln!("{}", clients::usage("select_server"));
-            return ExitCode::from(2);
-        }
-    };
     // The notes' `except: pass`, replaced by one line naming what failed.
-    match serve(&options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("select_server: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    clients::run("select_server", serve)
 }
 
 /// A set of descriptors for `select`: libc's `fd_set`, a bitmap of

@@ -15,6 +15,15 @@ use std::process::{Command, Stdio};
 
 use common::examples::{bin_dir, example};
 
+/// The texts an SVG shows: legends, axis labels, marks.
+fn labels<'a>(doc: &'a roxmltree::Document) -> Vec<&'a str> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect()
+}
+
 /// The short ladder measures every rung at K = 0; at K = 1100 select is at
 /// its wall (shown, not measured) while poll, selectd and mio are measured;
 /// and the SVG parses as XML and draws all four curves and the wall.
@@ -65,12 +74,7 @@ fn short_ladder_measures_every_rung_and_plots_them() {
     let text = fs::read_to_string(&svg).expect("the SVG was written");
     let doc = roxmltree::Document::parse(&text).expect("the SVG is XML");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
-    let labels: Vec<&str> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .filter_map(|n| n.text())
-        .map(str::trim)
-        .collect();
+    let labels = labels(&doc);
     for legend in [
         "select (examples/select_server.rs)",
         "poll (examples/poll_server.rs)",
@@ -95,12 +99,7 @@ fn committed_ladder_svg_parses() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ladder.svg");
     let text = fs::read_to_string(&path).expect("docs/ladder.svg exists");
     let doc = roxmltree::Document::parse(&text).expect("docs/ladder.svg is XML");
-    let labels: Vec<&str> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .filter_map(|n| n.text())
-        .map(str::trim)
-        .collect();
+    let labels = labels(&doc);
     for legend in [
         "select (examples/select_server.rs)",
         "selectd serve (epoll via mio)",

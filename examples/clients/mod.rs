@@ -104,11 +104,26 @@ impl Options {
     }
 }
 
-/// The usage line of an example called `name`.
-pub fn usage(name: &str) -> String {
-    format!(
-        "usage: {name} [--listen ADDR] [--idle-timeout DUR|off] [--echo] [--format tagged|none] [--hold-fds N]"
-    )
+/// An example's `main`: parses the flags (exit 2 and the usage on a bad
+/// one), runs `serve`, and turns an error into one line on stderr and exit 1.
+pub fn run(name: &str, serve: fn(&Options) -> io::Result<()>) -> std::process::ExitCode {
+    let options = match Options::from_args(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{name}: {message}");
+            eprintln!(
+                "usage: {name} [--listen ADDR] [--idle-timeout DUR|off] [--echo] [--format tagged|none] [--hold-fds N]"
+            );
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match serve(&options) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{name}: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit, as
