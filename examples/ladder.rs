@@ -28,6 +28,7 @@
 //! ```text
 //! benches/ladder [--short] [--ks 0,100,1000] [--rounds N] [--duration DUR]
 //!     [--warmup DUR] [--svg FILE | --no-svg] [--no-pin] [--bin-dir DIR]
+//! benches/ladder --replot SAVED_STDOUT [--svg FILE]   # draw again, measure nothing
 //! ```
 
 use std::collections::BTreeMap;
@@ -54,6 +55,8 @@ struct Plan {
     bin_dir: PathBuf,
     /// Pin servers and load to different CPUs (`taskset`).
     pin: bool,
+    /// Draw `svg` from this saved output of an earlier run, measuring nothing.
+    replot: Option<PathBuf>,
 }
 
 impl Plan {
@@ -71,6 +74,7 @@ impl Plan {
                 .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
                 .unwrap_or_else(|| PathBuf::from("target/release")),
             pin: true,
+            replot: None,
         };
         let duration =
             |text: &str| selectd::net::units::parse_duration(text).map_err(|e| e.to_string());
@@ -110,6 +114,7 @@ impl Plan {
                 "--no-svg" => plan.svg = None,
                 "--no-pin" => plan.pin = false,
                 "--bin-dir" => plan.bin_dir = PathBuf::from(value()?),
+                "--replot" => plan.replot = Some(PathBuf::from(value()?)),
                 other => return Err(format!("unknown argument '{other}'")),
             }
         }
@@ -442,7 +447,14 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let plan = Plan::from_args()?;
+    let mut plan = Plan::from_args()?;
+    if let Some(saved) = plan.replot.clone() {
+        let points = read_table(&saved, &mut plan)?;
+        let svg = plan.svg.clone().ok_or("--replot needs an --svg to draw")?;
+        draw(&svg, &plan, &points)?;
+        eprintln!("ladder: drew {} from {}", svg.display(), saved.display());
+        return Ok(());
+    }
     for path in [plan.selectd(), plan.bin_dir.join("examples/select_server")] {
         if !path.exists() {
             return Err(format!(
@@ -533,6 +545,53 @@ fn print_tables(plan: &Plan, pin: &Pinning, points: &BTreeMap<(usize, &str), Poi
             .collect();
         println!("| {k} | {} |", cells.join(" | "));
     }
+}
+
+/// The points of the first table an earlier run printed (its stdout, saved),
+/// and its K and number of rounds into `plan`: `--replot` draws them again.
+fn read_table(
+    path: &Path,
+    plan: &mut Plan,
+) -> Result<BTreeMap<(usize, &'static str), Point>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bad = |line: &str| format!("{}: not a ladder table row: {line}", path.display());
+    if let Some(rest) = text.split("(median of ").nth(1) {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        plan.rounds = digits.parse().map_err(|_| bad(rest))?;
+    }
+    let mut points = BTreeMap::new();
+    plan.ks.clear();
+    // The first table ends at its first blank line after the rows.
+    let rows = text
+        .lines()
+        .skip_while(|line| !line.starts_with("|---"))
+        .skip(1)
+        .take_while(|line| line.starts_with('|'));
+    for line in rows {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let [k, rest @ ..] = cells.as_slice() else {
+            return Err(bad(line));
+        };
+        let k: usize = k.parse().map_err(|_| bad(line))?;
+        plan.ks.push(k);
+        for (name, cell) in SERVERS.iter().zip(rest) {
+            if cell.starts_with("wall") {
+                points.insert(
+                    (k, *name),
+                    Point::Wall {
+                        held: 0,
+                        refused: 0,
+                    },
+                );
+            } else if let Some(Ok(cpu_us)) = cell.split_whitespace().next().map(str::parse) {
+                points.insert((k, *name), Point::Measured { cpu_us, rate: 0.0 });
+            }
+        }
+    }
+    if points.is_empty() {
+        return Err(format!("{}: no ladder table found", path.display()));
+    }
+    Ok(points)
 }
 
 /// The curve: x is every connection held (K idle + the active one), so K = 0

@@ -90,6 +90,28 @@ fn short_ladder_measures_every_rung_and_plots_them() {
         .filter(|n| n.has_tag_name("polyline"))
         .count();
     assert!(curves >= 4, "{curves} polylines");
+
+    // `--replot` draws the same curves again from the saved tables,
+    // measuring nothing.
+    let saved = dir.path().join("ladder.md");
+    fs::write(&saved, stdout.as_bytes()).unwrap();
+    let again = dir.path().join("again.svg");
+    let out = Command::new(example("ladder"))
+        .arg("--replot")
+        .arg(&saved)
+        .arg("--svg")
+        .arg(&again)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the ladder's replot");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = fs::read_to_string(&again).expect("the replot was written");
+    let redrawn = roxmltree::Document::parse(&text).expect("the replot is XML");
+    assert_eq!(self::labels(&redrawn), labels);
 }
 
 /// The committed plot is a plot: `docs/ladder.svg` parses and carries the
