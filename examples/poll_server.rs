@@ -116,7 +116,7 @@ fn serve(options: &Options) -> io::Result<()> {
                 outcome = client.on_readable(&mut scratch, &mut print, options.echo, now);
             }
             if outcome == Outcome::Open && revents & libc::POLLOUT != 0 {
-                outcome = client.on_writable();
+                outcome = client.on_writable(now);
             }
             // if not inp: break     # this client, silent for TIMEOUT
             if outcome == Outcome::Open && clients::is_idle(client, options.idle_timeout, now) {

@@ -39,7 +39,7 @@
 
 mod clients;
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
@@ -178,7 +178,7 @@ fn serve(options: &Options) -> io::Result<()> {
                 outcome = client.on_readable(&mut scratch, &mut print, options.echo, now);
             }
             if outcome == Outcome::Open && write_set.contains(fd) {
-                outcome = client.on_writable();
+                outcome = client.on_writable(now);
             }
             // if not inp: break     # this client, silent for TIMEOUT
             if outcome == Outcome::Open && clients::is_idle(client, options.idle_timeout, now) {
@@ -243,6 +243,9 @@ fn accept_all(
                 libc::FD_SETSIZE
             );
             let _ = stream.write(selectd::serve::SERVER_FULL);
+            // Read what already arrived: closing with unread bytes would
+            // reset the connection, and the reset can overtake the message.
+            let _ = stream.read(&mut [0u8; 4096]);
             continue;
         }
         print.event(peer, "open");

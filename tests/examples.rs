@@ -537,3 +537,28 @@ fn readiness_loops_print_lines_that_only_contain_commands() {
         stop_loop(&mut server, &addr);
     }
 }
+
+/// With `--echo`, a client that sends 1.6 MB in one go gets every byte
+/// back, in order, however the loop's reads, partial writes and
+/// backpressure (no reading past 1 MiB of unsent echo) cut the stream.
+#[test]
+fn readiness_loops_echo_a_flood_byte_for_byte() {
+    for name in LOOPS {
+        let (mut server, addr) = readiness_server(name, &["--echo", "--format", "none"]);
+        let client = connect(&addr);
+        let sent: Vec<u8> = (0..60_000)
+            .flat_map(|i| format!("line {i:>10} of the flood\n").into_bytes())
+            .collect();
+        let mut writer = client.try_clone().unwrap();
+        let to_send = sent.clone();
+        let writing = thread::spawn(move || writer.write_all(&to_send));
+        let mut reader = client;
+        let echoed = read_exactly(&mut reader, sent.len());
+        writing.join().unwrap().unwrap();
+        assert!(
+            echoed == sent,
+            "{name}: the echo differs from what was sent"
+        );
+        stop_loop(&mut server, &addr);
+    }
+}

@@ -285,7 +285,7 @@ impl Client {
             // The notes' server never checks for '' and spins at EOF;
             // here the end of the stream finishes the last line, then the
             // client (once its echo is written).
-            Ok(0) => return self.on_eof(print, echo),
+            Ok(0) => return self.on_eof(print, echo, now),
             Ok(n) => {
                 self.last_active = now;
                 n
@@ -317,18 +317,18 @@ impl Client {
         });
         if fed.is_err() {
             self.out.extend_from_slice(selectd::serve::LINE_TOO_LONG);
-            let _ = self.flush();
+            let _ = self.flush(now);
             return Outcome::Closed("line-too-long");
         }
         if outcome != Outcome::Open {
             return outcome;
         }
-        self.on_writable()
+        self.on_writable(now)
     }
 
     /// End of stream: an unfinished last line is still a line (as in
     /// `selectd serve`), then the client is done.
-    fn on_eof(&mut self, print: &mut Printer, echo: bool) -> Outcome {
+    fn on_eof(&mut self, print: &mut Printer, echo: bool, now: Instant) -> Outcome {
         let mut outcome = Outcome::Open;
         let _ = self.lines.finish(|line| {
             outcome = act(
@@ -346,12 +346,12 @@ impl Client {
             return outcome;
         }
         self.done = true;
-        self.on_writable()
+        self.on_writable(now)
     }
 
     /// The kernel said "writable" (or a turn queued echo): write what waits.
-    pub fn on_writable(&mut self) -> Outcome {
-        if let Err(err) = self.flush() {
+    pub fn on_writable(&mut self, now: Instant) -> Outcome {
+        if let Err(err) = self.flush(now) {
             return Outcome::Closed(reason(&err));
         }
         if self.done && self.out.is_empty() {
@@ -362,7 +362,7 @@ impl Client {
 
     /// The notes' `send`, with "the rest" kept: writes until the socket
     /// takes no more (`WouldBlock`), and keeps what it did not take.
-    fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
         let mut written = 0;
         while written < self.out.len() {
             match self.stream.write(&self.out[written..]) {
@@ -373,7 +373,12 @@ impl Client {
                 Err(err) => return Err(err),
             }
         }
-        self.out.drain(..written);
+        if written > 0 {
+            // Bytes moved: the client is not idle, even if it is held back
+            // from sending (backpressure) while its echo drains.
+            self.last_active = now;
+            self.out.drain(..written);
+        }
         Ok(())
     }
 }
