@@ -1,75 +1,34 @@
-//! The blocking ports of the notes' programs (`examples/`), run as processes.
+//! The examples (`examples/`), run as processes: the blocking ports of the
+//! notes' programs, and the notes' server on `select(2)` and on `poll(2)`.
 //!
-//! `cargo test` builds the examples before it runs the tests, into
-//! `target/<profile>/examples/`, next to the `selectd` binary's directory.
-//! A run that did not build them (`cargo test --test examples` alone) builds
-//! them here, once, with the same cargo and profile: these tests never pass
-//! without running.
+//! `cargo test` builds the examples before it runs the tests; a run that
+//! did not (`cargo test --test examples` alone) builds them here, once
+//! (`common::examples`): these tests never pass without running.
 //!
 //! Everything is on loopback, on ports the kernel picks; every wait is
 //! bounded; time is only ever bounded from below.
 
 mod common;
 
+use common::examples::example;
+
 use std::io::Write;
 use std::net::{Shutdown, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Captured, ServerProcess, capture, connect, cpu_ticks, read_to_end, skip, wait_exit, wait_until,
+    Captured, ServerProcess, capture, connect, cpu_ticks, read_exactly, read_to_end, skip,
+    wait_exit, wait_until,
 };
 
 /// The notes' separator line.
 const SEPARATOR: &str = "----------------\n";
 
-/// The examples these tests run.
-const EXAMPLES: [&str; 2] = ["blocking_server", "blocking_client"];
-
-/// The example `name`, built by `cargo test` or, if it was not, by
-/// [`build_examples`] now.
-fn example(name: &str) -> PathBuf {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_selectd"))
-        .parent()
-        .expect("the selectd binary has a directory");
-    let path = bin_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        static BUILT: OnceLock<()> = OnceLock::new();
-        BUILT.get_or_init(|| build_examples(bin_dir));
-    }
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
-
-/// Builds [`EXAMPLES`] with the cargo running these tests, into the same
-/// target directory and profile as the `selectd` binary under test.
-fn build_examples(bin_dir: &Path) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let profile = bin_dir.file_name().expect("a profile directory");
-    let target_dir = bin_dir.parent().expect("a target directory");
-    let mut command = Command::new(cargo);
-    command
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir)
-        .stdin(Stdio::null());
-    if profile == "release" {
-        command.arg("--release");
-    }
-    for name in EXAMPLES {
-        command.args(["--example", name]);
-    }
-    eprintln!("examples not built by this run: {command:?}");
-    let status = command.status().expect("run cargo");
-    assert!(status.success(), "cargo build of the examples: {status}");
-}
+/// The two readiness loops, which serve `selectd serve`'s protocol.
+const LOOPS: [&str; 2] = ["select_server", "poll_server"];
 
 /// A process with its stdout and stderr collected as they arrive.
 struct Spawned {
@@ -345,4 +304,261 @@ fn blocking_client_names_the_python_exception() {
         stderr.contains("(socket.error, io::ErrorKind::ConnectionRefused)"),
         "{stderr}"
     );
+}
+
+// ---- select_server and poll_server: every client at once ----
+
+/// `name` (one of [`LOOPS`]) on an ephemeral loopback port, and that port.
+fn readiness_server(name: &str, extra: &[&str]) -> (Spawned, String) {
+    let program = example(name);
+    let mut args = vec!["--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let server = Spawned::start(&program, &args);
+    let addr = server.wait_for_stderr_line("listening on tcp://");
+    (server, addr)
+}
+
+/// Sends `stop` from a new client; the server closes everyone and exits 0.
+fn stop_loop(server: &mut Spawned, addr: &str) {
+    let mut stopper = connect(addr);
+    stopper.write_all(b"stop\n").unwrap();
+    assert_eq!(read_to_end(&mut stopper), b"", "closed after stop");
+    let status = server.wait_exit();
+    assert!(status.success(), "{status:?}; stderr: {}", server.stderr());
+}
+
+/// The local address of `stream` as the server prints its peer.
+fn peer_of(stream: &std::net::TcpStream) -> String {
+    stream.local_addr().unwrap().to_string()
+}
+
+/// Many clients are served at once by one thread: each line is printed
+/// with its sender (`[PEER] line`) and echoed back, while every client
+/// stays connected; `stop` then closes each of them (`close: stop`).
+#[test]
+fn readiness_loops_serve_many_clients_at_once() {
+    for name in LOOPS {
+        let (mut server, addr) = readiness_server(name, &["--echo"]);
+        let mut clients: Vec<_> = (0..50).map(|_| connect(&addr)).collect();
+        for (i, client) in clients.iter_mut().enumerate() {
+            client
+                .write_all(format!("merhaba {i}\n").as_bytes())
+                .unwrap();
+        }
+        for (i, client) in clients.iter_mut().enumerate() {
+            let line = format!("merhaba {i}\n");
+            assert_eq!(read_exactly(client, line.len()), line.as_bytes(), "{name}");
+            server.wait_for_stdout(&format!("[{}] merhaba {i}\n", peer_of(client)));
+        }
+        stop_loop(&mut server, &addr);
+        let stdout = server.stdout();
+        for client in &clients {
+            let peer = peer_of(client);
+            assert!(
+                stdout.contains(&format!("* [{peer}] open\n")),
+                "{name}: {stdout}"
+            );
+            assert!(
+                stdout.contains(&format!("* [{peer}] close: stop\n")),
+                "{name}: {stdout}"
+            );
+        }
+    }
+}
+
+/// `disconnect` closes only the client that sent it, and nothing it sent
+/// after it is acted on; the others go on being served.
+#[test]
+fn readiness_loops_disconnect_closes_only_that_client() {
+    for name in LOOPS {
+        let (mut server, addr) = readiness_server(name, &[]);
+        let mut staying = connect(&addr);
+        let mut leaving = connect(&addr);
+        leaving
+            .write_all(b"bye\r\n  disconnect \r\nafter\n")
+            .unwrap();
+        assert_eq!(read_to_end(&mut leaving), b"", "{name}: closed");
+        let gone = peer_of(&leaving);
+        server.wait_for_stdout(&format!("* [{gone}] close: disconnect\n"));
+        staying.write_all(b"still here\n").unwrap();
+        server.wait_for_stdout(&format!("[{}] still here\n", peer_of(&staying)));
+        stop_loop(&mut server, &addr);
+        let stdout = server.stdout();
+        assert!(
+            stdout.contains(&format!("[{gone}] bye\n")),
+            "{name}: {stdout}"
+        );
+        assert!(!stdout.contains("after"), "{name}: {stdout}");
+    }
+}
+
+/// A line split across reads is framed whole, and two lines in one read
+/// are two lines: the notes' chunk-as-message fault is gone.
+#[test]
+fn readiness_loops_frame_lines_across_reads() {
+    for name in LOOPS {
+        let (mut server, addr) = readiness_server(name, &[]);
+        let mut split = connect(&addr);
+        split.write_all(b"hel").unwrap();
+        // Once another client's line is printed, a turn has run after "hel"
+        // reached the server: level-triggered, that turn read it.
+        let mut other = connect(&addr);
+        other.write_all(b"marker\n").unwrap();
+        server.wait_for_stdout(&format!("[{}] marker\n", peer_of(&other)));
+        split.write_all(b"lo\nsecond\nstop").unwrap();
+        let peer = peer_of(&split);
+        server.wait_for_stdout(&format!("[{peer}] hello\n[{peer}] second\n"));
+        // "stop" without its newline is not a command yet.
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "{name} stopped early"
+        );
+        split.write_all(b"\n").unwrap();
+        let status = server.wait_exit();
+        assert!(status.success(), "{name}: {status:?}");
+    }
+}
+
+/// A client silent for the idle time-out (the notes' `select(.., TIMEOUT)`
+/// returning nothing) is closed (`close: idle`), not before the time-out;
+/// an active client is kept meanwhile.
+#[test]
+fn readiness_loops_close_idle_clients_after_the_timeout() {
+    for name in LOOPS {
+        let (mut server, addr) = readiness_server(name, &["--idle-timeout", "500ms"]);
+        let start = Instant::now();
+        let mut idle = connect(&addr);
+        assert_eq!(read_to_end(&mut idle), b"", "{name}: closed");
+        assert!(start.elapsed() >= Duration::from_millis(500), "{name}");
+        server.wait_for_stdout(&format!("* [{}] close: idle\n", peer_of(&idle)));
+        stop_loop(&mut server, &addr);
+    }
+}
+
+/// A client that closes without `disconnect` has its unfinished last line
+/// printed and is closed (`close: eof`); the server then sleeps in its
+/// wait, using no CPU. The notes' server spun here forever.
+#[test]
+fn readiness_loops_close_at_eof_without_spinning() {
+    for name in LOOPS {
+        let (mut server, addr) = readiness_server(name, &["--idle-timeout", "off"]);
+        let mut leaving = connect(&addr);
+        leaving.write_all(b"last words").unwrap();
+        leaving.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_end(&mut leaving), b"", "{name}");
+        let peer = peer_of(&leaving);
+        server.wait_for_stdout(&format!("[{peer}] last words\n* [{peer}] close: eof\n"));
+        let pid = server.child.id();
+        let before = cpu_ticks(pid);
+        thread::sleep(Duration::from_secs(1));
+        let used = cpu_ticks(pid) - before;
+        assert!(
+            used < 20,
+            "{name} used {used} clock ticks in 1 s while idle"
+        );
+        stop_loop(&mut server, &addr);
+    }
+}
+
+/// The FD_SETSIZE wall: with 1015 descriptors held, clients soon get
+/// descriptor 1024, which no `fd_set` can hold. select_server refuses that
+/// client (`error: server full`, and a line on stderr naming the
+/// descriptor) and keeps serving those it has.
+#[test]
+fn select_server_refuses_descriptors_past_fd_setsize_and_serves_the_rest() {
+    let (mut server, addr) = readiness_server("select_server", &["--echo", "--hold-fds", "1015"]);
+    let mut served = Vec::new();
+    let mut refused = None;
+    for _ in 0..20 {
+        // Nothing is sent before the verdict: closing a socket with unread
+        // bytes resets it, and the message could be lost.
+        let mut client = connect(&addr);
+        let peer = peer_of(&client);
+        let opened = format!("* [{peer}] open\n");
+        let refusal = format!("select_server: refusing {peer}: ");
+        wait_until("the client opened or refused", || {
+            server.stdout().contains(&opened) || server.stderr().contains(&refusal)
+        });
+        if server.stdout().contains(&opened) {
+            served.push(client);
+        } else {
+            assert_eq!(read_to_end(&mut client), selectd::serve::SERVER_FULL);
+            refused = Some(client);
+            break;
+        }
+    }
+    assert!(
+        refused.is_some(),
+        "no client was refused; stderr: {}",
+        server.stderr()
+    );
+    assert!(!served.is_empty(), "the wall came before any client");
+    let stderr = server.stderr();
+    assert!(
+        stderr
+            .contains("its descriptor 1024 is past FD_SETSIZE (1024), the most select() can watch"),
+        "{stderr}"
+    );
+    // Those below the wall are still served.
+    for client in &mut served {
+        client.write_all(b"still\n").unwrap();
+        assert_eq!(read_exactly(client, 6), b"still\n");
+    }
+    // A new stopper would meet the wall too: one of those served stops it.
+    served[0].write_all(b"stop\n").unwrap();
+    let status = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+}
+
+/// poll has no such wall: clients whose descriptors are past 1024 are
+/// served like any other.
+#[test]
+fn poll_server_serves_descriptors_past_fd_setsize() {
+    let (mut server, addr) = readiness_server("poll_server", &["--echo", "--hold-fds", "1100"]);
+    let mut clients: Vec<_> = (0..5).map(|_| connect(&addr)).collect();
+    for client in &mut clients {
+        client.write_all(b"ping\n").unwrap();
+        assert_eq!(read_exactly(client, 5), b"ping\n");
+    }
+    stop_loop(&mut server, &addr);
+    assert!(!server.stderr().contains("refusing"), "{}", server.stderr());
+}
+
+/// Only whole lines are commands: `stop` inside a longer line, or a
+/// `disconnect` that is only part of one, is printed.
+#[test]
+fn readiness_loops_print_lines_that_only_contain_commands() {
+    for name in LOOPS {
+        let (mut server, addr) = readiness_server(name, &[]);
+        let mut client = connect(&addr);
+        client.write_all(b"stopping\nno disconnect\n").unwrap();
+        let peer = peer_of(&client);
+        server.wait_for_stdout(&format!("[{peer}] stopping\n[{peer}] no disconnect\n"));
+        stop_loop(&mut server, &addr);
+    }
+}
+
+/// With `--echo`, a client that sends 1.6 MB in one go gets every byte
+/// back, in order, however the loop's reads, partial writes and
+/// backpressure (no reading past 1 MiB of unsent echo) cut the stream.
+#[test]
+fn readiness_loops_echo_a_flood_byte_for_byte() {
+    for name in LOOPS {
+        let (mut server, addr) = readiness_server(name, &["--echo", "--format", "none"]);
+        let client = connect(&addr);
+        let sent: Vec<u8> = (0..60_000)
+            .flat_map(|i| format!("line {i:>10} of the flood\n").into_bytes())
+            .collect();
+        let mut writer = client.try_clone().unwrap();
+        let to_send = sent.clone();
+        let writing = thread::spawn(move || writer.write_all(&to_send));
+        let mut reader = client;
+        let echoed = read_exactly(&mut reader, sent.len());
+        writing.join().unwrap().unwrap();
+        assert!(
+            echoed == sent,
+            "{name}: the echo differs from what was sent"
+        );
+        stop_loop(&mut server, &addr);
+    }
 }

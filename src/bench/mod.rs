@@ -67,6 +67,7 @@ pub use crate::cli::BenchArgs;
 pub use config::{BenchConfig, Mode, Target};
 pub use error::BenchError;
 pub use hgrm::hgrm;
+pub use plot::{Mark, draw_log_log};
 pub use record::ErrorCounts;
 pub use report::Report;
 

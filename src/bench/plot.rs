@@ -116,6 +116,101 @@ pub(crate) fn draw(path: &Path, title: &str, curves: &[Curve]) -> Result<(), Str
     root.present().map_err(|e| e.to_string())
 }
 
+/// A vertical line across a [`draw_log_log`] plot at `x`, with a label.
+pub type Mark<'a> = (f64, &'a str);
+
+/// Draws `curves` (each `(legend, [(x, y)])`) into `path` with both axes
+/// log-scaled, a dot at every point and a dashed vertical line at each of
+/// `marks`: for measurements over orders of magnitude, such as
+/// `benches/ladder`'s CPU per message against connections held. Every `x`
+/// and `y` must be above zero.
+pub fn draw_log_log(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    curves: &[(String, Vec<(f64, f64)>)],
+    marks: &[Mark<'_>],
+) -> Result<(), String> {
+    const COLOURS: [RGBColor; 6] = [RED, BLUE, GREEN, MAGENTA, BLACK, CYAN];
+    let points = || curves.iter().flat_map(|(_, points)| points.iter());
+    if points().any(|&(x, y)| !(x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite())) {
+        return Err(format!(
+            "{title}: a log-scaled plot needs points above zero"
+        ));
+    }
+    // Whole powers of ten around the data, so the axes read 1, 10, 100...
+    let decades = |lo: f64, hi: f64| {
+        let lo = 10f64.powf(lo.log10().floor());
+        let hi = 10f64.powf(hi.log10().ceil());
+        (lo, if hi > lo { hi } else { lo * 10.0 })
+    };
+    let xs = points().map(|p| p.0).chain(marks.iter().map(|m| m.0));
+    let (x_lo, _) = decades(xs.clone().fold(f64::MAX, f64::min), 1.0);
+    // The right end just past the last point, not a whole decade beyond it.
+    let x_hi = xs.fold(x_lo * 10.0, f64::max) * 1.5;
+    let ys = points().map(|p| p.1);
+    let (y_lo, y_hi) = decades(
+        ys.clone().fold(f64::MAX, f64::min),
+        ys.fold(f64::MIN_POSITIVE, f64::max),
+    );
+
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 15))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((x_lo..x_hi).log_scale(), (y_lo..y_hi).log_scale())
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x}"))
+        .y_label_formatter(&|y| format!("{y}"))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for &(x, label) in marks {
+        let grey = BLACK.mix(0.5);
+        let steps = 40;
+        let ratio = (y_hi / y_lo).powf(1.0 / f64::from(steps));
+        // Dashes: every other step of the line, evenly spaced on the log axis.
+        chart
+            .draw_series((0..steps).step_by(2).map(|i| {
+                let y = y_lo * ratio.powi(i);
+                PathElement::new(vec![(x, y), (x, y * ratio)], grey.stroke_width(1))
+            }))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                label.to_string(),
+                (x * 1.05, y_hi / ratio.powi(2)),
+                ("sans-serif", 13),
+            )))
+            .map_err(|e| e.to_string())?;
+    }
+    for ((name, points), colour) in curves.iter().zip(COLOURS.iter().cycle()) {
+        let style = colour.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), style))
+            .map_err(|e| e.to_string())?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, colour.filled())))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +260,29 @@ mod tests {
                 .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1)
         );
         assert!(points.last().unwrap().0 >= 3.9);
+    }
+
+    #[test]
+    fn log_log_plots_draw_every_curve_and_refuse_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ladder.svg");
+        let curves = vec![
+            ("poll".to_string(), vec![(1.0, 30.0), (10_001.0, 600.0)]),
+            ("epoll".to_string(), vec![(1.0, 30.0), (10_001.0, 31.0)]),
+        ];
+        draw_log_log(&path, "t", ("x", "y"), &curves, &[(1024.0, "wall")]).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let texts: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .map(str::trim)
+            .collect();
+        for label in ["poll", "epoll", "wall", "1000", "10"] {
+            assert!(texts.contains(&label), "{label} not in {texts:?}");
+        }
+        let zero = vec![("z".to_string(), vec![(0.0, 1.0)])];
+        assert!(draw_log_log(&path, "t", ("x", "y"), &zero, &[]).is_err());
     }
 }

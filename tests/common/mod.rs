@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod examples;
+
 use selectd::MemorySink;
 use selectd::{Config, Server, ServerHandle};
 

@@ -590,4 +590,27 @@ mod tests {
         // sockets drop a debug-only field.
         assert!(size <= 88, "{size} bytes");
     }
+
+    /// The guide (chapter 6) and the README state the size of a
+    /// `Connection`; a change to the struct must change them too.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_docs_state_the_connection_size() {
+        let size = std::mem::size_of::<super::Connection>();
+        let root = env!("CARGO_MANIFEST_DIR");
+        for (file, claim) in [
+            (
+                "docs/select-to-mio.md",
+                format!("A `Connection` is {size} bytes on x86-64"),
+            ),
+            (
+                "README.md",
+                format!("an idle connection is {size} bytes of state"),
+            ),
+        ] {
+            let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(text.contains(&claim), "{file} should say: {claim}");
+        }
+    }
 }
