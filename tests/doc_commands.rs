@@ -1,0 +1,817 @@
+//! Every command block in the README and in `docs/` runs, as written.
+//!
+//! A reader copies a block into a shell and expects it to work. This test
+//! does the same with every block, so an example that races, leaves a server
+//! running, or names a flag that changed fails here first.
+//!
+//! # The convention (for writers)
+//!
+//! - A block of commands is fenced as ` ```sh `, and holds only what a reader
+//!   types: no `$ ` prompts. Output is shown as a `# ...` comment, or in a
+//!   ` ```text ` block after it. Every fenced block is tagged; `console`,
+//!   `bash`, `shell` and untagged fences are refused (use `sh` or `text`).
+//! - Each `sh` block runs with `bash -e -o pipefail`, in a fresh directory
+//!   shared by the blocks of the same file (one reader's session), with
+//!   `HOME` a fresh directory too, stdin empty, and at most 30 s. It must
+//!   exit 0.
+//! - `selectd` is on `PATH` as `~/.cargo/bin/selectd` (where `cargo install`
+//!   puts it), the binary under test. `cargo run [--release] [--example
+//!   NAME] -- ARGS` runs the binary or example that `cargo test` built
+//!   (rebuilding inside `cargo test` would wait on its lock); any other
+//!   `cargo` command fails, so mark such a block `skip`.
+//! - A block that starts a server stops it (`stop`, `kill $!`), as the docs
+//!   must show the reader: a process still running once the block is done
+//!   fails the block (after 5 s), and is killed.
+//! - Lines directly above the fence, each `<!-- doc-test: DIRECTIVE -->`
+//!   (invisible once rendered; several directives may share a line,
+//!   separated by `;`), say more:
+//!   - `skip (REASON)`: not run (`cargo install`, `sudo`, `systemctl`, the
+//!     network, minutes of work); the reason is printed.
+//!   - `needs PROG...`: run only where each PROG is on `PATH`; otherwise
+//!     skipped with the reason printed, except under `CI=true`, where a
+//!     missing program fails (add it to `.ci/run`'s `missing+=` list).
+//!   - `setup COMMAND`: runs before the block, unseen by the reader: what
+//!     the text assumes the reader has (`head -c 3M /dev/urandom > big.iso`).
+//!   - `background "TEXT"`: the reader's second terminal. The block starts
+//!     in the background; once its output shows TEXT (within 20 s) the next
+//!     block runs, and after that one the background block must have ended
+//!     by itself (within 10 s) with status 0: the next block stops it.
+//!   - `contains "TEXT"` / `lacks "TEXT"`: the block's output (stdout and
+//!     stderr together) must hold, or must not hold, TEXT.
+//!   - `file NAME` (on a non-`sh` block, such as a config file): its text is
+//!     written to NAME in the session's directory, for later blocks to use.
+//!
+//! `docs/writing-docs.md` says the same for writers. Blocks run one at a
+//! time, and one runner at a time per machine (a lock file in the temporary
+//! directory), since the docs use fixed ports (10001, 7000, 8000).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The longest a block may run.
+const BLOCK_LIMIT: Duration = Duration::from_secs(30);
+/// How long a background block may take to show its text.
+const BACKGROUND_READY: Duration = Duration::from_secs(20);
+/// How long processes a block started may take to end once it is done.
+const LINGER_LIMIT: Duration = Duration::from_secs(10);
+/// How long to wait for another runner on this machine.
+const LOCK_LIMIT: Duration = Duration::from_secs(300);
+
+/// The fence tags that mean "commands", refused in favour of `sh`.
+const REFUSED_TAGS: [&str; 5] = ["console", "bash", "shell", "zsh", "shell-session"];
+
+/// One fenced block and the directives above it.
+#[derive(Debug, Clone)]
+struct Block {
+    /// `README.md:42`: the file and the line of the opening fence.
+    place: String,
+    tag: String,
+    text: String,
+    directives: Vec<Directive>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Directive {
+    Skip(String),
+    Needs(Vec<String>),
+    Setup(String),
+    Background(String),
+    Contains(String),
+    Lacks(String),
+    File(String),
+}
+
+/// The documents whose blocks run: the README and every page in docs/.
+fn documents() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages: Vec<PathBuf> = fs::read_dir(root.join("docs"))
+        .expect("docs/ exists")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .collect();
+    pages.sort();
+    let mut all = vec![root.join("README.md")];
+    all.extend(pages);
+    all
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// `"TEXT"` → `TEXT`.
+fn quoted(rest: &str) -> Result<String, String> {
+    let rest = rest.trim();
+    rest.strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .map(str::to_string)
+        .ok_or_else(|| format!("expected a quoted \"TEXT\", found {rest:?}"))
+}
+
+fn parse_directive(text: &str) -> Result<Directive, String> {
+    let text = text.trim();
+    let (word, rest) = text.split_once(' ').unwrap_or((text, ""));
+    let rest = rest.trim();
+    Ok(match word {
+        "skip" => {
+            let reason = rest.trim_start_matches('(').trim_end_matches(')').trim();
+            if reason.is_empty() {
+                return Err("skip needs a reason: skip (REASON)".into());
+            }
+            Directive::Skip(reason.to_string())
+        }
+        "needs" if !rest.is_empty() => {
+            Directive::Needs(rest.split_whitespace().map(str::to_string).collect())
+        }
+        "setup" if !rest.is_empty() => Directive::Setup(rest.to_string()),
+        "background" => Directive::Background(quoted(rest)?),
+        "contains" => Directive::Contains(quoted(rest)?),
+        "lacks" => Directive::Lacks(quoted(rest)?),
+        "file" if !rest.is_empty() && !rest.contains('/') => Directive::File(rest.to_string()),
+        _ => return Err(format!("unknown doc-test directive {text:?}")),
+    })
+}
+
+/// Every fenced block of `text` (a Markdown file called `name`), or the
+/// convention's violations.
+fn parse(name: &str, text: &str) -> Result<Vec<Block>, Vec<String>> {
+    let mut blocks = Vec::new();
+    let mut problems = Vec::new();
+    let mut pending: Vec<Directive> = Vec::new();
+    // The open fence: its line, tag, text so far, and its marker (``` or
+    // ~~~; a ~~~ block may show ``` fences, as docs/writing-docs.md does).
+    let mut open: Option<(usize, String, String, &str)> = None;
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let place = format!("{name}:{number}");
+        if let Some((start, tag, body, fence)) = open.as_mut() {
+            if line.trim_start().starts_with(*fence) {
+                blocks.push(Block {
+                    place: format!("{name}:{start}"),
+                    tag: tag.clone(),
+                    text: std::mem::take(body),
+                    directives: std::mem::take(&mut pending),
+                });
+                open = None;
+            } else {
+                body.push_str(line);
+                body.push('\n');
+            }
+            continue;
+        }
+        let trimmed = line.trim();
+        let fence = ["```", "~~~"]
+            .into_iter()
+            .find(|fence| trimmed.starts_with(fence));
+        if let Some(fence) = fence {
+            let tag = &trimmed[fence.len()..];
+            let tag = tag.trim().to_string();
+            if tag.is_empty() {
+                problems.push(format!("{place}: an untagged fence (use ```sh or ```text)"));
+            } else if REFUSED_TAGS.contains(&tag.as_str()) {
+                problems.push(format!("{place}: ```{tag} (use ```sh, without prompts)"));
+            }
+            if tag != "sh"
+                && pending
+                    .iter()
+                    .any(|directive| !matches!(directive, Directive::File(_)))
+            {
+                problems.push(format!("{place}: only `file` applies to a ```{tag} block"));
+            }
+            open = Some((number, tag, String::new(), fence));
+            continue;
+        }
+        if let Some(inner) = trimmed
+            .strip_prefix("<!-- doc-test:")
+            .and_then(|inner| inner.strip_suffix("-->"))
+        {
+            for part in inner.split(';') {
+                match parse_directive(part) {
+                    Ok(directive) => pending.push(directive),
+                    Err(problem) => problems.push(format!("{place}: {problem}")),
+                }
+            }
+            continue;
+        }
+        if trimmed.contains("doc-test") && trimmed.starts_with("<!--") {
+            problems.push(format!("{place}: a doc-test marker fits on one line"));
+        }
+        if !pending.is_empty() {
+            problems.push(format!(
+                "{place}: a doc-test marker must sit directly above a fence"
+            ));
+            pending.clear();
+        }
+    }
+    if let Some((start, ..)) = open {
+        problems.push(format!("{name}:{start}: a fence never closed"));
+    }
+    for block in &blocks {
+        if block.tag == "sh" && block.text.lines().any(|line| line.starts_with("$ ")) {
+            problems.push(format!(
+                "{}: a `$ ` prompt in a ```sh block (write commands only)",
+                block.place
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(blocks)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Whether `program` is on `PATH`.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            fs::metadata(dir.join(program))
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false")
+}
+
+/// Where the blocks find `selectd`, the examples and the `cargo` stand-in.
+struct Tools {
+    /// Directories to put first on `PATH`, besides `~/.cargo/bin`.
+    shim_dir: PathBuf,
+}
+
+/// The examples `cargo run --example` may name.
+const EXAMPLES: [&str; 2] = ["blocking_server", "blocking_client"];
+
+fn bin_dir() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_selectd"))
+        .parent()
+        .expect("the selectd binary has a directory")
+}
+
+/// Builds the examples when this run of `cargo test` did not (`cargo test
+/// --test doc_commands` alone), with the same cargo, target and profile.
+fn ensure_examples() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let examples = bin_dir().join("examples");
+        if EXAMPLES.iter().all(|name| examples.join(name).exists()) {
+            return;
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let profile = bin_dir().file_name().expect("a profile directory");
+        let mut command = Command::new(cargo);
+        command
+            .arg("build")
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(bin_dir().parent().expect("a target directory"))
+            .stdin(Stdio::null());
+        if profile == "release" {
+            command.arg("--release");
+        }
+        for name in EXAMPLES {
+            command.args(["--example", name]);
+        }
+        let status = command.status().expect("run cargo");
+        assert!(status.success(), "cargo build of the examples: {status}");
+    });
+}
+
+/// The `cargo` that blocks see: `cargo run` runs what is built.
+fn write_cargo_shim(dir: &Path) {
+    let selectd = env!("CARGO_BIN_EXE_selectd");
+    let examples = bin_dir().join("examples");
+    let script = format!(
+        r#"#!/bin/sh
+# cargo, as tests/doc_commands.rs runs the docs: `cargo run` runs the binary
+# or example that `cargo test` built. Anything else is not run here.
+if [ "$1" != run ]; then
+    echo "doc-test: only 'cargo run' runs here; mark this block skip" >&2
+    exit 97
+fi
+shift
+program='{selectd}'
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --release|-q|--quiet) shift ;;
+        --example) program='{examples}'/"$2"; shift 2 ;;
+        --) shift; break ;;
+        *) echo "doc-test: cargo run $1: arguments to the program go after --" >&2; exit 97 ;;
+    esac
+done
+exec "$program" "$@"
+"#,
+        examples = examples.display()
+    );
+    let path = dir.join("cargo");
+    fs::write(&path, script).expect("write the cargo shim");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod the shim");
+}
+
+/// One reader's session: a working directory and a home.
+struct Session {
+    _root: tempfile::TempDir,
+    work: PathBuf,
+    home: PathBuf,
+    path: std::ffi::OsString,
+    counter: usize,
+}
+
+impl Session {
+    fn new(tools: &Tools) -> Session {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let work = root.path().join("work");
+        let home = root.path().join("home");
+        let cargo_bin = home.join(".cargo/bin");
+        fs::create_dir_all(&work).expect("mkdir work");
+        fs::create_dir_all(&cargo_bin).expect("mkdir ~/.cargo/bin");
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_selectd"), cargo_bin.join("selectd"))
+            .expect("link selectd into ~/.cargo/bin");
+        let inherited = std::env::var_os("PATH").unwrap_or_default();
+        let path = std::env::join_paths(
+            [cargo_bin, tools.shim_dir.clone()]
+                .into_iter()
+                .chain(std::env::split_paths(&inherited)),
+        )
+        .expect("a PATH");
+        Session {
+            _root: root,
+            work,
+            home,
+            path,
+            counter: 0,
+        }
+    }
+
+    /// Starts `script` in its own process group, its stdout and stderr
+    /// both going to a file, which is returned with the child.
+    fn start(&mut self, script: &str) -> (Child, PathBuf) {
+        self.counter += 1;
+        let log = self
+            .home
+            .parent()
+            .expect("the session root")
+            .join(format!("block-{}.out", self.counter));
+        let out = File::create(&log).expect("create the block's log");
+        let err = out.try_clone().expect("clone the log");
+        let child = Command::new("bash")
+            .args(["-e", "-o", "pipefail", "-c", script])
+            .current_dir(&self.work)
+            .env("HOME", &self.home)
+            .env("PATH", &self.path)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .expect("run bash");
+        (child, log)
+    }
+}
+
+/// The processes of group `pgid` still alive (zombies are dead), each as
+/// `PID COMMAND`.
+fn group_members(pgid: u32) -> Vec<String> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut members = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID PGRP ...`; COMM may hold spaces and ')'.
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = tail.split_whitespace().collect();
+        if fields.len() < 3 || fields[0] == "Z" || fields[0] == "X" {
+            continue;
+        }
+        if fields[2].parse::<u32>().ok() == Some(pgid) {
+            let pid = head.split(" (").next().unwrap_or("?");
+            let command = fs::read_to_string(entry.path().join("cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ");
+            members.push(format!("{pid} {}", command.trim()));
+        }
+    }
+    members
+}
+
+fn kill_group(pgid: u32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory
+    // is involved. The group is one this test created (process_group(0)).
+    unsafe {
+        libc::kill(-(pgid as i32), libc::SIGKILL);
+    }
+}
+
+/// Waits for `child` (bounded by `limit`); `None` if it is still running.
+fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the group of `pgid` is empty, bounded by `limit`; kills
+/// what is left and says what that was.
+fn settle_group(pgid: u32, limit: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let members = group_members(pgid);
+        if members.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() >= limit {
+            kill_group(pgid);
+            return Err(format!(
+                "left running {limit:?} after the block (stop it in the docs): {}",
+                members.join("; ")
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_log(log: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(log).unwrap_or_default()).into_owned()
+}
+
+/// What the block's `contains`/`lacks` directives say of its output.
+fn check_output(block: &Block, output: &str) -> Result<(), String> {
+    for directive in &block.directives {
+        match directive {
+            Directive::Contains(text) if !output.contains(text.as_str()) => {
+                return Err(format!("its output lacks {text:?}"));
+            }
+            Directive::Lacks(text) if output.contains(text.as_str()) => {
+                return Err(format!("its output holds {text:?}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn script_of(block: &Block) -> String {
+    let mut script = String::new();
+    for directive in &block.directives {
+        if let Directive::Setup(command) = directive {
+            let _ = writeln!(script, "{command}");
+        }
+    }
+    script.push_str(&block.text);
+    script
+}
+
+/// A block running in the background, waiting for its partner to stop it.
+struct Background {
+    place: String,
+    child: Child,
+    log: PathBuf,
+    block: Block,
+}
+
+/// Why a block does not run here, if it does not.
+fn reason_to_skip(block: &Block) -> Result<Option<String>, String> {
+    for directive in &block.directives {
+        match directive {
+            Directive::Skip(reason) => return Ok(Some(reason.clone())),
+            Directive::Needs(programs) => {
+                let missing: Vec<&str> = programs
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|program| !on_path(program))
+                    .collect();
+                if !missing.is_empty() {
+                    let reason = format!("needs {} (not on PATH)", missing.join(", "));
+                    if in_ci() {
+                        return Err(format!(
+                            "{reason}; CI is set, so it may not skip: add it to .ci/run"
+                        ));
+                    }
+                    return Ok(Some(reason));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Runs the blocks of one document; returns the failures.
+fn run_document(name: &str, blocks: &[Block], tools: &Tools) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut session = Session::new(tools);
+    let mut background: Option<Background> = None;
+    for block in blocks {
+        if block.tag != "sh" {
+            for directive in &block.directives {
+                if let Directive::File(file) = directive {
+                    fs::write(session.work.join(file), &block.text).expect("write the file");
+                }
+            }
+            continue;
+        }
+        match reason_to_skip(block) {
+            Ok(Some(reason)) => {
+                eprintln!("skipped {}: {reason}", block.place);
+                continue;
+            }
+            Ok(None) => {}
+            Err(problem) => {
+                failures.push(format!("{}: {problem}", block.place));
+                continue;
+            }
+        }
+        let started = Instant::now();
+        let (mut child, log) = session.start(&script_of(block));
+        let pgid = child.id();
+        if let Some(Directive::Background(text)) = block
+            .directives
+            .iter()
+            .find(|directive| matches!(directive, Directive::Background(_)))
+        {
+            if let Some(previous) = background.take() {
+                failures.push(finish_background(previous));
+            }
+            let ready = wait_for(BACKGROUND_READY, || {
+                read_log(&log).contains(text.as_str()) || child.try_wait().ok().flatten().is_some()
+            });
+            if ready && read_log(&log).contains(text.as_str()) {
+                eprintln!("started {} in the background", block.place);
+                background = Some(Background {
+                    place: block.place.clone(),
+                    child,
+                    log,
+                    block: block.clone(),
+                });
+            } else {
+                kill_group(pgid);
+                let _ = child.wait();
+                failures.push(format!(
+                    "{}: never showed {text:?}; its output:\n{}",
+                    block.place,
+                    read_log(&log)
+                ));
+            }
+            continue;
+        }
+        let status = wait_child(&mut child, BLOCK_LIMIT);
+        let mut problems = Vec::new();
+        match status {
+            None => {
+                kill_group(pgid);
+                let _ = child.wait();
+                problems.push(format!("still running after {BLOCK_LIMIT:?}"));
+            }
+            Some(status) if !status.success() => problems.push(format!("ended with {status}")),
+            Some(_) => {}
+        }
+        if let Err(problem) = settle_group(pgid, LINGER_LIMIT) {
+            problems.push(problem);
+        }
+        let output = read_log(&log);
+        if problems.is_empty()
+            && let Err(problem) = check_output(block, &output)
+        {
+            problems.push(problem);
+        }
+        if problems.is_empty() {
+            eprintln!("ran {} in {:.1?}", block.place, started.elapsed());
+        } else {
+            failures.push(format!(
+                "{}: {}; its output:\n{output}",
+                block.place,
+                problems.join("; ")
+            ));
+        }
+        if let Some(previous) = background.take() {
+            let failure = finish_background(previous);
+            if !failure.is_empty() {
+                failures.push(failure);
+            }
+        }
+    }
+    if let Some(previous) = background.take() {
+        let place = previous.place.clone();
+        failures.push(format!(
+            "{place}: a background block with no block after it to stop it. {}",
+            finish_background(previous)
+        ));
+    }
+    failures.retain(|failure| !failure.is_empty());
+    if !failures.is_empty() {
+        eprintln!("{name}: {} block(s) failed", failures.len());
+    }
+    failures
+}
+
+/// Waits for a background block to end by itself; an empty string if it
+/// did, with status 0 and the output its directives ask for.
+fn finish_background(mut background: Background) -> String {
+    let pgid = background.child.id();
+    let status = wait_child(&mut background.child, LINGER_LIMIT);
+    let mut problems = Vec::new();
+    match status {
+        None => {
+            kill_group(pgid);
+            let _ = background.child.wait();
+            problems.push(format!(
+                "still running {LINGER_LIMIT:?} after the next block (which should stop it)"
+            ));
+        }
+        Some(status) if !status.success() => problems.push(format!("ended with {status}")),
+        Some(_) => {}
+    }
+    if let Err(problem) = settle_group(pgid, LINGER_LIMIT) {
+        problems.push(problem);
+    }
+    let output = read_log(&background.log);
+    if problems.is_empty()
+        && let Err(problem) = check_output(&background.block, &output)
+    {
+        problems.push(problem);
+    }
+    if problems.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{} (in the background): {}; its output:\n{output}",
+            background.place,
+            problems.join("; ")
+        )
+    }
+}
+
+fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Holds the machine-wide lock until dropped: the docs use fixed ports, so
+/// two runners (two checkouts tested at once) must take turns.
+struct MachineLock {
+    _file: File,
+}
+
+impl MachineLock {
+    fn take() -> MachineLock {
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join("selectd-doc-commands.lock");
+        let file = File::create(&path).expect("create the lock file");
+        let start = Instant::now();
+        loop {
+            // SAFETY: flock(2) on a descriptor this File owns for its life.
+            let taken =
+                unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+            if taken {
+                return MachineLock { _file: file };
+            }
+            assert!(
+                start.elapsed() < LOCK_LIMIT,
+                "another doc runner held {} for {LOCK_LIMIT:?}",
+                path.display()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn parsed_documents() -> BTreeMap<String, Vec<Block>> {
+    let mut all = BTreeMap::new();
+    let mut problems = Vec::new();
+    for path in documents() {
+        let name = relative(&path);
+        let text = fs::read_to_string(&path).expect("readable");
+        match parse(&name, &text) {
+            Ok(blocks) => {
+                all.insert(name, blocks);
+            }
+            Err(mut found) => problems.append(&mut found),
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the docs break the doc-test convention (see tests/doc_commands.rs):\n{}",
+        problems.join("\n")
+    );
+    all
+}
+
+/// Every fence in the README and docs/ follows the convention: tagged,
+/// commands as `sh` without prompts, markers that parse and sit on a fence.
+#[test]
+fn docs_follow_the_block_convention() {
+    let all = parsed_documents();
+    let commands: usize = all
+        .values()
+        .map(|blocks| blocks.iter().filter(|block| block.tag == "sh").count())
+        .sum();
+    assert!(commands >= 10, "only {commands} sh blocks found");
+}
+
+/// Every `sh` block of the README and docs/ runs as written and exits 0,
+/// leaving nothing running; what cannot run here says why.
+#[test]
+fn every_command_block_runs_as_written() {
+    let all = parsed_documents();
+    ensure_examples();
+    let _lock = MachineLock::take();
+    let shims = tempfile::tempdir().expect("a temporary directory");
+    write_cargo_shim(shims.path());
+    let tools = Tools {
+        shim_dir: shims.path().to_path_buf(),
+    };
+    let mut failures = Vec::new();
+    for (name, blocks) in &all {
+        failures.extend(run_document(name, blocks, &tools));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} doc block(s) failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+// ---- the parser itself ------------------------------------------------------
+
+#[test]
+fn markers_above_a_fence_become_its_directives() {
+    let text = "intro\n\
+        <!-- doc-test: needs nc python3; setup touch x -->\n\
+        <!-- doc-test: background \"listening on\" -->\n\
+        ```sh\nselectd serve\n```\n\
+        <!-- doc-test: file haproxy.cfg -->\n\
+        ```text\nglobal\n```\n";
+    let blocks = parse("t.md", text).expect("parses");
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[0].place, "t.md:4");
+    assert_eq!(
+        blocks[0].directives,
+        [
+            Directive::Needs(vec!["nc".into(), "python3".into()]),
+            Directive::Setup("touch x".into()),
+            Directive::Background("listening on".into()),
+        ]
+    );
+    assert_eq!(blocks[0].text, "selectd serve\n");
+    assert_eq!(
+        blocks[1].directives,
+        [Directive::File("haproxy.cfg".into())]
+    );
+}
+
+#[test]
+fn convention_breaches_are_named_with_their_line() {
+    for (text, says) in [
+        ("```\nx\n```\n", "t.md:1: an untagged fence"),
+        ("```console\n$ x\n```\n", "t.md:1: ```console"),
+        ("```sh\n$ selectd\n```\n", "a `$ ` prompt"),
+        ("<!-- doc-test: sometimes -->\n```sh\nx\n```\n", "unknown"),
+        ("<!-- doc-test: skip -->\n```sh\nx\n```\n", "needs a reason"),
+        (
+            "<!-- doc-test: skip (x) -->\n\n```sh\nx\n```\n",
+            "directly above",
+        ),
+        ("```sh\nx\n", "never closed"),
+    ] {
+        let problems = parse("t.md", text).expect_err(text);
+        assert!(
+            problems.iter().any(|problem| problem.contains(says)),
+            "{text:?}: {problems:?}"
+        );
+    }
+}
