@@ -15,7 +15,7 @@
 //!   `HOME` a fresh directory too, stdin empty, and at most 30 s. It must
 //!   exit 0.
 //! - `selectd` is on `PATH` as `~/.cargo/bin/selectd` (where `cargo install`
-//!   puts it), the binary under test. `cargo run [--release] [--example
+//!   puts it), the binary under test; `/usr/sbin` and `/sbin` end `PATH`. `cargo run [--release] [--example
 //!   NAME] -- ARGS` runs the binary or example that `cargo test` built
 //!   (rebuilding inside `cargo test` would wait on its lock); any other
 //!   `cargo` command fails, so mark such a block `skip`.
@@ -232,13 +232,24 @@ fn parse(name: &str, text: &str) -> Result<Vec<Block>, Vec<String>> {
     }
 }
 
-/// Whether `program` is on `PATH`.
+/// The directories a block's `PATH` ends with, after the inherited ones:
+/// where administrators' programs live (`haproxy` is in /usr/sbin), which a
+/// user's `PATH` may lack.
+const SYSTEM_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
+
+/// The inherited `PATH`, then [`SYSTEM_DIRS`].
+fn search_path() -> Vec<PathBuf> {
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&inherited)
+        .chain(SYSTEM_DIRS.iter().map(PathBuf::from))
+        .collect()
+}
+
+/// Whether `program` is on the blocks' `PATH`.
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            fs::metadata(dir.join(program))
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
+    search_path().iter().any(|dir| {
+        fs::metadata(dir.join(program))
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
     })
 }
 
@@ -341,11 +352,10 @@ impl Session {
         fs::create_dir_all(&cargo_bin).expect("mkdir ~/.cargo/bin");
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_selectd"), cargo_bin.join("selectd"))
             .expect("link selectd into ~/.cargo/bin");
-        let inherited = std::env::var_os("PATH").unwrap_or_default();
         let path = std::env::join_paths(
             [cargo_bin, tools.shim_dir.clone()]
                 .into_iter()
-                .chain(std::env::split_paths(&inherited)),
+                .chain(search_path()),
         )
         .expect("a PATH");
         Session {

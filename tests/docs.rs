@@ -979,3 +979,66 @@ fn citations_are_found_where_the_docs_put_them() {
         .collect();
     assert_eq!(stale, ["Server::close"]);
 }
+
+/// The long flags of `selectd SUBCOMMAND`, as clap defines them (the
+/// help flag aside).
+fn flags_of(subcommand: &str) -> Vec<String> {
+    use clap::CommandFactory;
+    let cli = selectd::cli::Cli::command();
+    let sub = cli
+        .find_subcommand(subcommand)
+        .unwrap_or_else(|| panic!("no subcommand {subcommand}"));
+    sub.get_arguments()
+        .filter(|arg| !arg.is_hide_set())
+        .filter_map(|arg| arg.get_long())
+        .filter(|long| *long != "help")
+        .map(|long| format!("--{long}"))
+        .collect()
+}
+
+/// The README's usage block for `selectd SUBCOMMAND`: the `text` block
+/// that starts with it.
+fn readme_usage(subcommand: &str) -> String {
+    let readme = fs::read_to_string(root().join("README.md")).expect("the README");
+    let start = format!("```text\nselectd {subcommand} ");
+    let at = readme
+        .find(&start)
+        .unwrap_or_else(|| panic!("the README has no usage block for {subcommand}"));
+    let block = &readme[at + "```text\n".len()..];
+    block[..block.find("```").unwrap_or(block.len())].to_string()
+}
+
+/// The README's usage blocks name every flag `serve` and `send` take, and
+/// its flag table has a row for each of serve's: a new flag cannot be left
+/// out of the docs.
+#[test]
+fn readme_usage_names_every_flag() {
+    let readme = fs::read_to_string(root().join("README.md")).expect("the README");
+    for subcommand in ["serve", "send"] {
+        let usage = readme_usage(subcommand);
+        let missing: Vec<String> = flags_of(subcommand)
+            .into_iter()
+            .filter(|flag| !contains_flag(&usage, flag))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the README's `selectd {subcommand}` usage omits {missing:?}:\n{usage}"
+        );
+    }
+    let missing: Vec<String> = flags_of("serve")
+        .into_iter()
+        .filter(|flag| !readme.contains(&format!("\n| `{flag}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the README's serve flag table has no row for {missing:?}"
+    );
+}
+
+/// Whether `text` holds `flag` whole (`--output` is not `--output-full`).
+fn contains_flag(text: &str, flag: &str) -> bool {
+    text.match_indices(flag).any(|(at, _)| {
+        let after = text[at + flag.len()..].chars().next();
+        !after.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    })
+}
