@@ -65,6 +65,9 @@ const LINGER_LIMIT: Duration = Duration::from_secs(10);
 /// How long to wait for another runner on this machine.
 const LOCK_LIMIT: Duration = Duration::from_secs(300);
 
+/// The ports the docs' examples listen on, on 127.0.0.1.
+const DOC_PORTS: [u16; 4] = [10001, 10002, 7000, 8000];
+
 /// The fence tags that mean "commands", refused in favour of `sh`.
 const REFUSED_TAGS: [&str; 5] = ["console", "bash", "shell", "zsh", "shell-session"];
 
@@ -759,6 +762,15 @@ fn every_command_block_runs_as_written() {
     let all = parsed_documents();
     ensure_examples();
     let _lock = MachineLock::take();
+    let busy: Vec<u16> = DOC_PORTS
+        .into_iter()
+        .filter(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
+        .collect();
+    assert!(
+        busy.is_empty(),
+        "the docs' examples listen on 127.0.0.1 ports {DOC_PORTS:?}, and {busy:?} is taken \
+         by another program (a selectd you started?): stop it and run again"
+    );
     let shims = tempfile::tempdir().expect("a temporary directory");
     write_cargo_shim(shims.path());
     let tools = Tools {
