@@ -241,7 +241,8 @@ fn synopsis_arg(arg: &Arg) -> String {
     let flag = names.join("|");
     let takes_value = matches!(arg.get_action(), ArgAction::Set | ArgAction::Append);
     let inner = if takes_value {
-        format!("{flag} {value}")
+        // An unbreakable space: a line never ends between flag and value.
+        format!("{flag}\\ {value}")
     } else {
         flag
     };
@@ -327,7 +328,7 @@ mod tests {
         write_man_page(Some("serve"), &mut serve).unwrap();
         let serve = String::from_utf8(serve).unwrap();
         assert!(
-            serve.contains("[\\fB\\-\\-listen\\fR \\fIADDR\\fR]..."),
+            serve.contains("[\\fB\\-\\-listen\\fR\\ \\fIADDR\\fR]..."),
             "{serve}"
         );
         assert!(serve.contains("[\\fB\\-\\-echo\\fR]"), "{serve}");
