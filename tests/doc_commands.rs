@@ -45,6 +45,8 @@
 //! time, and one runner at a time per machine (a lock file in the temporary
 //! directory), since the docs use fixed ports (10001, 7000, 8000).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -55,6 +57,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use common::{in_ci, wait_for};
 
 /// The longest a block may run.
 const BLOCK_LIMIT: Duration = Duration::from_secs(30);
@@ -254,10 +258,6 @@ fn on_path(program: &str) -> bool {
         fs::metadata(dir.join(program))
             .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
     })
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false")
 }
 
 /// Where the blocks find `selectd`, the examples and the `cargo` stand-in.
@@ -677,19 +677,6 @@ fn finish_background(mut background: Background) -> String {
             background.place,
             problems.join("; ")
         )
-    }
-}
-
-fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if condition() {
-            return true;
-        }
-        if start.elapsed() >= limit {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
     }
 }
 
