@@ -86,6 +86,11 @@ const OUTSIDE_NAMES: &[&str] = &[
 /// epoll, systemd's protocol), cited by the docs and not defined here.
 fn is_system_constant(name: &str) -> bool {
     const PREFIXES: &[&str] = &[
+        "POLL",
+        "CLOCK_",
+        "SOMAXCONN",
+        "F_",
+        "PR_",
         "AF_",
         "SOCK_",
         "SO_",
