@@ -818,3 +818,66 @@ fn contains_flag(text: &str, flag: &str) -> bool {
         !after.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_')
     })
 }
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped (but `-`
+/// and `_`), each space a `-`.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a page's headings (outside fenced blocks).
+fn anchors(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.starts_with("```") || line.starts_with("~~~") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced && line.starts_with('#') {
+            found.push(slug(line.trim_start_matches('#')));
+        }
+    }
+    found
+}
+
+/// Every link to a section (`#anchor`, `page.md#anchor`) in the README and
+/// docs/ finds its heading, as GitHub names it.
+#[test]
+fn section_links_find_their_heading() {
+    let mut broken = Vec::new();
+    for page in pages() {
+        let text = fs::read_to_string(&page).expect("readable");
+        let base = page.parent().expect("a directory");
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("](") {
+            rest = &rest[at + 2..];
+            let Some(end) = rest.find(')') else { break };
+            let target = &rest[..end];
+            let Some((file, anchor)) = target.split_once('#') else {
+                continue;
+            };
+            if target.contains("://") || anchor.is_empty() {
+                continue;
+            }
+            let linked = if file.is_empty() {
+                text.clone()
+            } else {
+                fs::read_to_string(base.join(file)).unwrap_or_default()
+            };
+            if !anchors(&linked).iter().any(|found| found == anchor) {
+                broken.push(format!("{}: {target}", relative(&page)));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "links to sections that do not exist: {broken:#?}"
+    );
+}
