@@ -221,6 +221,18 @@ impl Source {
             .collect()
     }
 
+    /// Whether some code file holds `word` with no identifier character
+    /// either side.
+    pub fn mentions_word(&self, word: &str) -> bool {
+        self.texts.iter().any(|code| {
+            code.match_indices(word).any(|(at, _)| {
+                let before = code[..at].chars().next_back();
+                let after = code[at + word.len()..].chars().next();
+                !before.is_some_and(is_ident_char) && !after.is_some_and(is_ident_char)
+            })
+        })
+    }
+
     /// Whether some code file holds `text` (a directory it makes or reads).
     pub fn mentions(&self, text: &str) -> bool {
         let text = text.trim_end_matches('/');
