@@ -184,16 +184,20 @@ fn citations_in(name: &str, base: &Path, text: &str) -> Vec<Citation> {
     // The open fence's marker, and whether it is a diagram: a sequence
     // diagram's `Type::member` names are citations too.
     let mut fence: Option<(&str, bool)> = None;
+    // The paragraph being read (lines joined by spaces, so that a span or a
+    // link that wraps is read whole) and where each of its lines starts.
+    let mut paragraph = String::new();
+    let mut starts: Vec<(usize, usize)> = Vec::new();
     for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
         let trimmed = line.trim_start();
-        let place = format!("{name}:{}", index + 1);
         if let Some((open, diagram)) = fence {
             if trimmed.starts_with(open) {
                 fence = None;
             } else if diagram {
                 for path in rust_paths(line) {
                     found.push(Citation {
-                        place: place.clone(),
+                        place: format!("{name}:{number}"),
                         text: path.join("::"),
                         link: None,
                         in_file: None,
@@ -202,58 +206,111 @@ fn citations_in(name: &str, base: &Path, text: &str) -> Vec<Citation> {
             }
             continue;
         }
-        if let Some(open) = ["```", "~~~"].into_iter().find(|f| trimmed.starts_with(f)) {
+        let fence_opens = ["```", "~~~"].into_iter().find(|f| trimmed.starts_with(f));
+        let new_block = trimmed.is_empty()
+            || fence_opens.is_some()
+            || trimmed.starts_with(['#', '|', '-', '>'])
+            || trimmed.starts_with("<!--");
+        if new_block {
+            spans_of(name, base, &paragraph, &starts, &mut found);
+            paragraph.clear();
+            starts.clear();
+        }
+        if let Some(open) = fence_opens {
             fence = Some((open, trimmed[open.len()..].trim() == "mermaid"));
             continue;
         }
-        let pieces: Vec<&str> = line.split('`').collect();
-        // Odd pieces are code (a line with an odd number of backticks, as in
-        // ``[`X`](...)`` written inside double backticks, is read the same
-        // way: the double backticks make an empty even piece).
-        for at in (1..pieces.len()).step_by(2) {
-            if at + 1 >= pieces.len() {
-                break; // An unclosed span.
-            }
-            let span = pieces[at];
-            if span.is_empty() {
-                continue;
-            }
-            let after = pieces[at + 1];
-            let link = if pieces[at - 1].ends_with('[') {
-                after.strip_prefix("](").and_then(|rest| {
-                    let target = rest.split(')').next()?.split('#').next()?;
-                    if target.is_empty() || target.contains("://") {
-                        return None;
-                    }
-                    let full = base.join(target);
-                    Some(normalize(&full))
-                })
-            } else {
-                None
-            };
-            let in_file = (after == " in " || after == " in [")
-                .then(|| pieces.get(at + 2))
-                .flatten()
-                .and_then(|file| {
-                    if !file.ends_with(".rs") {
-                        return None;
-                    }
-                    let target = pieces
-                        .get(at + 3)
-                        .and_then(|rest| rest.strip_prefix("]("))
-                        .and_then(|rest| rest.split(')').next())
-                        .map(|target| normalize(&base.join(target)));
-                    Some(target.unwrap_or_else(|| PathBuf::from(file)))
-                });
-            found.push(Citation {
-                place: place.clone(),
-                text: span.to_string(),
-                link,
-                in_file,
+        if !paragraph.is_empty() {
+            paragraph.push(' ');
+        }
+        starts.push((paragraph.len(), number));
+        paragraph.push_str(line);
+    }
+    spans_of(name, base, &paragraph, &starts, &mut found);
+    found
+}
+
+/// The inline code spans of one paragraph (or list item, or table row).
+fn spans_of(
+    name: &str,
+    base: &Path,
+    paragraph: &str,
+    starts: &[(usize, usize)],
+    found: &mut Vec<Citation>,
+) {
+    let line_at = |offset: usize| {
+        starts
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= offset)
+            .map_or(0, |(_, number)| *number)
+    };
+    let pieces: Vec<&str> = paragraph.split('`').collect();
+    let mut offsets = Vec::with_capacity(pieces.len());
+    let mut offset = 0;
+    for piece in &pieces {
+        offsets.push(offset);
+        offset += piece.len() + 1;
+    }
+    let first = found.len();
+    // Whether each span is followed by " in " and another span.
+    let mut chained = Vec::new();
+    // Odd pieces are code (``[`X`](...)`` inside double backticks is read
+    // the same way: the double backticks make an empty even piece).
+    for at in (1..pieces.len()).step_by(2) {
+        if at + 1 >= pieces.len() {
+            break; // An unclosed span.
+        }
+        let span = pieces[at];
+        if span.is_empty() {
+            continue;
+        }
+        let after = pieces[at + 1];
+        let link = if pieces[at - 1].ends_with('[') {
+            after.strip_prefix("](").and_then(|rest| {
+                let target = rest.split(')').next()?.split('#').next()?;
+                if target.is_empty() || target.contains("://") {
+                    return None;
+                }
+                Some(normalize(&base.join(target)))
+            })
+        } else {
+            None
+        };
+        let followed_by_in = after == " in " || after == " in [";
+        let in_file = followed_by_in
+            .then(|| pieces.get(at + 2))
+            .flatten()
+            .and_then(|file| {
+                // A link to a Rust file (in [`EventLoop::run`](../src/...rs)),
+                // or a file named bare (in `listen.rs`).
+                let target = pieces
+                    .get(at + 3)
+                    .and_then(|rest| rest.strip_prefix("]("))
+                    .and_then(|rest| rest.split(')').next())
+                    .map(|target| normalize(&base.join(target)))
+                    .filter(|target| target.extension().is_some_and(|ext| ext == "rs"));
+                match target {
+                    Some(target) => Some(target),
+                    None => file.ends_with(".rs").then(|| PathBuf::from(file)),
+                }
             });
+        chained.push(followed_by_in);
+        found.push(Citation {
+            place: format!("{name}:{}", line_at(offsets[at])),
+            text: span.to_string(),
+            link,
+            in_file,
+        });
+    }
+    // `X` in `bound_socket` in [`listen.rs`](...): X is in that file too.
+    for index in (first..found.len().saturating_sub(1)).rev() {
+        let next = &found[index + 1];
+        let next_is_name = leading_ident(&next.text) == next.text;
+        if found[index].in_file.is_none() && chained[index - first] && next_is_name {
+            found[index].in_file = next.in_file.clone();
         }
     }
-    found
 }
 
 /// `docs/../src/x.rs` → `src/x.rs`, relative to the repository.
@@ -367,19 +424,48 @@ fn check(citation: &Citation) -> Option<String> {
         problems.push(problem);
     }
     if let Some(file) = &citation.in_file {
+        let files = if file.components().count() > 1 {
+            vec![file]
+        } else {
+            source.files_named(&file.to_string_lossy())
+        };
         let name = span.rsplit("::").next().unwrap_or(span);
         if leading_ident(name) == name && !name.is_empty() {
-            let files = if file.components().count() > 1 {
-                vec![file]
-            } else {
-                source.files_named(&file.to_string_lossy())
-            };
             if !files.iter().any(|file| source.defines_in(file, name)) {
                 problems.push(format!("`{name}` is not defined in {}", file.display()));
             }
+        } else if is_snippet(span) && !files.iter().any(|file| holds_snippet(file, span)) {
+            problems.push(format!("this code is not in {}", file.display()));
         }
     }
     (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// A span that quotes code: punctuation a sentence does not use.
+fn is_snippet(span: &str) -> bool {
+    span.contains(['(', '{', '=', '!', ';', '.']) && !span.contains("://")
+}
+
+/// Whether `file` holds `snippet`, whitespace aside; `...` stands for
+/// anything, so each piece between is looked for in order.
+fn holds_snippet(file: &Path, snippet: &str) -> bool {
+    let squeeze = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let Ok(code) = fs::read_to_string(root().join(file)) else {
+        return false;
+    };
+    let code = squeeze(&code);
+    let mut from = 0;
+    for piece in snippet.split("...") {
+        let piece = squeeze(piece);
+        if piece.is_empty() {
+            continue;
+        }
+        match code[from..].find(&piece) {
+            Some(at) => from += at + piece.len(),
+            None => return false,
+        }
+    }
+    true
 }
 
 fn check_path(citation: &Citation, span: &str) -> Option<String> {
@@ -572,8 +658,13 @@ fn stale_citations() -> Vec<(String, String)> {
 /// Every code name the README and docs/ cite exists where they say.
 #[test]
 fn docs_cite_code_that_exists() {
-    let checked: usize = pages().iter().map(|page| citations(page).len()).sum();
-    assert!(checked > 500, "only {checked} code spans found");
+    let all: Vec<Citation> = pages().iter().flat_map(|page| citations(page)).collect();
+    assert!(all.len() > 500, "only {} code spans found", all.len());
+    let snippets = all
+        .iter()
+        .filter(|citation| citation.in_file.is_some() && is_snippet(&citation.text))
+        .count();
+    assert!(snippets >= 3, "only {snippets} quoted snippets found");
     let stale: Vec<String> = stale_citations()
         .into_iter()
         .filter(|(line, text)| !known_stale(line, text))
@@ -726,6 +817,16 @@ fn stale_names_of_every_kind_are_caught() {
         cite("SO_REUSEADDR", None, None),
         cite("io::ErrorKind::WouldBlock", None, None),
         cite("SELECTD_SOAK_SECS", None, None),
+        cite(
+            "socket.set_reuse_address(true)",
+            None,
+            Some("src/serve/listen.rs"),
+        ),
+        cite(
+            "if n < want && !self.drain_fully { break; }",
+            None,
+            Some("src/serve/connection/mod.rs"),
+        ),
     ] {
         assert_eq!(check(&good), None, "{}", good.text);
     }
@@ -742,6 +843,11 @@ fn stale_names_of_every_kind_are_caught() {
         cite("bind_tcp", None, Some("src/serve/accept.rs")),
         cite("Gone::member", None, None),
         cite("no_such_function", None, None),
+        cite(
+            "socket.set_reuse_address(false)",
+            None,
+            Some("src/serve/listen.rs"),
+        ),
     ] {
         assert!(check(&bad).is_some(), "{} not caught", bad.text);
     }
