@@ -123,13 +123,28 @@ struct Tools {
     shim_dir: PathBuf,
 }
 
-/// The examples `cargo run --example` may name.
-const EXAMPLES: [&str; 2] = ["blocking_server", "blocking_client"];
-
 fn bin_dir() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_selectd"))
         .parent()
         .expect("the selectd binary has a directory")
+}
+
+/// The examples (`examples/NAME.rs`), which `cargo run --example NAME` runs.
+fn example_names() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".rs").map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// Builds the examples when this run of `cargo test` did not (`cargo test
@@ -138,7 +153,10 @@ fn ensure_examples() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let examples = bin_dir().join("examples");
-        if EXAMPLES.iter().all(|name| examples.join(name).exists()) {
+        if example_names()
+            .iter()
+            .all(|name| examples.join(name).exists())
+        {
             return;
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -146,6 +164,7 @@ fn ensure_examples() {
         let mut command = Command::new(cargo);
         command
             .arg("build")
+            .arg("--examples")
             .arg("--manifest-path")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
             .arg("--target-dir")
@@ -154,11 +173,8 @@ fn ensure_examples() {
         if profile == "release" {
             command.arg("--release");
         }
-        for name in EXAMPLES {
-            command.args(["--example", name]);
-        }
         let status = command.status().expect("run cargo");
-        assert!(status.success(), "cargo build of the examples: {status}");
+        assert!(status.success(), "cargo build --examples: {status}");
     });
 }
 
