@@ -78,11 +78,13 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Block>, Vec<String>> {
     let mut pending: Vec<Directive> = Vec::new();
     // The open fence: its line, tag, text so far, and its marker (``` or
     // ~~~; a ~~~ block may show ``` fences, as docs/writing-docs.md does).
-    let mut open: Option<(usize, String, String, &str)> = None;
+    // The open fence: its line, tag, text so far, marker and indentation
+    // (a block in a list item is indented; its lines lose that much).
+    let mut open: Option<(usize, String, String, &str, usize)> = None;
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
         let place = format!("{name}:{number}");
-        if let Some((start, tag, body, fence)) = open.as_mut() {
+        if let Some((start, tag, body, fence, indent)) = open.as_mut() {
             if line.trim_start().starts_with(*fence) {
                 blocks.push(Block {
                     place: format!("{name}:{start}"),
@@ -92,7 +94,8 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Block>, Vec<String>> {
                 });
                 open = None;
             } else {
-                body.push_str(line);
+                let spaces = line.len() - line.trim_start_matches(' ').len();
+                body.push_str(&line[spaces.min(*indent)..]);
                 body.push('\n');
             }
             continue;
@@ -116,7 +119,8 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Block>, Vec<String>> {
             {
                 problems.push(format!("{place}: only `file` applies to a ```{tag} block"));
             }
-            open = Some((number, tag, String::new(), fence));
+            let indent = line.len() - line.trim_start_matches(' ').len();
+            open = Some((number, tag, String::new(), fence, indent));
             continue;
         }
         if let Some(inner) = trimmed
@@ -185,6 +189,14 @@ fn markers_above_a_fence_become_its_directives() {
         blocks[1].directives,
         [Directive::File("haproxy.cfg".into())]
     );
+}
+
+#[test]
+fn a_block_in_a_list_item_loses_its_indentation() {
+    let text = "1. Run it:\n\n   <!-- doc-test: contains \"x\" -->\n   ```sh\n   echo x\n     echo y\n   ```\n";
+    let blocks = parse("t.md", text).expect("parses");
+    assert_eq!(blocks[0].text, "echo x\n  echo y\n");
+    assert_eq!(blocks[0].directives, [Directive::Contains("x".into())]);
 }
 
 #[test]
