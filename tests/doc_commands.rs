@@ -12,16 +12,17 @@
 //!   `bash`, `shell` and untagged fences are refused (use `sh` or `text`).
 //! - Each `sh` block runs with `bash -e -o pipefail`, in a fresh directory
 //!   shared by the blocks of the same file (one reader's session), with
-//!   `HOME` a fresh directory too, stdin empty, and at most 30 s. It must
-//!   exit 0.
+//!   `HOME` a fresh directory too, stdin empty, no `RUST_LOG`, `MANPATH`
+//!   or systemd variables, and at most 30 s. It must exit 0.
 //! - `selectd` is on `PATH` as `~/.cargo/bin/selectd` (where `cargo install`
-//!   puts it), the binary under test; `/usr/sbin` and `/sbin` end `PATH`. `cargo run [--release] [--example
-//!   NAME] -- ARGS` runs the binary or example that `cargo test` built
-//!   (rebuilding inside `cargo test` would wait on its lock); any other
-//!   `cargo` command fails, so mark such a block `skip`.
+//!   puts it), the binary under test; `/usr/sbin` and `/sbin` end `PATH`.
+//!   `cargo run [--release] [--example NAME] -- ARGS` runs the binary or
+//!   example that this test run built (a release build of its own would
+//!   take minutes); any other `cargo` command fails, so mark such a block
+//!   `skip`.
 //! - A block that starts a server stops it (`stop`, `kill $!`), as the docs
-//!   must show the reader: a process still running once the block is done
-//!   fails the block (after 5 s), and is killed.
+//!   must show the reader: a process still running 10 s after the block is
+//!   done fails the block, and is killed.
 //! - Lines directly above the fence, each `<!-- doc-test: DIRECTIVE -->`
 //!   (invisible once rendered; several directives may share a line,
 //!   separated by `;`), say more:
@@ -259,7 +260,17 @@ impl Session {
             .current_dir(&self.work)
             .env("HOME", &self.home)
             .env("PATH", &self.path)
+            // A reader's fresh shell: no logging asked for, no systemd
+            // around, man pages found the way the docs say (by PATH), and no
+            // pager waiting for a key.
             .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove("MANPATH")
+            .env("PAGER", "cat")
+            .env("MANPAGER", "cat")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
