@@ -57,7 +57,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -130,53 +129,56 @@ fn bin_dir() -> &'static Path {
         .expect("the selectd binary has a directory")
 }
 
-/// The examples (`examples/NAME.rs`), which `cargo run --example NAME` runs.
-fn example_names() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|entry| {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    name.strip_suffix(".rs").map(str::to_string)
-                })
-                .collect()
+/// The examples the blocks run (`cargo run ... --example NAME`).
+fn examples_named(all: &BTreeMap<String, Vec<Block>>) -> Vec<String> {
+    let mut names: Vec<String> = all
+        .values()
+        .flatten()
+        .filter(|block| block.tag == "sh")
+        .flat_map(|block| {
+            let words: Vec<String> = block.text.split_whitespace().map(str::to_string).collect();
+            words
+                .windows(2)
+                .filter(|pair| pair[0] == "--example")
+                .map(|pair| pair[1].clone())
+                .collect::<Vec<_>>()
         })
-        .unwrap_or_default();
+        .collect();
     names.sort();
+    names.dedup();
     names
 }
 
-/// Builds the examples when this run of `cargo test` did not (`cargo test
-/// --test doc_commands` alone), with the same cargo, target and profile.
-fn ensure_examples() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let examples = bin_dir().join("examples");
-        if example_names()
-            .iter()
-            .all(|name| examples.join(name).exists())
-        {
-            return;
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let profile = bin_dir().file_name().expect("a profile directory");
-        let mut command = Command::new(cargo);
-        command
-            .arg("build")
-            .arg("--examples")
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(bin_dir().parent().expect("a target directory"))
-            .stdin(Stdio::null());
-        if profile == "release" {
-            command.arg("--release");
-        }
-        let status = command.status().expect("run cargo");
-        assert!(status.success(), "cargo build --examples: {status}");
-    });
+/// Builds the examples the blocks run when this run of `cargo test` did
+/// not (`cargo test --test doc_commands` alone), with the same cargo,
+/// target and profile: only those, so the runner stays quick.
+fn ensure_examples(names: &[String]) {
+    let examples = bin_dir().join("examples");
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| !examples.join(name).exists())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let profile = bin_dir().file_name().expect("a profile directory");
+    let mut command = Command::new(cargo);
+    command
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(bin_dir().parent().expect("a target directory"))
+        .stdin(Stdio::null());
+    if profile == "release" {
+        command.arg("--release");
+    }
+    for name in missing {
+        command.args(["--example", name]);
+    }
+    let status = command.status().expect("run cargo");
+    assert!(status.success(), "cargo build of the examples: {status}");
 }
 
 /// The `cargo` that blocks see: `cargo run` runs what is built.
@@ -631,7 +633,7 @@ fn docs_follow_the_block_convention() {
 #[test]
 fn every_command_block_runs_as_written() {
     let all = parsed_documents();
-    ensure_examples();
+    ensure_examples(&examples_named(&all));
     let _lock = MachineLock::take();
     let busy: Vec<u16> = DOC_PORTS
         .into_iter()
