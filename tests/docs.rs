@@ -101,6 +101,28 @@ const OUTSIDE_NAMES: &[&str] = &[
     "epoll_wait",
     "fd_set",
     "io_uring",
+    // the Linux kernel's own functions and types (fs/select.c,
+    // fs/eventpoll.c, net/ipv4/tcp.c), for the guide's select/poll/epoll
+    // chapter
+    "copy_from_user",
+    "core_sys_select",
+    "do_poll",
+    "do_pollfd",
+    "do_select",
+    "do_sys_poll",
+    "ep_insert",
+    "ep_item_poll",
+    "ep_poll",
+    "ep_poll_callback",
+    "ep_ptable_queue_proc",
+    "ep_send_events",
+    "get_fd_set",
+    "poll_freewait",
+    "poll_list",
+    "poll_schedule_timeout",
+    "set_fd_set",
+    "tcp_poll",
+    "vfs_poll",
     // a counter as `stats` prints it, made from its close reason's name
     "closed_proxy_header",
     // /proc fields
