@@ -37,6 +37,13 @@ fn main() -> ExitCode {
             Ok(_report) => ExitCode::SUCCESS,
             Err(err) => fail(&err.to_string(), if err.is_usage() { 2 } else { 1 }),
         },
+        Command::Man(args) if args.dir.is_some() => {
+            let dir = args.dir.unwrap_or_default();
+            match manual::write_man_pages(&dir) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(err) => fail(&err.to_string(), 1),
+            }
+        }
         Command::Man(args) => {
             let mut stdout = io::stdout().lock();
             match manual::write_man_page(args.subcommand.as_deref(), &mut stdout) {

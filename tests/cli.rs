@@ -144,7 +144,30 @@ fn misspelled_addresses_get_a_useful_hint() {
     assert!(url.stderr.contains("--http"), "{}", url.stderr);
     assert!(!url.stderr.contains("udp"), "{}", url.stderr);
 
-    for out in [port, positional, scheme, url] {
+    // A port alone: the host is what is missing, for serve and send alike.
+    let bare = run(&["serve", "--listen", "10001"]);
+    assert_eq!(bare.code, Some(2));
+    assert_eq!(
+        bare.stderr,
+        "error: --listen: invalid address '10001': missing host (for this machine only: 127.0.0.1:10001)\n"
+    );
+    let bare_send = run(&["send", "10001"]);
+    assert_eq!(bare_send.code, Some(2));
+    assert!(
+        bare_send.stderr.contains("missing host"),
+        "{}",
+        bare_send.stderr
+    );
+
+    // A misspelled subcommand gets clap's suggestion, on the same line.
+    let serv = run(&["serv"]);
+    assert_eq!(serv.code, Some(2));
+    assert_eq!(
+        serv.stderr,
+        "error: unrecognized subcommand 'serv' (did you mean 'serve'?)\n"
+    );
+
+    for out in [port, positional, scheme, url, bare, bare_send, serv] {
         assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     }
 }
@@ -215,6 +238,40 @@ fn serve_help_lists_commands_signals_and_exit_codes() {
     }
     let send = run(&["send", "--help"]);
     assert!(send.stdout.contains("5  timed out"), "{}", send.stdout);
+    assert!(send.stdout.contains("tcp://HOST:PORT"), "{}", send.stdout);
+}
+
+/// `selectd man --dir DIR` writes every page that `selectd(1)` names, so the
+/// main page points at no page that is missing; and the help text's tables
+/// keep their lines (not refilled into paragraphs).
+#[test]
+fn man_dir_writes_every_page_the_main_page_names() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = run(&["man", "--dir", dir.path().to_str().expect("utf-8")]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let main = std::fs::read_to_string(dir.path().join("selectd.1")).expect("selectd.1");
+    let named: Vec<String> = main
+        .lines()
+        .filter_map(|line| line.strip_prefix("\\fBselectd\\-"))
+        .filter_map(|rest| rest.split_once("\\fR(1)"))
+        .map(|(name, _)| name.to_string())
+        .collect();
+    assert!(named.len() >= 4, "{main}");
+    for name in &named {
+        let page = dir.path().join(format!("selectd-{name}.1"));
+        assert!(page.exists(), "selectd(1) names {name}, not written");
+    }
+    assert!(!named.contains(&"help".to_string()), "{named:?}");
+    let serve = std::fs::read_to_string(dir.path().join("selectd-serve.1")).expect("page");
+    assert!(serve.contains("\\fIADDR\\fR]..."), "{serve}");
+    assert!(
+        serve.contains("\n  stop        stop the server"),
+        "the line-command table lost its layout: {serve}"
+    );
+
+    let missing = run(&["man", "--dir", "/nonexistent/man1"]);
+    assert_eq!(missing.code, Some(1));
+    assert_eq!(missing.stderr.lines().count(), 1, "{}", missing.stderr);
 }
 
 /// `selectd man` and `selectd man serve` print roff that groff renders
@@ -305,6 +362,17 @@ fn completion_scripts_are_generated() {
         let out = run(&["completions", shell]);
         assert_eq!(out.code, Some(0), "{shell}: {}", out.stderr);
         assert!(out.stdout.contains("serve"), "{shell}");
+    }
+    // `selectd man <TAB>` offers the page names.
+    let man_line = bash
+        .stdout
+        .lines()
+        .skip_while(|line| !line.contains("selectd__subcmd__man)"))
+        .find(|line| line.contains("opts="))
+        .unwrap_or_default()
+        .to_string();
+    for page in ["serve", "send", "bench", "--dir"] {
+        assert!(man_line.contains(page), "{page}: {man_line}");
     }
     let bad = run(&["completions", "tcsh"]);
     assert_eq!(bad.code, Some(2));

@@ -45,7 +45,7 @@ pub enum Command {
     /// Connect to ADDR, send standard input (or --data, or an HTTP GET), print what comes back.
     #[command(after_help = SEND_AFTER_HELP)]
     Send(SendArgs),
-    /// Print the manual page (roff) on standard output: `selectd man | man -l -`.
+    /// Print a manual page (roff) on standard output (`selectd man serve | man -l -`), or write them all (--dir).
     Man(manual::ManArgs),
     /// Print a shell completion script on standard output.
     Completions(manual::CompletionsArgs),

@@ -28,11 +28,11 @@ Exit codes:
 #[derive(Debug, Clone, Args)]
 #[command(allow_hyphen_values = true)]
 pub struct SendArgs {
-    /// Where to connect: `HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
+    /// Where to connect: `HOST:PORT`, `tcp://HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
     // Help text spelled out: in the doc comment, rustdoc reads `[V6]` as a link.
     #[arg(
         value_name = "ADDR",
-        help = "Where to connect: HOST:PORT, [V6]:PORT or unix:PATH",
+        help = "Where to connect: HOST:PORT, tcp://HOST:PORT, [V6]:PORT or unix:PATH",
         value_parser = values::stream_address
     )]
     pub addr: Address,

@@ -63,6 +63,16 @@ pub fn one_line(err: &clap::Error, args: &[OsString]) -> String {
                 None => format!("unexpected argument '{flag}'"),
             }
         }
+        (ErrorKind::InvalidSubcommand, _) => {
+            let name = context_string(err, ContextKind::InvalidSubcommand).unwrap_or_default();
+            match err.get(ContextKind::SuggestedSubcommand) {
+                Some(ContextValue::Strings(similar)) if !similar.is_empty() => format!(
+                    "unrecognized subcommand '{name}' (did you mean '{}'?)",
+                    similar.join("' or '")
+                ),
+                _ => first_line(err),
+            }
+        }
         (ErrorKind::MissingRequiredArgument, _) => match err.get(ContextKind::InvalidArg) {
             Some(ContextValue::Strings(missing)) => {
                 format!("missing required argument: {}", missing.join(", "))
@@ -203,6 +213,26 @@ mod tests {
             assert!(message.starts_with(expected), "{line}: {message}");
             assert!(!message.contains('\n'), "{line}: {message}");
         }
+    }
+
+    #[test]
+    fn a_misspelled_subcommand_gets_a_suggestion() {
+        let message = error_for("selectd serv");
+        assert_eq!(
+            message,
+            "unrecognized subcommand 'serv' (did you mean 'serve'?)"
+        );
+    }
+
+    #[test]
+    fn a_port_alone_is_missing_its_host() {
+        let message = error_for("selectd serve --listen 10001");
+        assert_eq!(
+            message,
+            "--listen: invalid address '10001': missing host (for this machine only: 127.0.0.1:10001)"
+        );
+        let message = error_for("selectd send 10001");
+        assert!(message.contains("missing host"), "{message}");
     }
 
     #[test]

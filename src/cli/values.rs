@@ -138,8 +138,20 @@ pub fn unix_mode(text: &str) -> Result<u32, ValueError> {
 
 /// An address to listen on (any family).
 pub fn listen_address(text: &str) -> Result<Address, ValueError> {
+    bare_port(text)?;
     text.parse::<Address>()
         .map_err(|err| ValueError(err.to_string()))
+}
+
+/// A port alone (`10001`) is the usual slip: the host is what is missing,
+/// and loopback is the safe guess to offer.
+fn bare_port(text: &str) -> Result<(), ValueError> {
+    match text.parse::<u16>() {
+        Ok(port) => Err(ValueError(format!(
+            "invalid address '{text}': missing host (for this machine only: 127.0.0.1:{port})"
+        ))),
+        Err(_) => Ok(()),
+    }
 }
 
 /// An address `send` can connect to: a stream socket, never UDP.
@@ -147,7 +159,7 @@ pub fn listen_address(text: &str) -> Result<Address, ValueError> {
 /// A URL is the usual slip (`send http://host:8000/`), so it gets its own
 /// hint: `--http` is how `send` speaks HTTP.
 pub fn stream_address(text: &str) -> Result<Address, ValueError> {
-    const FORMS: &str = "HOST:PORT, [V6]:PORT or unix:PATH";
+    const FORMS: &str = "HOST:PORT, tcp://HOST:PORT, [V6]:PORT or unix:PATH";
     if let Some((scheme, _)) = text.split_once("://")
         && !matches!(scheme, "tcp" | "udp")
     {
@@ -160,6 +172,7 @@ pub fn stream_address(text: &str) -> Result<Address, ValueError> {
             "invalid address '{text}': send takes {FORMS}, not a {scheme}:// URL{hint}"
         )));
     }
+    bare_port(text)?;
     let addr = text
         .parse::<Address>()
         .map_err(|err| ValueError(err.to_string()))?;
