@@ -26,10 +26,77 @@ use std::io::{self, Write};
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn write_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8], json: bool) -> io::Result<()> {
-    // Fast path: plain printable ASCII needs no work at all.
-    if is_plain(bytes, json) {
-        return w.write_all(bytes);
+    let mut out = Vec::with_capacity(bytes.len());
+    escape_into(&mut out, bytes, json);
+    w.write_all(&out)
+}
+
+/// Appends `bytes`, escaped as [`write_escaped`] does, to `out`: the form
+/// the server's printers use, since appending to a buffer cannot fail.
+///
+/// It checks and copies in one pass: eight bytes at a time while they are
+/// printable ASCII (almost every line), each word stored as soon as it is
+/// checked; from the first word that is not, character by character. A
+/// short line or the tail of one is checked as one last, overlapping word.
+///
+/// ```
+/// let mut out = b"[peer] ".to_vec();
+/// selectd::proto::escape_into(&mut out, b"say \"hi\" \x07", true);
+/// assert_eq!(out, br#"[peer] say \"hi\" \\u{7}"#);
+/// ```
+pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8], json: bool) {
+    let start = out.len();
+    out.reserve(bytes.len());
+    let mut at = 0;
+    {
+        let spare = out.spare_capacity_mut();
+        while let (Some(chunk), Some(slot)) = (bytes.get(at..at + 8), spare.get_mut(at..at + 8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if plain_word(u64::from_le_bytes(word), json) != 0 {
+                break;
+            }
+            for (slot, &byte) in slot.iter_mut().zip(&word) {
+                slot.write(byte);
+            }
+            at += 8;
+        }
     }
+    // SAFETY: the loop above initialised the first `at` bytes of the spare
+    // capacity (reserved for all of `bytes`), in order.
+    unsafe { out.set_len(start + at) };
+    let rest = &bytes[at..];
+    if rest.len() < 8 && is_plain_tail(bytes, at, json) {
+        out.extend_from_slice(rest);
+        return;
+    }
+    escape_slowly(out, rest, json);
+}
+
+/// Whether the bytes after `at` (fewer than eight) are printable ASCII:
+/// checked as the last eight bytes of the text, one word, when there are
+/// eight; byte by byte for a line shorter than that.
+fn is_plain_tail(bytes: &[u8], at: usize, json: bool) -> bool {
+    if at == bytes.len() {
+        return true;
+    }
+    match bytes
+        .len()
+        .checked_sub(8)
+        .and_then(|from| bytes.get(from..))
+    {
+        Some(last) => {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(last);
+            plain_word(u64::from_le_bytes(word), json) == 0
+        }
+        None => bytes[at..].iter().all(|&b| is_plain_byte(b, json)),
+    }
+}
+
+/// Escapes `bytes` character by character (the path for text that is not
+/// all printable ASCII).
+fn escape_slowly(out: &mut Vec<u8>, bytes: &[u8], json: bool) {
     let backslash: &[u8] = if json { b"\\\\" } else { b"\\" };
     for chunk in bytes.utf8_chunks() {
         let valid = chunk.valid();
@@ -39,61 +106,58 @@ pub fn write_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8], json: bool) -> 
             if !json_special && !needs_escape(c) {
                 continue;
             }
-            w.write_all(&valid.as_bytes()[safe_from..at])?;
+            out.extend_from_slice(&valid.as_bytes()[safe_from..at]);
             safe_from = at + c.len_utf8();
             if json_special {
-                write!(w, "\\{c}")?;
+                out.extend_from_slice(&[b'\\', c as u8]);
                 continue;
             }
-            w.write_all(backslash)?;
+            out.extend_from_slice(backslash);
             match c {
-                '\t' => w.write_all(b"t")?,
-                '\r' => w.write_all(b"r")?,
-                '\n' => w.write_all(b"n")?,
-                '\0' => w.write_all(b"0")?,
-                _ => write!(w, "u{{{:x}}}", c as u32)?,
+                '\t' => out.push(b't'),
+                '\r' => out.push(b'r'),
+                '\n' => out.push(b'n'),
+                '\0' => out.push(b'0'),
+                // Writing to a `Vec` cannot fail.
+                _ => {
+                    let _ = write!(out, "u{{{:x}}}", c as u32);
+                }
             }
         }
-        w.write_all(&valid.as_bytes()[safe_from..])?;
-        for byte in chunk.invalid() {
-            w.write_all(backslash)?;
-            write!(w, "x{byte:02x}")?;
+        out.extend_from_slice(&valid.as_bytes()[safe_from..]);
+        for &byte in chunk.invalid() {
+            out.extend_from_slice(backslash);
+            let _ = write!(out, "x{byte:02x}");
         }
     }
-    Ok(())
 }
 
-/// Whether every byte is printable ASCII (and, for JSON, neither `"` nor
-/// `\\`), so the text can be copied as it is. This runs for every printed
-/// line, so it looks at eight bytes at a time: with `ONES` in every byte,
-/// `(w - k * ONES) & !w & HIGH` is non-zero exactly when some byte of `w`
-/// is below `k` (and under 0x80), the classic "has a zero byte" test.
-fn is_plain(bytes: &[u8], json: bool) -> bool {
+/// Whether `bytes` needs no escaping at all, so it can be copied as it is
+/// (a peer's label, checked once per connection).
+pub(crate) fn is_plain(bytes: &[u8], json: bool) -> bool {
+    bytes.iter().all(|&b| is_plain_byte(b, json))
+}
+
+/// Printable ASCII (and, for JSON, neither `"` nor `\\`).
+fn is_plain_byte(b: u8, json: bool) -> bool {
+    (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\'))
+}
+
+/// Non-zero exactly when some byte of `w` must be escaped. With `ONES` in
+/// every byte, `(w - k * ONES) & !w & HIGH` has the high bit of each byte
+/// below `k` (that is under 0x80) set: the classic "has a zero byte" test.
+/// Bytes of 0x7f and above are caught by `w + ONES` and `w` themselves.
+fn plain_word(w: u64, json: bool) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    // High bit set in each byte below `k` (given the byte is under 0x80).
     let below = |w: u64, k: u64| w.wrapping_sub(k * ONES) & !w;
-    let quote = u64::from(b'"') * ONES;
-    let backslash = u64::from(b'\\') * ONES;
-    let mut words = bytes.chunks_exact(8);
-    // No early exit: a line is short, and a loop without branches runs
-    // several words per cycle.
-    let mut bad = 0u64;
-    for chunk in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        // A control character, or DEL (0x7f) and above.
-        bad |= below(w, 0x20) | w.wrapping_add(ONES) | w;
-        if json {
-            bad |= below(w ^ quote, 1) | below(w ^ backslash, 1);
-        }
+    let mut bad = below(w, 0x20) | w.wrapping_add(ONES) | w;
+    if json {
+        let quote = u64::from(b'"') * ONES;
+        let backslash = u64::from(b'\\') * ONES;
+        bad |= below(w ^ quote, 1) | below(w ^ backslash, 1);
     }
-    bad & HIGH == 0
-        && words
-            .remainder()
-            .iter()
-            .all(|&b| (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\')))
+    bad & HIGH
 }
 
 /// Characters that must not reach a terminal raw: controls, and the
@@ -117,6 +181,36 @@ mod tests {
         let mut out = Vec::new();
         write_escaped(&mut out, bytes, json).unwrap();
         String::from_utf8(out).expect("escaped output is UTF-8")
+    }
+
+    /// The rules written the simple way, character by character (the
+    /// implementation before the one-pass one): the reference it must match.
+    fn reference(bytes: &[u8], json: bool) -> Vec<u8> {
+        let mut w = Vec::new();
+        let backslash: &[u8] = if json { b"\\\\" } else { b"\\" };
+        for chunk in bytes.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if json && (c == '"' || c == '\\') {
+                    write!(w, "\\{c}").unwrap();
+                } else if needs_escape(c) {
+                    w.extend_from_slice(backslash);
+                    match c {
+                        '\t' => w.extend_from_slice(b"t"),
+                        '\r' => w.extend_from_slice(b"r"),
+                        '\n' => w.extend_from_slice(b"n"),
+                        '\0' => w.extend_from_slice(b"0"),
+                        _ => write!(w, "u{{{:x}}}", c as u32).unwrap(),
+                    }
+                } else {
+                    write!(w, "{c}").unwrap();
+                }
+            }
+            for byte in chunk.invalid() {
+                w.extend_from_slice(backslash);
+                write!(w, "x{byte:02x}").unwrap();
+            }
+        }
+        w
     }
 
     #[test]
@@ -152,35 +246,59 @@ mod tests {
         assert_eq!(escaped(b"\x1b\xff", true), r"\\u{1b}\\xff");
     }
 
+    /// A bad byte at every position of every length, around the word
+    /// boundaries and the overlapping last word, is found.
     #[test]
-    fn plain_means_printable_ascii_at_every_position() {
-        for len in 0..20 {
+    fn a_bad_byte_is_escaped_at_every_position() {
+        for len in 0..30 {
             let text = vec![b'a'; len];
-            assert!(is_plain(&text, false) && is_plain(&text, true));
+            for json in [false, true] {
+                let mut out = b"prefix".to_vec();
+                escape_into(&mut out, &text, json);
+                assert_eq!(&out[6..], &text[..]);
+                assert!(is_plain(&text, json));
+            }
             for at in 0..len {
-                for bad in [0x00, 0x1f, 0x7f, 0x80, 0xff] {
+                for bad in [0x00, 0x1f, 0x7f, 0x80, 0xff, b'"', b'\\'] {
                     let mut text = text.clone();
                     text[at] = bad;
-                    assert!(!is_plain(&text, false), "{bad:#x} at {at} of {len}");
-                }
-                for json_only in [b'"', b'\\'] {
-                    let mut text = text.clone();
-                    text[at] = json_only;
-                    assert!(is_plain(&text, false) && !is_plain(&text, true));
+                    for json in [false, true] {
+                        let mut out = Vec::new();
+                        escape_into(&mut out, &text, json);
+                        assert_eq!(out, reference(&text, json), "{bad:#x} at {at} of {len}");
+                    }
                 }
             }
         }
     }
 
     proptest! {
-        /// The word-at-a-time test agrees with the byte-at-a-time rule.
+        /// The one-pass escaping agrees with the simple one, for any bytes
+        /// (mostly printable, so that long plain runs, and the words after
+        /// a bad one, are exercised), appended after anything.
         #[test]
-        fn plain_agrees_with_the_byte_rule(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn one_pass_agrees_with_the_reference(
+            prefix in proptest::collection::vec(any::<u8>(), 0..9),
+            bytes in proptest::collection::vec(
+                prop_oneof![8 => 0x20u8..0x7f, 1 => any::<u8>()], 0..200),
+        ) {
             for json in [false, true] {
-                let expected = bytes
-                    .iter()
-                    .all(|&b| (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\')));
-                prop_assert_eq!(is_plain(&bytes, json), expected);
+                let mut out = prefix.clone();
+                escape_into(&mut out, &bytes, json);
+                prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+                prop_assert_eq!(&out[prefix.len()..], &reference(&bytes, json)[..]);
+                let plain = bytes.iter().all(|&b| is_plain_byte(b, json));
+                prop_assert_eq!(is_plain(&bytes, json), plain);
+            }
+        }
+
+        /// Any UTF-8 text (multi-byte characters included) too.
+        #[test]
+        fn one_pass_agrees_on_any_text(text in any::<String>()) {
+            for json in [false, true] {
+                let mut out = Vec::new();
+                escape_into(&mut out, text.as_bytes(), json);
+                prop_assert_eq!(out, reference(text.as_bytes(), json));
             }
         }
 

@@ -36,7 +36,7 @@ impl Context {
     /// the others' as last published) and, with several loops, how many
     /// connections each holds.
     pub(crate) fn stats_reply(&mut self, reply: &mut [u8]) -> usize {
-        self.counters.lines_dropped = self.output.dropped();
+        self.output.count_drops(&mut self.counters);
         let live = Some((self.reactor, &self.counters));
         let totals = self.shared.totals(live);
         let mut cursor = io::Cursor::new(reply);

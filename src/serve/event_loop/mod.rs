@@ -204,9 +204,9 @@ impl EventLoop {
             }
             let ready_idle = self.ready.is_empty() || self.reading_paused;
             let timeout = poll_timeout(now, ready_idle, self.deadlines());
-            self.ctx.output.flush();
+            self.ctx.output.end_turn(timeout != Some(Duration::ZERO));
             self.ctx.output.report_drops();
-            self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+            self.ctx.output.count_drops(&mut self.ctx.counters);
             self.ctx
                 .shared
                 .publish(self.ctx.reactor, &self.ctx.counters);
@@ -235,7 +235,7 @@ impl EventLoop {
             // period (`--grace 0`): only stalled output counts as unwritten.
             self.ctx.output.wait_written(FINAL_FLUSH);
         }
-        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+        self.ctx.output.count_drops(&mut self.ctx.counters);
         self.ctx
             .shared
             .publish(self.ctx.reactor, &self.ctx.counters);
