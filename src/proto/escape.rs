@@ -36,8 +36,8 @@ pub fn write_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8], json: bool) -> 
 ///
 /// It checks and copies in one pass: eight bytes at a time while they are
 /// printable ASCII (almost every line), each word stored as soon as it is
-/// checked; from the first word that is not, character by character. A
-/// short line or the tail of one is checked as one last, overlapping word.
+/// checked; from the first word that is not, character by character. The
+/// tail of a line is checked and stored as one last, overlapping word.
 ///
 /// ```
 /// let mut out = b"[peer] ".to_vec();
@@ -45,53 +45,59 @@ pub fn write_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8], json: bool) -> 
 /// assert_eq!(out, br#"[peer] say \"hi\" \\u{7}"#);
 /// ```
 pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8], json: bool) {
-    let start = out.len();
-    out.reserve(bytes.len());
-    let mut at = 0;
-    {
-        let spare = out.spare_capacity_mut();
-        while let (Some(chunk), Some(slot)) = (bytes.get(at..at + 8), spare.get_mut(at..at + 8)) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            if plain_word(u64::from_le_bytes(word), json) != 0 {
-                break;
-            }
-            for (slot, &byte) in slot.iter_mut().zip(&word) {
-                slot.write(byte);
-            }
-            at += 8;
-        }
+    let copied = if json {
+        copy_plain::<true>(out, bytes)
+    } else {
+        copy_plain::<false>(out, bytes)
+    };
+    if let Some(rest) = bytes.get(copied..).filter(|rest| !rest.is_empty()) {
+        escape_slowly(out, rest, json);
     }
-    // SAFETY: the loop above initialised the first `at` bytes of the spare
-    // capacity (reserved for all of `bytes`), in order.
-    unsafe { out.set_len(start + at) };
-    let rest = &bytes[at..];
-    if rest.len() < 8 && is_plain_tail(bytes, at, json) {
-        out.extend_from_slice(rest);
-        return;
-    }
-    escape_slowly(out, rest, json);
 }
 
-/// Whether the bytes after `at` (fewer than eight) are printable ASCII:
-/// checked as the last eight bytes of the text, one word, when there are
-/// eight; byte by byte for a line shorter than that.
-fn is_plain_tail(bytes: &[u8], at: usize, json: bool) -> bool {
-    if at == bytes.len() {
-        return true;
-    }
-    match bytes
-        .len()
-        .checked_sub(8)
-        .and_then(|from| bytes.get(from..))
-    {
-        Some(last) => {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(last);
-            plain_word(u64::from_le_bytes(word), json) == 0
+/// Appends the longest start of `bytes` that needs no escaping, checking
+/// and storing a word at a time, and returns its length (all of `bytes`
+/// for almost every line). Generic over `JSON` so that the check has no
+/// branch on the format inside the loop.
+#[inline(always)]
+fn copy_plain<const JSON: bool>(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    out.reserve(len);
+    let start = out.len();
+    let src = bytes.as_ptr();
+    // SAFETY (all the pointer accesses below): `src` is valid for `len`
+    // bytes, and `dst` for `len` bytes of reserved spare capacity; every
+    // word read or written lies within `[0, len)` (`at + 8 <= len`, or the
+    // last eight bytes when `len >= 8`), unaligned accesses are used, and
+    // `set_len` covers exactly the bytes written, in order from `start`.
+    let dst = unsafe { out.as_mut_ptr().add(start) };
+    let mut at = 0;
+    while at + 8 <= len {
+        let word = unsafe { src.add(at).cast::<u64>().read_unaligned() };
+        if plain_word::<JSON>(word) != 0 {
+            unsafe { out.set_len(start + at) };
+            return at;
         }
-        None => bytes[at..].iter().all(|&b| is_plain_byte(b, json)),
+        unsafe { dst.add(at).cast::<u64>().write_unaligned(word) };
+        at += 8;
     }
+    if at < len {
+        if len >= 8 {
+            // The tail, as the last (overlapping) word.
+            let word = unsafe { src.add(len - 8).cast::<u64>().read_unaligned() };
+            if plain_word::<JSON>(word) == 0 {
+                unsafe { dst.add(len - 8).cast::<u64>().write_unaligned(word) };
+                at = len;
+            }
+        } else {
+            while at < len && is_plain_byte(bytes[at], JSON) {
+                unsafe { dst.add(at).write(bytes[at]) };
+                at += 1;
+            }
+        }
+    }
+    unsafe { out.set_len(start + at) };
+    at
 }
 
 /// Escapes `bytes` character by character (the path for text that is not
@@ -147,12 +153,12 @@ fn is_plain_byte(b: u8, json: bool) -> bool {
 /// every byte, `(w - k * ONES) & !w & HIGH` has the high bit of each byte
 /// below `k` (that is under 0x80) set: the classic "has a zero byte" test.
 /// Bytes of 0x7f and above are caught by `w + ONES` and `w` themselves.
-fn plain_word(w: u64, json: bool) -> u64 {
+fn plain_word<const JSON: bool>(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let below = |w: u64, k: u64| w.wrapping_sub(k * ONES) & !w;
     let mut bad = below(w, 0x20) | w.wrapping_add(ONES) | w;
-    if json {
+    if JSON {
         let quote = u64::from(b'"') * ONES;
         let backslash = u64::from(b'\\') * ONES;
         bad |= below(w ^ quote, 1) | below(w ^ backslash, 1);

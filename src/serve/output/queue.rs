@@ -529,6 +529,7 @@ enum Next {
 
 /// The writer thread: take everything queued, write it, repeat.
 fn write_forever(shared: &Shared, mut sink: Sink, report: bool) {
+    run_as_batch();
     let mut batch: VecDeque<Vec<u8>> = VecDeque::with_capacity(BUFFERS_PER_WRITE);
     let mut done: Vec<Vec<u8>> = Vec::with_capacity(BUFFERS_PER_WRITE);
     let mut written = 0; // of the batch's first buffer
@@ -634,6 +635,23 @@ fn write_forever(shared: &Shared, mut sink: Sink, report: bool) {
                 drop(state);
                 retry = (retry * 2).min(RETRY_MAX);
             }
+        }
+    }
+}
+
+/// Makes the calling thread (the writer) a batch thread (`SCHED_BATCH`):
+/// woken by a loop that shares its CPU, it does not preempt the loop, but
+/// runs when the loop sleeps or its time slice ends. The writer is a
+/// background job whose batches only grow by waiting; the loop is what
+/// clients wait for. Where it is refused, nothing changes.
+fn run_as_batch() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler(2) on the calling thread (0) with a
+        // valid parameter; lowering one's own policy needs no privilege.
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
         }
     }
 }
