@@ -127,9 +127,6 @@ impl Sink {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        failpoint!("output-write", |errno: Option<String>| Err(injected_error(
-            errno.as_deref()
-        )));
         match self {
             Sink::Stream(stream) => stream.write_vectored(bufs),
             Sink::File { file, .. } => file.write_vectored(bufs),
@@ -160,15 +157,29 @@ fn open_append(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// The error a `return(EIO)` (or `ENOSPC`, `EFBIG`) at the `output-write`
-/// failpoint injects.
+/// Faults a test asks for (`--features failpoints`), in the output's
+/// writer only (`output`), never in the one that carries the report to
+/// stderr: `output-writer` makes it panic, `output-write` makes a write fail
+/// with `return(EIO)`, `return(ENOSPC)` or `return(EFBIG)`.
 #[cfg(feature = "failpoints")]
-fn injected_error(errno: Option<&str>) -> io::Error {
-    io::Error::from_raw_os_error(match errno {
-        Some("ENOSPC") => libc::ENOSPC,
-        Some("EFBIG") => libc::EFBIG,
-        _ => libc::EIO,
-    })
+fn injected_fault(output: bool) -> Option<io::Error> {
+    if !output {
+        return None;
+    }
+    fail::fail_point!("output-writer");
+    fail::fail_point!("output-write", |errno: Option<String>| {
+        Some(io::Error::from_raw_os_error(match errno.as_deref() {
+            Some("ENOSPC") => libc::ENOSPC,
+            Some("EFBIG") => libc::EFBIG,
+            _ => libc::EIO,
+        }))
+    });
+    None
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn injected_fault(_: bool) -> Option<io::Error> {
+    None
 }
 
 /// Why the output can no longer be written.
@@ -555,7 +566,6 @@ fn write_forever(shared: &Shared, mut sink: Sink, report: bool) {
                 Next::Write => {}
             }
         }
-        failpoint!("output-writer");
         let mut slices = [IoSlice::new(&[]); BUFFERS_PER_WRITE];
         let mut count = 0;
         for (slot, buffer) in slices.iter_mut().zip(&batch) {
@@ -563,7 +573,11 @@ fn write_forever(shared: &Shared, mut sink: Sink, report: bool) {
             *slot = IoSlice::new(&buffer[from..]);
             count += 1;
         }
-        match sink.write_vectored(&slices[..count]) {
+        let result = match injected_fault(report) {
+            Some(err) => Err(err),
+            None => sink.write_vectored(&slices[..count]),
+        };
+        match result {
             Ok(0) => {
                 // A sink that takes nothing will never take anything.
                 finish_closed(shared, Closed::BrokenPipe, None);
