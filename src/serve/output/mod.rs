@@ -48,6 +48,11 @@ use queue::{Closed, OutputQueue, Sink};
 /// capacity; otherwise before the loop sleeps.
 const BATCH: usize = queue::BUFFER_CAPACITY - 4 * 1024;
 
+/// A loop that goes straight on from turn to turn (work left in its ready
+/// queue) hands over what it staged after at most this many turns, however
+/// little it is.
+const BUSY_TURNS: u32 = 16;
+
 /// If `fd` is a pipe, asks the kernel for a larger one (1 MiB instead of
 /// 64 KiB): the writer and the reader then take turns far less often. A
 /// pipe's size belongs to the pipe, not to our end of it, and a reader never
@@ -191,6 +196,9 @@ pub(crate) struct Output {
     /// Something was pushed without waking the writer: wake it before the
     /// loop sleeps.
     unannounced: bool,
+    /// Turns in a row that ended with something staged and the loop going
+    /// straight on.
+    busy_turns: u32,
 }
 
 impl fmt::Debug for Output {
@@ -260,6 +268,7 @@ impl Output {
             dropped_unlogged: Dropped::default(),
             pushed_end: 0,
             unannounced: false,
+            busy_turns: 0,
         }
     }
 
@@ -336,8 +345,16 @@ impl Output {
     /// next turn), what is staged stays staged unless it is a good batch
     /// already, so that the writer gets fewer, larger batches.
     pub fn end_turn(&mut self, sleeping: bool) {
-        if sleeping {
+        self.busy_turns = if sleeping || self.staged.is_empty() {
+            0
+        } else {
+            self.busy_turns + 1
+        };
+        if sleeping || self.busy_turns >= BUSY_TURNS {
+            // A loop kept busy by work that prints little (a flood of
+            // commands, say) still shows what it printed within a few turns.
             self.flush();
+            self.busy_turns = 0;
         } else if self.staged.len() >= BATCH {
             self.hand_over();
         }
@@ -633,6 +650,34 @@ mod tests {
             o.close(&peer, CloseReason::Eof);
         });
         assert_eq!(text, "");
+    }
+
+    /// A loop that never sleeps (always work in its ready queue) still
+    /// hands over a single staged line within `BUSY_TURNS` turns.
+    #[test]
+    fn a_busy_loop_hands_over_a_little_output_within_a_few_turns() {
+        let sink = MemorySink::new();
+        let mut output = Output::to_writer(
+            Format::Tagged,
+            Box::new(sink.clone()),
+            1 << 20,
+            OutputFull::Block,
+        )
+        .unwrap();
+        let peer = output.label(&"p");
+        output.line(&peer, b"x");
+        for _ in 0..BUSY_TURNS - 1 {
+            output.end_turn(false);
+        }
+        assert!(!output.staged.is_empty(), "kept for a larger batch");
+        output.end_turn(false);
+        assert!(output.staged.is_empty(), "handed over");
+        assert!(
+            output
+                .queue
+                .wait_drained(std::time::Duration::from_secs(10))
+        );
+        assert_eq!(sink.contents(), "[p] x\n");
     }
 
     /// A peer that needs escaping (a Unix socket path can hold anything) is

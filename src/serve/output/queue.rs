@@ -81,9 +81,8 @@ use crate::net::os_reason;
 /// those being written) start this large.
 pub(crate) const BUFFER_CAPACITY: usize = 64 * 1024;
 
-/// A buffer that grew past this (a stall, a huge line) is given back once
-/// empty, so that memory after a stall is what the steady state needs, not
-/// what the stall took.
+/// A buffer that grew past this (a huge line) is given back once empty
+/// rather than kept for reuse.
 const SHRINK_ABOVE: usize = 4 * BUFFER_CAPACITY;
 
 /// A push at least this large is queued by moving the buffer; a smaller one
@@ -92,9 +91,12 @@ const SHRINK_ABOVE: usize = 4 * BUFFER_CAPACITY;
 /// capacity stays within a small multiple of `--output-buffer`.
 const MOVE_AT: usize = BUFFER_CAPACITY / 4;
 
-/// Empty buffers kept for reuse. Two exist from the start, so that the
-/// common case (one buffer staged, one queued, one being written) never
-/// allocates.
+/// Empty buffers kept for reuse: at least this many, and up to half the
+/// bound's worth, which is what a reader that keeps falling behind makes
+/// the queue swing by (reading stops when it is full and resumes at half),
+/// so that such a swing reuses buffers instead of freeing and faulting in
+/// megabytes each time. Two exist from the start, so that the common case
+/// (one buffer staged, one queued, one being written) never allocates.
 const SPARE_BUFFERS: usize = 8;
 const SPARE_AT_START: usize = 2;
 
@@ -233,6 +235,8 @@ struct Shared {
     /// returned, whatever other producers queued since.
     written: AtomicU64,
     limit: usize,
+    /// How many empty buffers to keep (see `SPARE_BUFFERS`).
+    spares: usize,
     /// The writer thread starts with the first bytes queued, so a server
     /// that prints nothing (`--format none`) runs no thread for it.
     started: AtomicBool,
@@ -306,6 +310,7 @@ impl OutputQueue {
             pending: AtomicUsize::new(0),
             written: AtomicU64::new(0),
             limit: limit.max(1),
+            spares: (limit / 2 / BUFFER_CAPACITY).max(SPARE_BUFFERS),
             started: AtomicBool::new(false),
             unstarted: Mutex::new(Some(Writer {
                 sink,
@@ -713,7 +718,7 @@ fn take(shared: &Shared, mut state: MutexGuard<'_, State>, batch: &mut VecDeque<
 /// for the queue to empty.
 fn account(shared: &Shared, state: &mut State, n: usize, done: &mut Vec<Vec<u8>>) {
     for mut buffer in done.drain(..) {
-        if state.spare.len() < SPARE_BUFFERS && buffer.capacity() <= SHRINK_ABOVE {
+        if state.spare.len() < shared.spares && buffer.capacity() <= SHRINK_ABOVE {
             buffer.clear();
             state.spare.push(buffer);
         }
