@@ -9,7 +9,8 @@
 //!
 //! One turn of the loop:
 //!
-//! 1. Act on deadlines that fell due: close idle clients (the notes'
+//! 1. Act on deadlines that fell due, if any may have (the earliest is
+//!    kept, not searched for every turn): close idle clients (the notes'
 //!    `if not inp: break`) and slow lines, log the counters, end a pause in
 //!    accepting, end the grace period of a stop.
 //! 2. Flush printed output, once per turn, just before sleeping.
@@ -78,6 +79,10 @@ const EVENTS_PER_TURN: usize = 1024;
 /// being written may take before what is left counts as unwritten.
 const FINAL_FLUSH: Duration = Duration::from_millis(200);
 
+/// A busy loop publishes its counters at most this often (see
+/// `publish_lazily`); an idle one as soon as they change.
+const PUBLISH_EVERY: Duration = Duration::from_millis(5);
+
 /// Size of the one read buffer shared by every connection.
 const SCRATCH_SIZE: usize = 64 * 1024;
 
@@ -124,6 +129,19 @@ pub(crate) struct EventLoop {
     next_hand_off: usize,
     /// Clients handed over by another loop, being opened (kept to reuse).
     handed: Vec<(Stream, Peer)>,
+    /// The earliest instant a deadline may fall due: never later than the
+    /// truth, possibly earlier (a deadline that moved later, or went, is
+    /// found out by waking, at most once). Computed again only when
+    /// `wake_stale` says a deadline may have come forward.
+    next_wake: Option<Instant>,
+    /// Some deadline may now be earlier than `next_wake`: a list that was
+    /// empty got an entry, the grace period or a pause in accepting began,
+    /// reading paused or resumed, or deadlines were just acted on.
+    wake_stale: bool,
+    /// The counters as last published, and when to publish next (see
+    /// `publish_lazily`).
+    published: crate::serve::stats::Counters,
+    publish_due: Instant,
     /// This loop hands clients of its own listeners to the others, and has
     /// not yet said it is done (see `Shared::done_handing`).
     hands_off: bool,
@@ -147,6 +165,10 @@ impl EventLoop {
         let hands_off = parts.ctx.shared.loops() > 1 && parts.accept.hands_off();
         EventLoop {
             hands_off,
+            next_wake: None,
+            wake_stale: true,
+            published: crate::serve::stats::Counters::default(),
+            publish_due: Instant::now() + PUBLISH_EVERY,
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
             proxy_headers: (!config.proxy_protocol.is_empty())
@@ -207,26 +229,34 @@ impl EventLoop {
     }
 
     /// The turns of the loop, until it has stopped.
+    ///
+    /// The clock is read once per turn, when `poll` returns: that instant
+    /// serves the events, the ready queue and the deadlines that follow.
     fn serve(&mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
+        let mut now = Instant::now();
         loop {
             self.ready.begin_turn();
-            let now = Instant::now();
-            self.on_deadlines(now);
+            if self.next_wake.is_some_and(|wake| wake <= now) {
+                self.on_deadlines(now);
+                self.wake_stale = true;
+            }
             // A deadline may have closed a client whose unfinished last line
             // was `stop`: act on it now, not after some future event.
             self.stop_if_requested(now);
             if self.may_end(now) {
                 return Ok(());
             }
+            if std::mem::take(&mut self.wake_stale) {
+                self.next_wake = self.deadlines().into_iter().flatten().min();
+            }
             let ready_idle = self.ready.is_empty() || self.reading_paused;
-            let timeout = poll_timeout(now, ready_idle, self.deadlines());
-            self.ctx.output.end_turn(timeout != Some(Duration::ZERO));
             self.ctx.output.report_drops();
-            self.ctx.output.count_drops(&mut self.ctx.counters);
-            self.ctx
-                .shared
-                .publish(self.ctx.reactor, &self.ctx.counters);
+            let publish_due = self.publish_lazily(now);
+            let timeout = poll_timeout(now, ready_idle, self.next_wake, publish_due);
+            // Printed output goes to the writer now if the loop may sleep;
+            // if it goes straight on, it may wait for a larger batch.
+            self.ctx.output.end_turn(timeout != Some(Duration::ZERO));
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -236,7 +266,7 @@ impl EventLoop {
             crate::failpoint::failpoint!(&format!("loop-{}-turn", self.ctx.reactor + 1), |_| {
                 Err(Error::Reactor(io::Error::other("injected failure")))
             });
-            let now = Instant::now();
+            now = Instant::now();
             if self.ctx.config.trace_loop {
                 self.trace_turn(timeout, &events);
             }
@@ -267,10 +297,7 @@ impl EventLoop {
             // period (`--grace 0`): only stalled output counts as unwritten.
             self.ctx.output.wait_written(FINAL_FLUSH);
         }
-        self.ctx.output.count_drops(&mut self.ctx.counters);
-        self.ctx
-            .shared
-            .publish(self.ctx.reactor, &self.ctx.counters);
+        self.publish(Instant::now());
         log::info!("stopped: {}", self.ctx.counters);
         if self.output_closed {
             return Err(Error::OutputClosed);
@@ -334,9 +361,36 @@ impl EventLoop {
         }
         self.close_all(CloseReason::Error);
         self.ctx.output.flush();
+        self.publish(Instant::now());
+    }
+
+    /// Publishes this loop's counters for the others and the handle, when
+    /// they changed: at once if the last time was `PUBLISH_EVERY` ago;
+    /// otherwise not now, and the loop must not sleep longer than
+    /// `PUBLISH_EVERY` (returned), or a count would stay unseen while it is
+    /// idle. A busy loop thus takes the lock a few hundred times a second,
+    /// not once per turn (and computes no time for it: the sleep it bounds
+    /// is a constant).
+    fn publish_lazily(&mut self, now: Instant) -> Option<Duration> {
+        self.ctx.output.count_drops(&mut self.ctx.counters);
+        if self.ctx.counters == self.published {
+            return None;
+        }
+        if now < self.publish_due {
+            return Some(PUBLISH_EVERY);
+        }
+        self.publish(now);
+        None
+    }
+
+    /// Publishes this loop's counters now.
+    fn publish(&mut self, now: Instant) {
+        self.ctx.output.count_drops(&mut self.ctx.counters);
         self.ctx
             .shared
             .publish(self.ctx.reactor, &self.ctx.counters);
+        self.published = self.ctx.counters;
+        self.publish_due = now + PUBLISH_EVERY;
     }
 
     fn on_event(&mut self, event: &Event, now: Instant) {
@@ -464,14 +518,14 @@ impl EventLoop {
             Status::Closed(reason) => return self.close(key, reason),
         };
         if active && let Some(idle) = &mut self.idle {
-            idle.touch(key, now);
+            self.wake_stale |= idle.touch(key, now);
         }
         if let (Some(lines), Some(connection)) =
             (&mut self.line_deadlines, self.connections.get_mut(key))
         {
             match connection.line_timer() {
                 LineTimer::Unchanged => {}
-                LineTimer::Start => lines.touch(key, now),
+                LineTimer::Start => self.wake_stale |= lines.touch(key, now),
                 LineTimer::Stop => lines.remove(key),
             }
         }
