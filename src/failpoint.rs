@@ -12,6 +12,11 @@
 //! |------|-------|-------------------------|
 //! | `loop-N-turn` | loop N (from 1), after each `poll` | `panic(...)`: the loop panics; `return`: its `poll` fails |
 //! | `client-line` | a client's line `failpoint`, as it is acted on | `panic(...)`: the loop serving that client panics |
+//! | `output-writer` | the output writer, before each `writev` | `panic`: the writer dies |
+//! | `output-write` | every write of the output writer | `return(EIO)`, `return(ENOSPC)`, `return(EFBIG)`: the write fails so |
+//! | `output-retry` | the writer, after a failed write, before it waits to retry | a callback: a test learns that writes are failing |
+//! | `output-reopen` | the writer, just before it reopens the output file | a callback: the test frees the "disk" |
+//! | `output-queue-drop` | a loop's handle on the output, being dropped, before it counts itself out | a callback: two loops meet there |
 //!
 //! The `selectd` binary reads `FAILPOINTS` (`client-line=panic(boom)`) in
 //! such builds.

@@ -43,6 +43,7 @@ const GUIDE: &str = "docs/select-to-mio.md";
 const OUTSIDE_NAMES: &[&str] = &[
     // std and mio types, variants, constants
     "Arc",
+    "SCHED_BATCH",
     "AtomicBool",
     "AtomicU64",
     "AtomicUsize",

@@ -251,12 +251,13 @@ fn a_reader_that_resumes_gets_every_line_once_in_order() {
     }
 }
 
-/// `--output-full drop`: while the reader is stalled, echoes keep flowing,
-/// the dropped lines are counted in `stats`, and the drop is logged once
-/// output flows again.
-#[test]
-fn the_drop_policy_keeps_echoing_through_a_stall() {
-    let (mut reader, writer) = std::io::pipe().unwrap();
+/// A server with `--echo --output-full drop --output-buffer 64KiB` printing
+/// to `writer` (not read), and a client that has sent it `lines` lines of
+/// 1 KiB, each echoed (so the output stalls while the echo does not).
+fn flood_dropping(
+    writer: std::io::PipeWriter,
+    lines: usize,
+) -> (Serve, TcpStream, BufReader<TcpStream>) {
     let server = Serve::start(
         &[
             "--echo",
@@ -270,15 +271,26 @@ fn the_drop_policy_keeps_echoing_through_a_stall() {
     let mut client = connect(&server.addr);
     let mut echoed = BufReader::new(client.try_clone().unwrap());
     let mut line = String::new();
-    // 5000 lines of 1 KiB: far more than the 64 KiB bound and the pipe.
     let filler = "x".repeat(1000);
-    for i in 0..5000 {
+    for i in 0..lines {
         let sent = format!("dropping is allowed {i:06} {filler}\n");
         client.write_all(sent.as_bytes()).unwrap();
         line.clear();
         echoed.read_line(&mut line).unwrap();
         assert_eq!(line, sent, "the echo stalled with the output");
     }
+    (server, client, echoed)
+}
+
+/// `--output-full drop`: while the reader is stalled, echoes keep flowing,
+/// the dropped lines are counted in `stats`, and the drop is logged once
+/// output flows again.
+#[test]
+fn the_drop_policy_keeps_echoing_through_a_stall() {
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    // 5000 lines of 1 KiB: far more than the 64 KiB bound and the pipe.
+    let (server, mut client, mut echoed) = flood_dropping(writer, 5000);
+    let mut line = String::new();
     client.write_all(b"stats\n").unwrap();
     line.clear();
     echoed.read_line(&mut line).unwrap();
@@ -457,4 +469,100 @@ fn memory_stays_bounded_while_output_is_stalled() {
         "peak RSS {peak} KiB, {before} KiB before the flood, with a 4 MiB bound"
     );
     drop((senders, reader));
+}
+
+/// With several loops, a reader that goes away is reported once (every
+/// loop stops, but the server says so in one line).
+#[test]
+fn a_reader_that_exits_is_reported_once_with_several_loops() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut server = Serve::start(&["--reactors", "3"], writer);
+    drop(reader);
+    // One client is enough: its `open` meets the broken pipe, and the
+    // writer wakes every loop. (More clients could find the server gone.)
+    let mut client = connect(&server.addr);
+    let _ = client.write_all(b"nobody will read this\n");
+    let (status, _) = server.wait_exit();
+    assert_eq!(status.code(), Some(1));
+    wait_until("the exit message", || {
+        server
+            .stderr()
+            .contains("stopped because the output was closed")
+    });
+    let stderr = server.stderr();
+    assert_eq!(
+        stderr
+            .matches("error: output closed (Broken pipe): stopping")
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
+
+/// `key=N` from a `stats` reply.
+fn stat(reply: &str, key: &str) -> u64 {
+    reply
+        .split_whitespace()
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {reply:?}"))
+}
+
+/// `--output-full drop` counts exactly what it drops, client lines and
+/// connection events apart: once the output has drained, printed lines plus
+/// `lines_dropped` are the lines sent, and printed events plus
+/// `events_dropped` are the opens and closes that happened.
+#[test]
+fn the_drop_policy_counts_lines_and_events_apart_and_exactly() {
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    // 3000 lines of 1 KiB: more than the bound and a 1 MiB pipe.
+    let (server, mut client, mut echoed) = flood_dropping(writer, 3000);
+    let mut reply = String::new();
+    // While it is full, 50 clients come, say one line each, and go.
+    for i in 0..50 {
+        let mut short = connect(&server.addr);
+        short.write_all(format!("short {i}\n").as_bytes()).unwrap();
+        short.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        let _ = short.read_to_end(&mut rest);
+    }
+    let (lines_sent, events) = (3000 + 50, 1 + 50 * 2);
+    let printed = Arc::new(Mutex::new(String::new()));
+    let drain = {
+        let printed = Arc::clone(&printed);
+        thread::spawn(move || {
+            let mut buffer = [0u8; 64 * 1024];
+            while let Ok(n) = reader.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                printed
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        })
+    };
+    let mut last = String::new();
+    let exact = common::wait_for(PATIENCE, || {
+        client.write_all(b"stats\n").unwrap();
+        reply.clear();
+        echoed.read_line(&mut reply).unwrap();
+        let text = printed.lock().unwrap().clone();
+        let lines = text.lines().filter(|l| l.starts_with('[')).count() as u64;
+        let printed_events = text.lines().filter(|l| l.starts_with("* [")).count() as u64;
+        let (dropped_lines, dropped_events) = (
+            stat(&reply, "lines_dropped"),
+            stat(&reply, "events_dropped"),
+        );
+        last = format!(
+            "{lines} lines printed + {dropped_lines} dropped (sent {lines_sent}); \
+             {printed_events} events printed + {dropped_events} dropped (of {events})"
+        );
+        assert!(dropped_lines > 0 && dropped_events > 0, "{last}");
+        lines + dropped_lines == lines_sent && printed_events + dropped_events == events
+    });
+    assert!(exact, "never exact: {last}");
+    drop(server);
+    drain.join().unwrap();
 }

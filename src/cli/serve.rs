@@ -64,7 +64,8 @@ pub struct ServeArgs {
     pub output_buffer: usize,
     /// When the output buffer is full: block (stop reading from clients
     /// until half of it is written; nothing is lost) or drop (keep serving,
-    /// drop whole lines and count them as lines_dropped).
+    /// drop whole records and count them as lines_dropped and
+    /// events_dropped).
     #[arg(long, value_name = "POLICY", default_value = "block")]
     pub output_full: OutputFull,
     /// Longest accepted line (bytes, or 64KiB, 1MiB); longer lines close the

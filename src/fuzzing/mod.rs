@@ -281,11 +281,12 @@ fn check_output(lines: &[Framed], failed: bool) {
                 OutputFull::Block,
             )
             .expect("start the output writer");
-            output.open(peer);
+            let label = output.label(&peer);
+            output.open(&label);
             for line in lines {
-                output.line(peer, &line.text);
+                output.line(&label, &line.text);
             }
-            output.close(peer, reason);
+            output.close(&label, reason);
             assert!(output.wait_written(std::time::Duration::from_secs(10)));
             let printed = sink.contents();
             let count = printed.lines().count();

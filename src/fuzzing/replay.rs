@@ -71,12 +71,12 @@ fn saved_fuzz_inputs_print_as_json_objects() {
             OutputFull::Block,
         )
         .expect("start the output writer");
-        let peer = "[::1]:7 \"odd\" \u{202e}";
-        output.open(peer);
+        let peer = output.label(&"[::1]:7 \"odd\" \u{202e}");
+        output.open(&peer);
         for text in &texts {
-            output.line(peer, text);
+            output.line(&peer, text);
         }
-        output.close(peer, crate::serve::CloseReason::Eof);
+        output.close(&peer, crate::serve::CloseReason::Eof);
         assert!(output.wait_written(std::time::Duration::from_secs(10)));
         let printed = sink.contents();
 

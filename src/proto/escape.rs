@@ -26,10 +26,142 @@ use std::io::{self, Write};
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn write_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8], json: bool) -> io::Result<()> {
-    // Fast path: plain printable ASCII needs no work at all.
-    if is_plain(bytes, json) {
-        return w.write_all(bytes);
+    let mut out = Vec::with_capacity(bytes.len());
+    escape_into(&mut out, bytes, json);
+    w.write_all(&out)
+}
+
+/// Appends `bytes`, escaped as [`write_escaped`] does, to `out`: the form
+/// the server's printers use, since appending to a buffer cannot fail.
+///
+/// It checks and copies in one pass: eight bytes at a time while they are
+/// printable ASCII (almost every line), each word stored as soon as it is
+/// checked; from the first word that is not, character by character. The
+/// tail of a line is checked and stored as one last, overlapping word.
+///
+/// ```
+/// let mut out = b"[peer] ".to_vec();
+/// selectd::proto::escape_into(&mut out, b"say \"hi\" \x07", true);
+/// assert_eq!(out, br#"[peer] say \"hi\" \\u{7}"#);
+/// ```
+pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8], json: bool) {
+    let copied = if json {
+        copy_plain::<true>(out, bytes)
+    } else {
+        copy_plain::<false>(out, bytes)
+    };
+    if let Some(rest) = bytes.get(copied..).filter(|rest| !rest.is_empty()) {
+        escape_slowly(out, rest, json);
     }
+}
+
+/// Appends the longest start of `bytes` that needs no escaping, checking
+/// and storing a word at a time, and returns its length (all of `bytes`
+/// for almost every line). Generic over `JSON` so that the check has no
+/// branch on the format inside the loop.
+#[inline(always)]
+fn copy_plain<const JSON: bool>(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    out.reserve(len);
+    let start = out.len();
+    let src = bytes.as_ptr();
+    // SAFETY (all the pointer accesses below): `src` is valid for `len`
+    // bytes, and `dst` for `len` bytes of reserved spare capacity; every
+    // word read or written lies within `[0, len)` (`at + 8 <= len`, or the
+    // last eight bytes when `len >= 8`), unaligned accesses are used, and
+    // `set_len` covers exactly the bytes written, in order from `start`.
+    let dst = unsafe { out.as_mut_ptr().add(start) };
+    // Sixteen bytes at a time where the CPU has it (every x86-64), then
+    // eight: a bad block stops the first loop, and the second finds the
+    // word in it.
+    #[cfg(target_arch = "x86_64")]
+    let mut at = unsafe { sse2::copy_plain::<JSON>(src, dst, len) };
+    #[cfg(not(target_arch = "x86_64"))]
+    let mut at = 0;
+    while at + 8 <= len {
+        let word = unsafe { src.add(at).cast::<u64>().read_unaligned() };
+        if plain_word::<JSON>(word) != 0 {
+            unsafe { out.set_len(start + at) };
+            return at;
+        }
+        unsafe { dst.add(at).cast::<u64>().write_unaligned(word) };
+        at += 8;
+    }
+    if at < len {
+        if len >= 8 {
+            // The tail, as the last (overlapping) word.
+            let word = unsafe { src.add(len - 8).cast::<u64>().read_unaligned() };
+            if plain_word::<JSON>(word) == 0 {
+                unsafe { dst.add(len - 8).cast::<u64>().write_unaligned(word) };
+                at = len;
+            }
+        } else {
+            while at < len && is_plain_byte(bytes[at], JSON) {
+                unsafe { dst.add(at).write(bytes[at]) };
+                at += 1;
+            }
+        }
+    }
+    unsafe { out.set_len(start + at) };
+    at
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8,
+        _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128,
+    };
+
+    /// Copies `src` to `dst` sixteen bytes at a time while every byte is
+    /// printable ASCII (for `JSON`, neither `"` nor `\\` either); returns how
+    /// many bytes were copied (a multiple of 16).
+    ///
+    /// # Safety
+    ///
+    /// `src` must be valid for reads and `dst` for writes of `len` bytes.
+    #[target_feature(enable = "sse2")]
+    pub(super) unsafe fn copy_plain<const JSON: bool>(
+        src: *const u8,
+        dst: *mut u8,
+        len: usize,
+    ) -> usize {
+        // SSE2 is part of x86-64: always there. Compared as signed bytes,
+        // 0x80 and above are negative, so "above 0x1f and below 0x7f" is
+        // exactly printable ASCII.
+        let above_controls = _mm_set1_epi8(0x1f);
+        let del = _mm_set1_epi8(0x7f);
+        let quote = _mm_set1_epi8(b'"' as i8);
+        let backslash = _mm_set1_epi8(b'\\' as i8);
+        let mut at = 0;
+        while at + 16 <= len {
+            // SAFETY: `at + 16 <= len`, and the caller vouches for `len`.
+            let block = unsafe { _mm_loadu_si128(src.add(at).cast::<__m128i>()) };
+            let mut plain = _mm_and_si128(
+                _mm_cmpgt_epi8(block, above_controls),
+                _mm_cmplt_epi8(block, del),
+            );
+            if JSON {
+                let special = _mm_or_si128(
+                    _mm_cmpeq_epi8(block, quote),
+                    _mm_cmpeq_epi8(block, backslash),
+                );
+                plain = _mm_andnot_si128(special, plain);
+            }
+            if _mm_movemask_epi8(plain) != 0xffff {
+                break;
+            }
+            // SAFETY: as for the load.
+            unsafe { _mm_storeu_si128(dst.add(at).cast::<__m128i>(), block) };
+            at += 16;
+        }
+        at
+    }
+}
+
+/// Escapes `bytes` character by character (the path for text that is not
+/// all printable ASCII).
+fn escape_slowly(out: &mut Vec<u8>, bytes: &[u8], json: bool) {
     let backslash: &[u8] = if json { b"\\\\" } else { b"\\" };
     for chunk in bytes.utf8_chunks() {
         let valid = chunk.valid();
@@ -39,61 +171,58 @@ pub fn write_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8], json: bool) -> 
             if !json_special && !needs_escape(c) {
                 continue;
             }
-            w.write_all(&valid.as_bytes()[safe_from..at])?;
+            out.extend_from_slice(&valid.as_bytes()[safe_from..at]);
             safe_from = at + c.len_utf8();
             if json_special {
-                write!(w, "\\{c}")?;
+                out.extend_from_slice(&[b'\\', c as u8]);
                 continue;
             }
-            w.write_all(backslash)?;
+            out.extend_from_slice(backslash);
             match c {
-                '\t' => w.write_all(b"t")?,
-                '\r' => w.write_all(b"r")?,
-                '\n' => w.write_all(b"n")?,
-                '\0' => w.write_all(b"0")?,
-                _ => write!(w, "u{{{:x}}}", c as u32)?,
+                '\t' => out.push(b't'),
+                '\r' => out.push(b'r'),
+                '\n' => out.push(b'n'),
+                '\0' => out.push(b'0'),
+                // Writing to a `Vec` cannot fail.
+                _ => {
+                    let _ = write!(out, "u{{{:x}}}", c as u32);
+                }
             }
         }
-        w.write_all(&valid.as_bytes()[safe_from..])?;
-        for byte in chunk.invalid() {
-            w.write_all(backslash)?;
-            write!(w, "x{byte:02x}")?;
+        out.extend_from_slice(&valid.as_bytes()[safe_from..]);
+        for &byte in chunk.invalid() {
+            out.extend_from_slice(backslash);
+            let _ = write!(out, "x{byte:02x}");
         }
     }
-    Ok(())
 }
 
-/// Whether every byte is printable ASCII (and, for JSON, neither `"` nor
-/// `\\`), so the text can be copied as it is. This runs for every printed
-/// line, so it looks at eight bytes at a time: with `ONES` in every byte,
-/// `(w - k * ONES) & !w & HIGH` is non-zero exactly when some byte of `w`
-/// is below `k` (and under 0x80), the classic "has a zero byte" test.
-fn is_plain(bytes: &[u8], json: bool) -> bool {
+/// Whether `bytes` needs no escaping at all, so it can be copied as it is
+/// (a peer's label, checked once per connection).
+pub(crate) fn is_plain(bytes: &[u8], json: bool) -> bool {
+    bytes.iter().all(|&b| is_plain_byte(b, json))
+}
+
+/// Printable ASCII (and, for JSON, neither `"` nor `\\`).
+fn is_plain_byte(b: u8, json: bool) -> bool {
+    (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\'))
+}
+
+/// Non-zero exactly when some byte of `w` must be escaped. With `ONES` in
+/// every byte, `(w - k * ONES) & !w & HIGH` has the high bit of each byte
+/// below `k` (that is under 0x80) set: the classic "has a zero byte" test.
+/// Bytes of 0x7f and above are caught by `w + ONES` and `w` themselves.
+fn plain_word<const JSON: bool>(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    // High bit set in each byte below `k` (given the byte is under 0x80).
     let below = |w: u64, k: u64| w.wrapping_sub(k * ONES) & !w;
-    let quote = u64::from(b'"') * ONES;
-    let backslash = u64::from(b'\\') * ONES;
-    let mut words = bytes.chunks_exact(8);
-    // No early exit: a line is short, and a loop without branches runs
-    // several words per cycle.
-    let mut bad = 0u64;
-    for chunk in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        // A control character, or DEL (0x7f) and above.
-        bad |= below(w, 0x20) | w.wrapping_add(ONES) | w;
-        if json {
-            bad |= below(w ^ quote, 1) | below(w ^ backslash, 1);
-        }
+    let mut bad = below(w, 0x20) | w.wrapping_add(ONES) | w;
+    if JSON {
+        let quote = u64::from(b'"') * ONES;
+        let backslash = u64::from(b'\\') * ONES;
+        bad |= below(w ^ quote, 1) | below(w ^ backslash, 1);
     }
-    bad & HIGH == 0
-        && words
-            .remainder()
-            .iter()
-            .all(|&b| (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\')))
+    bad & HIGH
 }
 
 /// Characters that must not reach a terminal raw: controls, and the
@@ -117,6 +246,36 @@ mod tests {
         let mut out = Vec::new();
         write_escaped(&mut out, bytes, json).unwrap();
         String::from_utf8(out).expect("escaped output is UTF-8")
+    }
+
+    /// The rules written the simple way, character by character (the
+    /// implementation before the one-pass one): the reference it must match.
+    fn reference(bytes: &[u8], json: bool) -> Vec<u8> {
+        let mut w = Vec::new();
+        let backslash: &[u8] = if json { b"\\\\" } else { b"\\" };
+        for chunk in bytes.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if json && (c == '"' || c == '\\') {
+                    write!(w, "\\{c}").unwrap();
+                } else if needs_escape(c) {
+                    w.extend_from_slice(backslash);
+                    match c {
+                        '\t' => w.extend_from_slice(b"t"),
+                        '\r' => w.extend_from_slice(b"r"),
+                        '\n' => w.extend_from_slice(b"n"),
+                        '\0' => w.extend_from_slice(b"0"),
+                        _ => write!(w, "u{{{:x}}}", c as u32).unwrap(),
+                    }
+                } else {
+                    write!(w, "{c}").unwrap();
+                }
+            }
+            for byte in chunk.invalid() {
+                w.extend_from_slice(backslash);
+                write!(w, "x{byte:02x}").unwrap();
+            }
+        }
+        w
     }
 
     #[test]
@@ -152,35 +311,59 @@ mod tests {
         assert_eq!(escaped(b"\x1b\xff", true), r"\\u{1b}\\xff");
     }
 
+    /// A bad byte at every position of every length, around the word
+    /// boundaries and the overlapping last word, is found.
     #[test]
-    fn plain_means_printable_ascii_at_every_position() {
-        for len in 0..20 {
+    fn a_bad_byte_is_escaped_at_every_position() {
+        for len in 0..30 {
             let text = vec![b'a'; len];
-            assert!(is_plain(&text, false) && is_plain(&text, true));
+            for json in [false, true] {
+                let mut out = b"prefix".to_vec();
+                escape_into(&mut out, &text, json);
+                assert_eq!(&out[6..], &text[..]);
+                assert!(is_plain(&text, json));
+            }
             for at in 0..len {
-                for bad in [0x00, 0x1f, 0x7f, 0x80, 0xff] {
+                for bad in [0x00, 0x1f, 0x7f, 0x80, 0xff, b'"', b'\\'] {
                     let mut text = text.clone();
                     text[at] = bad;
-                    assert!(!is_plain(&text, false), "{bad:#x} at {at} of {len}");
-                }
-                for json_only in [b'"', b'\\'] {
-                    let mut text = text.clone();
-                    text[at] = json_only;
-                    assert!(is_plain(&text, false) && !is_plain(&text, true));
+                    for json in [false, true] {
+                        let mut out = Vec::new();
+                        escape_into(&mut out, &text, json);
+                        assert_eq!(out, reference(&text, json), "{bad:#x} at {at} of {len}");
+                    }
                 }
             }
         }
     }
 
     proptest! {
-        /// The word-at-a-time test agrees with the byte-at-a-time rule.
+        /// The one-pass escaping agrees with the simple one, for any bytes
+        /// (mostly printable, so that long plain runs, and the words after
+        /// a bad one, are exercised), appended after anything.
         #[test]
-        fn plain_agrees_with_the_byte_rule(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn one_pass_agrees_with_the_reference(
+            prefix in proptest::collection::vec(any::<u8>(), 0..9),
+            bytes in proptest::collection::vec(
+                prop_oneof![8 => 0x20u8..0x7f, 1 => any::<u8>()], 0..200),
+        ) {
             for json in [false, true] {
-                let expected = bytes
-                    .iter()
-                    .all(|&b| (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\')));
-                prop_assert_eq!(is_plain(&bytes, json), expected);
+                let mut out = prefix.clone();
+                escape_into(&mut out, &bytes, json);
+                prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+                prop_assert_eq!(&out[prefix.len()..], &reference(&bytes, json)[..]);
+                let plain = bytes.iter().all(|&b| is_plain_byte(b, json));
+                prop_assert_eq!(is_plain(&bytes, json), plain);
+            }
+        }
+
+        /// Any UTF-8 text (multi-byte characters included) too.
+        #[test]
+        fn one_pass_agrees_on_any_text(text in any::<String>()) {
+            for json in [false, true] {
+                let mut out = Vec::new();
+                escape_into(&mut out, text.as_bytes(), json);
+                prop_assert_eq!(out, reference(text.as_bytes(), json));
             }
         }
 

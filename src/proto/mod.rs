@@ -11,5 +11,5 @@ pub mod command;
 pub mod escape;
 pub mod line;
 
-pub use escape::write_escaped;
+pub use escape::{escape_into, write_escaped};
 pub use line::{Line, LineBuffer, LineTooLong};

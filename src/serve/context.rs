@@ -36,7 +36,7 @@ impl Context {
     /// the others' as last published) and, with several loops, how many
     /// connections each holds.
     pub(crate) fn stats_reply(&mut self, reply: &mut [u8]) -> usize {
-        self.counters.lines_dropped = self.output.dropped();
+        self.output.count_drops(&mut self.counters);
         // One copy of every loop's counters, so the fields of one reply
         // agree (the total open is the sum of the per-loop figures).
         let by_loop = self.shared.by_loop(Some((self.reactor, &self.counters)));

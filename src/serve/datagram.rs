@@ -72,7 +72,7 @@ pub(crate) fn on_readable(
 
 /// Prints each line of one datagram; an unterminated last line is a line.
 fn print_lines(datagram: &[u8], from: SocketAddr, ctx: &mut Context, state: &mut DatagramState) {
-    let label = from.to_string();
+    let label = ctx.output.label(&from);
     let max_line = ctx.config.max_line;
     let mut act = |text: &[u8]| {
         ctx.counters.lines += 1;

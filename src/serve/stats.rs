@@ -35,8 +35,12 @@ pub struct Counters {
     pub datagrams: u64,
     /// UDP echo replies dropped because the send buffer was full.
     pub datagram_replies_dropped: u64,
-    /// Lines not printed because the output was full (`--output-full drop`).
+    /// Client lines not printed because the output was full
+    /// (`--output-full drop`).
     pub lines_dropped: u64,
+    /// Connection events (`open`, `close`) not printed because the output
+    /// was full (`--output-full drop`).
+    pub events_dropped: u64,
 }
 
 impl Counters {
@@ -73,6 +77,7 @@ impl Counters {
             datagrams,
             datagram_replies_dropped,
             lines_dropped,
+            events_dropped,
         } = *other;
         self.accepted += accepted;
         self.refused_full += refused_full;
@@ -87,6 +92,7 @@ impl Counters {
         self.datagrams += datagrams;
         self.datagram_replies_dropped += datagram_replies_dropped;
         self.lines_dropped += lines_dropped;
+        self.events_dropped += events_dropped;
     }
 
     pub(crate) fn count_close(&mut self, reason: CloseReason) {
@@ -117,14 +123,15 @@ impl fmt::Display for Counters {
         write!(
             f,
             " bytes_in={} bytes_out={} lines={} errors={} datagrams={} datagram_replies_dropped={} \
-             lines_dropped={}",
+             lines_dropped={} events_dropped={}",
             self.bytes_in,
             self.bytes_out,
             self.lines,
             self.errors,
             self.datagrams,
             self.datagram_replies_dropped,
-            self.lines_dropped
+            self.lines_dropped,
+            self.events_dropped
         )
     }
 }
@@ -213,6 +220,6 @@ mod tests {
         assert!(!text.contains('\n'));
         assert!(text.starts_with("accepted=2 open=1 refused_full=0 closed=1 closed_eof=0"));
         assert!(text.contains(" closed_line_too_long=1 "), "{text}");
-        assert!(text.ends_with(" datagram_replies_dropped=0 lines_dropped=0"));
+        assert!(text.ends_with(" datagram_replies_dropped=0 lines_dropped=0 events_dropped=0"));
     }
 }

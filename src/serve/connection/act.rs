@@ -18,6 +18,7 @@ use crate::proto::command::{Command, is_cross_protocol, may_matter};
 use crate::proto::line::Line;
 use crate::serve::close::CloseReason;
 use crate::serve::context::Context;
+use crate::serve::output::PeerLabel;
 use crate::serve::send_queue::SendQueue;
 use crate::serve::trace;
 
@@ -35,7 +36,7 @@ pub(super) struct Act<'a, 'c> {
     pub(super) out: &'a mut SendQueue,
     /// The peer is on this machine (may `stop`, may read `stats`).
     pub(super) local: bool,
-    pub(super) label: &'a str,
+    pub(super) label: &'a PeerLabel,
     /// Set when this client's `stop` is obeyed.
     pub(super) sent_stop: &'a mut bool,
     pub(super) ctx: &'a mut Context,

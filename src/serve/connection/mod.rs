@@ -52,6 +52,7 @@ use crate::net::stream::{Peer, Stream};
 use crate::proto::line::LineBuffer;
 use crate::serve::close::CloseReason;
 use crate::serve::context::Context;
+use crate::serve::output::PeerLabel;
 use crate::serve::proxy::PendingHeader;
 use crate::serve::send_queue::SendQueue;
 
@@ -172,8 +173,9 @@ pub struct Connection {
     /// The peer may `stop` the server and read `stats` (it is on this
     /// machine: loopback or a Unix socket).
     local: bool,
-    /// The peer as printed with every line, formatted once at accept.
-    label: Box<str>,
+    /// The peer as printed with every line, rendered once at accept (and
+    /// again when a PROXY header names the client).
+    label: PeerLabel,
     /// A partial line, if the last read ended mid-line.
     /// Allocated only while a line is held between reads (or handed out in
     /// pieces): `None` whenever every read ended with a whole line, which for
@@ -215,7 +217,7 @@ impl Connection {
         ctx: &mut Context,
     ) -> io::Result<Connection> {
         ctx.registry.register(&mut stream, token, READ_INTEREST)?;
-        let label = peer.to_string().into_boxed_str();
+        let label = ctx.output.label(&peer);
         let proxy_header = match &peer {
             Peer::Ip(addr) if ctx.config.proxy_protocol.trusts(addr.ip()) => Some(Box::default()),
             _ => None,

@@ -52,7 +52,7 @@ impl Connection {
                     log::debug!("{}: PROXY header for {client}", self.label);
                     let peer = Peer::Ip(client);
                     self.local = peer.is_local();
-                    self.label = peer.to_string().into_boxed_str();
+                    self.label = ctx.output.label(&peer);
                 }
                 ctx.output.open(&self.label);
                 Ok(chunk.map(|bytes| &bytes[used..]))

@@ -85,7 +85,7 @@ impl EventLoop {
         if let Some(due) = self.next_stats
             && due <= now
         {
-            self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+            self.ctx.output.count_drops(&mut self.ctx.counters);
             let totals = self
                 .ctx
                 .shared

@@ -249,10 +249,12 @@ impl EventLoop {
                 self.next_wake = self.deadlines().into_iter().flatten().min();
             }
             let ready_idle = self.ready.is_empty() || self.reading_paused();
-            self.ctx.output.flush();
             self.ctx.output.report_drops();
             let publish_due = self.publish_lazily(now);
             let timeout = poll_timeout(now, ready_idle, self.next_wake, publish_due);
+            // Printed output goes to the writer now if the loop may sleep;
+            // if it goes straight on, it may wait for a larger batch.
+            self.ctx.output.end_turn(timeout != Some(Duration::ZERO));
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -373,7 +375,7 @@ impl EventLoop {
     /// not once per turn (and computes no time for it: the sleep it bounds
     /// is a constant).
     fn publish_lazily(&mut self, now: Instant) -> Option<Duration> {
-        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+        self.ctx.output.count_drops(&mut self.ctx.counters);
         if self.ctx.counters == self.published {
             return None;
         }
@@ -386,7 +388,7 @@ impl EventLoop {
 
     /// Publishes this loop's counters now.
     fn publish(&mut self, now: Instant) {
-        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+        self.ctx.output.count_drops(&mut self.ctx.counters);
         self.ctx
             .shared
             .publish(self.ctx.reactor, &self.ctx.counters);

@@ -13,21 +13,22 @@ use mio::Token;
 
 use super::EventLoop;
 use super::lifecycle::Reading;
-use crate::serve::output::diagnostics;
-use crate::serve::output::queue::Closed;
 use crate::serve::slots;
 
 impl EventLoop {
     /// Another thread woke us: the handle asked to stop, or the output queue
-    /// has room again, has emptied, or was closed by its reader.
+    /// has room again, has emptied, or was closed (by its reader, or by its
+    /// writer's death).
     pub(super) fn on_wake(&mut self, now: Instant) {
         if self.ctx.shared.stop_requested() {
             self.ctx.stop_requested = true;
         }
         self.open_handed(now);
-        if self.ctx.output.closed() == Some(Closed::BrokenPipe) && !self.output_closed {
+        if self.ctx.output.closed().is_some() && !self.output_closed {
+            // The reader went away or the writer died: every loop stops, and
+            // the first to notice says why.
             self.output_closed = true;
-            diagnostics::line(format_args!("error: output closed (Broken pipe): stopping"));
+            self.ctx.output.report_closed();
             self.ctx.stop_requested = true;
         }
         if self.reading_paused() && self.ctx.output.has_room() {

@@ -63,7 +63,7 @@ pub fn write_record(record: &[u8]) {
         );
     }
     staged.extend_from_slice(record);
-    queue.push(&mut staged);
+    queue.push(&mut staged, true);
 }
 
 /// Queues one line for stderr (a newline is added).

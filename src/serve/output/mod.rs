@@ -5,17 +5,20 @@
 //! sends, escape sequences included, onto the operator's terminal, and (3)
 //! blocks the whole server whenever whoever reads stdout is slow. Here:
 //!
-//! - Each loop formats its turn's lines into a staging buffer, and hands the
-//!   buffer to a bounded [queue](queue) once per turn, just before it sleeps
-//!   in `poll`: output appears promptly, and a busy turn that prints a
-//!   thousand lines costs one hand-off and at most one `write(2)`, made by the
-//!   queue's writer thread, never by the loop.
+//! - Each loop formats its lines into a staging buffer, and hands the
+//!   buffer itself to a bounded [queue](queue) when it is full or the loop
+//!   is about to sleep in `poll`: output appears promptly, and a busy turn
+//!   that prints a thousand lines costs one hand-off and at most one
+//!   `writev(2)`, made by the queue's writer thread, never by the loop.
 //! - When the queue is full (`--output-buffer`), the loop stops reading from
 //!   clients until it is down to half (`--output-full block`, the default:
 //!   nothing is lost), or drops whole lines and counts them
 //!   (`--output-full drop`).
-//! - Every byte a client chose is escaped before it is printed
-//!   ([`write_escaped`]), so no client can act on the operator's terminal.
+//! - Each format has a printer of its own ([`printer`]); the peer is
+//!   rendered for it once per connection ([`PeerLabel`]), and every byte a
+//!   client chose is escaped before it is printed
+//!   ([`escape_into`](crate::proto::escape_into)), so no client can act on
+//!   the operator's terminal.
 //! - The sink is any `Write`: stdout for the binary, a file (`--output`,
 //!   reopened on `SIGHUP`), or [`MemorySink`] for a test that wants to read
 //!   what would have been printed.
@@ -25,6 +28,7 @@
 //! bounded and non-blocking the same way.
 
 pub(crate) mod diagnostics;
+mod printer;
 pub(crate) mod queue;
 
 use std::fmt;
@@ -32,13 +36,22 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::proto::write_escaped;
+use crate::proto::escape::is_plain;
+use crate::proto::escape_into;
 use crate::serve::close::CloseReason;
+use crate::serve::stats::Counters;
+use printer::{Printer, Prints};
 use queue::{Closed, OutputQueue, Sink};
 
-/// Staged output is handed to the queue once a turn, or as soon as it
-/// reaches this size, so that staging never holds much beyond the bound.
-const STAGE_LIMIT: usize = 64 * 1024;
+/// Staged output is handed to the queue (the buffer itself, moved) as soon
+/// as it holds this much, before a record could make it outgrow its
+/// capacity; otherwise before the loop sleeps.
+const BATCH: usize = queue::BUFFER_CAPACITY - 4 * 1024;
+
+/// A loop that goes straight on from turn to turn (work left in its ready
+/// queue) hands over what it staged after at most this many turns, however
+/// little it is.
+const BUSY_TURNS: u32 = 16;
 
 /// If `fd` is a pipe, asks the kernel for a larger one (1 MiB instead of
 /// 64 KiB): the writer and the reader then take turns far less often. A
@@ -135,21 +148,57 @@ impl fmt::Display for Format {
 /// The notes' separator, printed after each client in `plain` format.
 pub const SEPARATOR: &str = "----------------";
 
-/// The server's printed output, as one loop sees it: a format, a staging
-/// buffer, and the queue it feeds.
+/// A peer as printed: its address, rendered (escaped for this output's
+/// format) once, when the connection is made or a PROXY header names
+/// another peer, and then copied as it is into every record. It reads as
+/// the peer in logs too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PeerLabel(Box<str>);
+
+impl std::ops::Deref for PeerLabel {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PeerLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Records dropped by `--output-full drop`: client lines and connection
+/// events apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Dropped {
+    lines: u64,
+    events: u64,
+}
+
+/// The server's printed output, as one loop sees it: a printer for the
+/// format, a staging buffer, and the queue it feeds.
 pub(crate) struct Output {
+    printer: &'static dyn Printer,
+    prints: Prints,
     format: Format,
     staged: Vec<u8>,
     queue: OutputQueue,
     policy: OutputFull,
     /// Whether the sink is a file that `SIGHUP` reopens.
     reopenable: bool,
-    /// Lines dropped (`--output-full drop`) since the start, and since the
-    /// last time that was logged.
-    dropped_total: u64,
-    dropped_unlogged: u64,
+    /// Dropped since the start, and since the last time that was logged.
+    dropped: Dropped,
+    dropped_unlogged: Dropped,
     /// Where this loop's last push ended, in everything ever queued.
     pushed_end: u64,
+    /// Something was pushed without waking the writer: wake it before the
+    /// loop sleeps.
+    unannounced: bool,
+    /// Turns in a row that ended with something staged and the loop going
+    /// straight on.
+    busy_turns: u32,
 }
 
 impl fmt::Debug for Output {
@@ -201,31 +250,37 @@ impl Output {
         policy: OutputFull,
         reopenable: bool,
     ) -> io::Result<Output> {
-        Ok(Output {
+        let queue = OutputQueue::spawn(sink, limit, "selectd-output", true)?;
+        Ok(Self::feeding(format, queue, policy, reopenable))
+    }
+
+    fn feeding(format: Format, queue: OutputQueue, policy: OutputFull, reopenable: bool) -> Output {
+        let printer = printer::for_format(format);
+        Output {
+            printer,
+            prints: printer.prints(),
             format,
             staged: Vec::with_capacity(queue::BUFFER_CAPACITY),
-            queue: OutputQueue::spawn(sink, limit, "selectd-output", true)?,
+            queue,
             policy,
             reopenable,
-            dropped_total: 0,
-            dropped_unlogged: 0,
+            dropped: Dropped::default(),
+            dropped_unlogged: Dropped::default(),
             pushed_end: 0,
-        })
+            unannounced: false,
+            busy_turns: 0,
+        }
     }
 
     /// Another loop's view of the same output: its own staging buffer,
     /// the same queue and writer (several loops, one output).
     pub fn share(&self) -> Output {
-        Output {
-            format: self.format,
-            staged: Vec::with_capacity(queue::BUFFER_CAPACITY),
-            queue: self.queue.clone(),
-            policy: self.policy,
-            reopenable: self.reopenable,
-            dropped_total: 0,
-            dropped_unlogged: 0,
-            pushed_end: 0,
-        }
+        Self::feeding(
+            self.format,
+            self.queue.clone(),
+            self.policy,
+            self.reopenable,
+        )
     }
 
     /// The loop to wake when the queue has room again, empties, or closes.
@@ -233,71 +288,85 @@ impl Output {
         self.queue.add_waker(waker);
     }
 
+    /// `peer` rendered for this output's format: escaped once here, so that
+    /// printing copies it as it is. An address (almost every peer) needs no
+    /// escaping and is kept as formatted.
+    pub fn label(&self, peer: &impl fmt::Display) -> PeerLabel {
+        let raw = peer.to_string();
+        let json = self.printer.json_peer();
+        if is_plain(raw.as_bytes(), json) {
+            return PeerLabel(raw.into_boxed_str());
+        }
+        let mut escaped = Vec::with_capacity(raw.len() + 16);
+        escape_into(&mut escaped, raw.as_bytes(), json);
+        PeerLabel(String::from_utf8_lossy(&escaped).into())
+    }
+
     /// A client connected.
-    pub fn open(&mut self, peer: &str) {
-        match self.format {
-            Format::Tagged => self.emit(|w| {
-                w.write_all(b"* [")?;
-                write_escaped(w, peer.as_bytes(), false)?;
-                w.write_all(b"] open\n")
-            }),
-            Format::Json => self.emit(|w| {
-                w.write_all(b"{\"event\":\"open\",\"peer\":\"")?;
-                write_escaped(w, peer.as_bytes(), true)?;
-                w.write_all(b"\"}\n")
-            }),
-            Format::Plain | Format::None => {}
+    pub fn open(&mut self, peer: &PeerLabel) {
+        if self.prints.opens && self.keeps(false) {
+            self.printer.open(&mut self.staged, peer);
+            self.staged_one();
         }
     }
 
     /// A client sent a line (`text` is without its terminator).
-    pub fn line(&mut self, peer: &str, text: &[u8]) {
-        match self.format {
-            Format::Tagged => self.emit(|w| {
-                w.write_all(b"[")?;
-                write_escaped(w, peer.as_bytes(), false)?;
-                w.write_all(b"] ")?;
-                write_escaped(w, text, false)?;
-                w.write_all(b"\n")
-            }),
-            Format::Plain => self.emit(|w| {
-                write_escaped(w, crate::proto::command::strip(text), false)?;
-                w.write_all(b"\n")
-            }),
-            Format::Json => self.emit(|w| {
-                w.write_all(b"{\"event\":\"line\",\"peer\":\"")?;
-                write_escaped(w, peer.as_bytes(), true)?;
-                w.write_all(b"\",\"line\":\"")?;
-                write_escaped(w, text, true)?;
-                w.write_all(b"\"}\n")
-            }),
-            Format::None => {}
+    pub fn line(&mut self, peer: &PeerLabel, text: &[u8]) {
+        if self.prints.lines && self.keeps(true) {
+            self.printer.line(&mut self.staged, peer, text);
+            self.staged_one();
         }
     }
 
     /// A client's connection closed, for `reason`.
-    pub fn close(&mut self, peer: &str, reason: CloseReason) {
-        match self.format {
-            Format::Tagged => self.emit(|w| {
-                w.write_all(b"* [")?;
-                write_escaped(w, peer.as_bytes(), false)?;
-                writeln!(w, "] close: {reason}")
-            }),
-            Format::Plain => self.emit(|w| writeln!(w, "{SEPARATOR}")),
-            Format::Json => self.emit(|w| {
-                w.write_all(b"{\"event\":\"close\",\"peer\":\"")?;
-                write_escaped(w, peer.as_bytes(), true)?;
-                writeln!(w, "\",\"reason\":\"{reason}\"}}")
-            }),
-            Format::None => {}
+    pub fn close(&mut self, peer: &PeerLabel, reason: CloseReason) {
+        if self.prints.closes && self.keeps(false) {
+            self.printer.close(&mut self.staged, peer, reason);
+            self.staged_one();
         }
     }
 
-    /// Hands what this turn printed to the writer. The loop calls this once
-    /// per turn, before it sleeps in `poll`, and once more before it stops.
+    /// The loop is about to sleep in `poll`: hand what this turn printed to
+    /// the writer, and wake it if it sleeps. Called once more before the
+    /// loop stops.
     pub fn flush(&mut self) {
-        if let Some(end) = self.queue.push(&mut self.staged) {
+        if self.staged.is_empty() {
+            if self.unannounced {
+                self.queue.nudge();
+            }
+        } else if let Some(end) = self.queue.push(&mut self.staged, true) {
             self.pushed_end = end;
+        }
+        self.unannounced = false;
+    }
+
+    /// A turn is over. If the loop is about to sleep (`sleeping`), this is
+    /// [`flush`](Output::flush); if it goes straight on (work left for the
+    /// next turn), what is staged stays staged unless it is a good batch
+    /// already, so that the writer gets fewer, larger batches.
+    pub fn end_turn(&mut self, sleeping: bool) {
+        self.busy_turns = if sleeping || self.staged.is_empty() {
+            0
+        } else {
+            self.busy_turns + 1
+        };
+        if sleeping || self.busy_turns >= BUSY_TURNS {
+            // A loop kept busy by work that prints little (a flood of
+            // commands, say) still shows what it printed within a few turns.
+            self.flush();
+            self.busy_turns = 0;
+        } else if self.staged.len() >= BATCH {
+            self.hand_over();
+        }
+    }
+
+    /// Queues what is staged without waking a sleeping writer (unless
+    /// enough waits): the loop goes on producing and flushes before it
+    /// sleeps.
+    fn hand_over(&mut self) {
+        if let Some(end) = self.queue.push(&mut self.staged, false) {
+            self.pushed_end = end;
+            self.unannounced = true;
         }
     }
 
@@ -329,7 +398,9 @@ impl Output {
 
     /// Asks to be woken once the queue is down to half; `false` if it
     /// already is (then there is no need to stop reading).
-    pub fn pause_producers(&self) -> bool {
+    pub fn pause_producers(&mut self) -> bool {
+        // What is staged counts against the bound: let the writer have it.
+        self.flush();
         self.queue.pause_producers()
     }
 
@@ -350,9 +421,18 @@ impl Output {
         self.queue.want_drained(self.pushed_end)
     }
 
-    /// Whether the output was closed by its reader (`EPIPE`).
+    /// Whether the output can no longer be written: its reader went away
+    /// (`EPIPE`), or its writer died.
     pub fn closed(&self) -> Option<Closed> {
         self.queue.closed()
+    }
+
+    /// Says on stderr, in one line, why the output closed; of all the loops
+    /// that call this, only the first does.
+    pub fn report_closed(&self) {
+        if let Some(report) = self.queue.closed_report() {
+            diagnostics::line(format_args!("{report}"));
+        }
     }
 
     /// `SIGHUP`: everything printed so far goes to the current file, what
@@ -367,35 +447,49 @@ impl Output {
         true
     }
 
-    /// Lines dropped since the start (`--output-full drop`).
-    pub fn dropped(&self) -> u64 {
-        self.dropped_total
+    /// Copies what this loop dropped (`--output-full drop`) since the start
+    /// into its counters: client lines and connection events apart.
+    pub fn count_drops(&self, counters: &mut Counters) {
+        counters.lines_dropped = self.dropped.lines;
+        counters.events_dropped = self.dropped.events;
     }
 
-    /// Logs how many lines were dropped, once output flows again.
+    /// Logs how many records were dropped, once output flows again.
     pub fn report_drops(&mut self) {
-        if self.dropped_unlogged > 0 && self.has_room() {
+        let Dropped { lines, events } = self.dropped_unlogged;
+        if lines + events > 0 && self.has_room() {
             log::warn!(
-                "output was full: dropped {} lines (lines_dropped={})",
-                self.dropped_unlogged,
-                self.dropped_total
+                "output was full: dropped {lines} lines and {events} connection events \
+                 (lines_dropped={} events_dropped={})",
+                self.dropped.lines,
+                self.dropped.events
             );
-            self.dropped_unlogged = 0;
+            self.dropped_unlogged = Dropped::default();
         }
     }
 
-    /// Formats one record into the staging buffer, or drops it whole when
-    /// the queue is full and the policy is to drop.
-    fn emit(&mut self, write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) {
-        if self.policy == OutputFull::Drop && self.pending() >= self.queue.limit() {
-            self.dropped_total += 1;
-            self.dropped_unlogged += 1;
-            return;
+    /// Whether a record may be staged; if not (the queue is full and the
+    /// policy is to drop), it is counted as dropped, a client's line or a
+    /// connection event.
+    fn keeps(&mut self, line: bool) -> bool {
+        if self.policy == OutputFull::Block || self.pending() < self.queue.limit() {
+            return true;
         }
-        // Writing to a `Vec` cannot fail.
-        let _ = write(&mut self.staged);
-        if self.staged.len() >= STAGE_LIMIT {
-            self.flush();
+        let (total, unlogged) = if line {
+            (&mut self.dropped.lines, &mut self.dropped_unlogged.lines)
+        } else {
+            (&mut self.dropped.events, &mut self.dropped_unlogged.events)
+        };
+        *total += 1;
+        *unlogged += 1;
+        false
+    }
+
+    /// A record was staged: a full buffer goes to the writer at once (the
+    /// buffer itself, not a copy).
+    fn staged_one(&mut self) {
+        if self.staged.len() >= BATCH {
+            self.hand_over();
         }
     }
 }
@@ -469,11 +563,16 @@ mod tests {
         }
         let mut output =
             Output::to_writer(Format::Tagged, Box::new(Stalled), 100, OutputFull::Drop).unwrap();
+        let peer = output.label(&"127.0.0.1:5");
         for _ in 0..50 {
-            output.line("127.0.0.1:5", b"0123456789");
+            output.line(&peer, b"0123456789");
             output.flush();
         }
-        assert!(output.dropped() > 0);
+        output.close(&peer, CloseReason::Eof);
+        let mut counters = Counters::default();
+        output.count_drops(&mut counters);
+        assert!(counters.lines_dropped > 0);
+        assert_eq!(counters.events_dropped, 1, "an event is no line");
         assert!(!output.is_full(), "dropping never stops reading");
         // Whole lines only: what was kept is a whole number of records.
         let record = "[127.0.0.1:5] 0123456789\n".len();
@@ -502,9 +601,10 @@ mod tests {
     #[test]
     fn tagged_format() {
         let text = printed(Format::Tagged, |o| {
-            o.open("127.0.0.1:5");
-            o.line("127.0.0.1:5", b"hello");
-            o.close("127.0.0.1:5", CloseReason::Eof);
+            let peer = o.label(&"127.0.0.1:5");
+            o.open(&peer);
+            o.line(&peer, b"hello");
+            o.close(&peer, CloseReason::Eof);
         });
         assert_eq!(
             text,
@@ -515,9 +615,10 @@ mod tests {
     #[test]
     fn plain_format_is_the_notes() {
         let text = printed(Format::Plain, |o| {
-            o.open("p");
-            o.line("p", b"  hello \t");
-            o.close("p", CloseReason::Disconnect);
+            let peer = o.label(&"p");
+            o.open(&peer);
+            o.line(&peer, b"  hello \t");
+            o.close(&peer, CloseReason::Disconnect);
         });
         assert_eq!(text, "hello\n----------------\n");
     }
@@ -525,9 +626,10 @@ mod tests {
     #[test]
     fn json_format() {
         let text = printed(Format::Json, |o| {
-            o.open("[::1]:5");
-            o.line("[::1]:5", b"a \"q\"");
-            o.close("[::1]:5", CloseReason::Idle);
+            let peer = o.label(&"[::1]:5");
+            o.open(&peer);
+            o.line(&peer, b"a \"q\"");
+            o.close(&peer, CloseReason::Idle);
         });
         assert_eq!(
             text,
@@ -542,10 +644,82 @@ mod tests {
     #[test]
     fn none_prints_nothing() {
         let text = printed(Format::None, |o| {
-            o.open("p");
-            o.line("p", b"x");
-            o.close("p", CloseReason::Eof);
+            let peer = o.label(&"p");
+            o.open(&peer);
+            o.line(&peer, b"x");
+            o.close(&peer, CloseReason::Eof);
         });
         assert_eq!(text, "");
+    }
+
+    /// A loop that never sleeps (always work in its ready queue) still
+    /// hands over a single staged line within `BUSY_TURNS` turns.
+    #[test]
+    fn a_busy_loop_hands_over_a_little_output_within_a_few_turns() {
+        let sink = MemorySink::new();
+        let mut output = Output::to_writer(
+            Format::Tagged,
+            Box::new(sink.clone()),
+            1 << 20,
+            OutputFull::Block,
+        )
+        .unwrap();
+        let peer = output.label(&"p");
+        output.line(&peer, b"x");
+        for _ in 0..BUSY_TURNS - 1 {
+            output.end_turn(false);
+        }
+        assert!(!output.staged.is_empty(), "kept for a larger batch");
+        output.end_turn(false);
+        assert!(output.staged.is_empty(), "handed over");
+        assert!(
+            output
+                .queue
+                .wait_drained(std::time::Duration::from_secs(10))
+        );
+        assert_eq!(sink.contents(), "[p] x\n");
+    }
+
+    /// A peer that needs escaping (a Unix socket path can hold anything) is
+    /// escaped once, for the format: inert on a terminal, valid in JSON.
+    #[test]
+    fn a_peer_is_rendered_once_for_its_format() {
+        let peer = "unix:/tmp/a\"b\x1b[2J";
+        let text = printed(Format::Tagged, |o| {
+            let label = o.label(&peer);
+            assert_eq!(&*label, r#"unix:/tmp/a"b\u{1b}[2J"#);
+            o.line(&label, b"x");
+        });
+        assert_eq!(text, "[unix:/tmp/a\"b\\u{1b}[2J] x\n");
+        let text = printed(Format::Json, |o| {
+            let label = o.label(&peer);
+            o.open(&label);
+        });
+        let parsed: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(parsed["peer"], r#"unix:/tmp/a"b\u{1b}[2J"#);
+    }
+
+    /// Output from several loops, pushed as whole buffers and small pieces,
+    /// arrives whole and in each loop's order.
+    #[test]
+    fn buffers_moved_and_copied_arrive_in_order() {
+        let text = printed(Format::Tagged, |o| {
+            let peer = o.label(&"p");
+            for i in 0..20_000 {
+                o.line(&peer, format!("line {i}").as_bytes());
+                if i % 7_000 == 0 {
+                    o.flush();
+                } else if i % 3 == 0 {
+                    o.end_turn(false);
+                }
+            }
+        });
+        let expected: String = (0..20_000).map(|i| format!("[p] line {i}\n")).collect();
+        assert!(
+            text == expected,
+            "{} bytes, {} expected",
+            text.len(),
+            expected.len()
+        );
     }
 }

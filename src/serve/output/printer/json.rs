@@ -1,0 +1,50 @@
+//! `json`: one object per record, for programs.
+//!
+//! ```text
+//! {"event":"open","peer":"[::1]:5"}
+//! {"event":"line","peer":"[::1]:5","line":"hello"}
+//! {"event":"close","peer":"[::1]:5","reason":"eof"}
+//! ```
+
+use super::{Printer, Prints};
+use crate::proto::escape_into;
+use crate::serve::close::CloseReason;
+
+pub(crate) struct Json;
+
+impl Printer for Json {
+    fn prints(&self) -> Prints {
+        Prints {
+            opens: true,
+            lines: true,
+            closes: true,
+        }
+    }
+
+    fn json_peer(&self) -> bool {
+        true
+    }
+
+    fn open(&self, out: &mut Vec<u8>, peer: &str) {
+        out.extend_from_slice(b"{\"event\":\"open\",\"peer\":\"");
+        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(b"\"}\n");
+    }
+
+    fn line(&self, out: &mut Vec<u8>, peer: &str, text: &[u8]) {
+        out.reserve(peer.len() + text.len() + 40);
+        out.extend_from_slice(b"{\"event\":\"line\",\"peer\":\"");
+        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(b"\",\"line\":\"");
+        escape_into(out, text, true);
+        out.extend_from_slice(b"\"}\n");
+    }
+
+    fn close(&self, out: &mut Vec<u8>, peer: &str, reason: CloseReason) {
+        out.extend_from_slice(b"{\"event\":\"close\",\"peer\":\"");
+        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(b"\",\"reason\":\"");
+        out.extend_from_slice(reason.as_str().as_bytes());
+        out.extend_from_slice(b"\"}\n");
+    }
+}

@@ -1,0 +1,47 @@
+//! `tagged`, the default: every line with its peer, and the connection
+//! events marked with `*`.
+//!
+//! ```text
+//! * [127.0.0.1:50312] open
+//! [127.0.0.1:50312] hello
+//! * [127.0.0.1:50312] close: eof
+//! ```
+
+use super::{Printer, Prints};
+use crate::proto::escape_into;
+use crate::serve::close::CloseReason;
+
+pub(crate) struct Tagged;
+
+impl Printer for Tagged {
+    fn prints(&self) -> Prints {
+        Prints {
+            opens: true,
+            lines: true,
+            closes: true,
+        }
+    }
+
+    fn open(&self, out: &mut Vec<u8>, peer: &str) {
+        out.extend_from_slice(b"* [");
+        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(b"] open\n");
+    }
+
+    fn line(&self, out: &mut Vec<u8>, peer: &str, text: &[u8]) {
+        out.reserve(peer.len() + text.len() + 4);
+        out.push(b'[');
+        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(b"] ");
+        escape_into(out, text, false);
+        out.push(b'\n');
+    }
+
+    fn close(&self, out: &mut Vec<u8>, peer: &str, reason: CloseReason) {
+        out.extend_from_slice(b"* [");
+        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(b"] close: ");
+        out.extend_from_slice(reason.as_str().as_bytes());
+        out.push(b'\n');
+    }
+}
