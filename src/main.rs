@@ -99,6 +99,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         // for it (a server that logs nothing then runs none).
         let _ = writeln!(std::io::stderr().lock(), "listening on {addr}");
     }
+    for addr in server.metrics_addrs() {
+        let _ = writeln!(std::io::stderr().lock(), "metrics on http://{addr}/metrics");
+    }
     match server.run() {
         Ok(()) => {
             selectd::serve::flush_stderr(STDERR_GRACE);

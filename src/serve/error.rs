@@ -113,6 +113,8 @@ pub enum ConfigError {
     NoOutputBuffer,
     /// `--reactors` out of range.
     Reactors(usize),
+    /// `--metrics` names a Unix or UDP address: HTTP is served over TCP.
+    MetricsNotTcp(String),
     /// The low watermark above the high one.
     Watermarks {
         /// `--low-watermark`.
@@ -134,6 +136,10 @@ impl fmt::Display for ConfigError {
                 f,
                 "--reactors must be from 1 to {} (got {n})",
                 crate::serve::config::MAX_REACTORS
+            ),
+            ConfigError::MetricsNotTcp(address) => write!(
+                f,
+                "--metrics takes a TCP address, HOST:PORT (got '{address}')"
             ),
             ConfigError::Watermarks { low, high } => write!(
                 f,

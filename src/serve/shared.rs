@@ -120,6 +120,20 @@ impl Shared {
         total
     }
 
+    /// Each loop's counters as last published (by loop index), with loop
+    /// `id`'s own live counters in place of its published ones, when given:
+    /// what `--metrics` shows per loop.
+    pub fn per_loop(&self, live: Option<(usize, &Counters)>) -> Vec<Counters> {
+        self.counters
+            .iter()
+            .enumerate()
+            .map(|(index, slot)| match live {
+                Some((id, counters)) if id == index => *counters,
+                _ => slot.snapshot(),
+            })
+            .collect()
+    }
+
     /// Open connections of each loop, as last published.
     pub fn open_by_loop(&self, live: Option<(usize, &Counters)>) -> Vec<u64> {
         (0..self.counters.len())

@@ -57,10 +57,11 @@ use crate::serve::datagram::{self, DatagramState};
 use crate::serve::deadline::DeadlineList;
 use crate::serve::error::Error;
 use crate::serve::linger::Lingering;
+use crate::serve::metrics::{self, MetricsServer};
 use crate::serve::output::Output;
 use crate::serve::proxy;
 use crate::serve::ready::ReadyQueue;
-use crate::serve::slots::{self, Slot};
+use crate::serve::slots::{self, MetricsSlot, Slot};
 use crate::serve::trace;
 
 mod clients;
@@ -123,6 +124,9 @@ pub(crate) struct EventLoop {
     next_hand_off: usize,
     /// Clients handed over by another loop, being opened (kept to reuse).
     handed: Vec<(Stream, Peer)>,
+    /// The metrics port (`--metrics`), on the first loop only: HTTP
+    /// clients beside the line clients, never counted among them.
+    metrics: Option<MetricsServer>,
 }
 
 /// What the process hands a loop to run.
@@ -133,6 +137,7 @@ pub(crate) struct Parts {
     pub datagrams: Vec<mio::net::UdpSocket>,
     pub signals: Option<Signals>,
     pub waker: Arc<Waker>,
+    pub metrics: Option<MetricsServer>,
 }
 
 impl EventLoop {
@@ -167,6 +172,7 @@ impl EventLoop {
             output_closed: false,
             next_hand_off: 0,
             handed: Vec::new(),
+            metrics: parts.metrics,
         }
     }
 
@@ -189,6 +195,9 @@ impl EventLoop {
             trace::set_reactor(self.ctx.reactor);
         }
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
+        // When `poll` last returned: a turn lasts from there to the next
+        // `poll` (`selectd_loop_turn_seconds`).
+        let mut woke: Option<Instant> = None;
         loop {
             self.ready.begin_turn();
             let now = Instant::now();
@@ -207,6 +216,10 @@ impl EventLoop {
             self.ctx.output.flush();
             self.ctx.output.report_drops();
             self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+            self.ctx.counters.reading_paused = u64::from(self.reading_paused);
+            if let Some(woke) = woke.take() {
+                self.ctx.counters.turns.record(woke.elapsed());
+            }
             self.ctx
                 .shared
                 .publish(self.ctx.reactor, &self.ctx.counters);
@@ -217,6 +230,8 @@ impl EventLoop {
                 return Err(Error::Reactor(err));
             }
             let now = Instant::now();
+            woke = Some(now);
+            self.ctx.counters.wakeups += 1;
             if self.ctx.config.trace_loop {
                 self.trace_turn(timeout, &events);
             }
@@ -258,11 +273,31 @@ impl EventLoop {
             Slot::Datagram(index) => self.on_datagrams(index),
             Slot::Waker => self.on_wake(now),
             Slot::Signals => self.on_signals(),
+            Slot::Metrics(slot) => self.on_metrics(slot, now),
             Slot::Lingering(key) => {
                 self.lingering
                     .on_readable(key, &mut self.scratch, &self.ctx.registry);
             }
         }
+    }
+
+    /// The metrics port: its own clients, lent what a scrape reads.
+    fn on_metrics(&mut self, slot: MetricsSlot, now: Instant) {
+        let Some(metrics) = &mut self.metrics else {
+            return;
+        };
+        let lent = metrics::Lent {
+            registry: &self.ctx.registry,
+            lingering: &mut self.lingering,
+            view: metrics::View {
+                shared: &self.ctx.shared,
+                reactor: self.ctx.reactor,
+                counters: &self.ctx.counters,
+                reading_paused: self.reading_paused,
+                output_pending: self.ctx.output.pending(),
+            },
+        };
+        metrics.on_event(slot, lent, now);
     }
 
     fn on_connection_event(&mut self, key: usize, event: &Event, now: Instant) {
@@ -352,7 +387,7 @@ impl EventLoop {
                 }
                 Slot::Listener(index) => self.accept_from(index, now),
                 Slot::Datagram(index) => self.on_datagrams(index),
-                Slot::Waker | Slot::Signals | Slot::Lingering(_) => {}
+                Slot::Waker | Slot::Signals | Slot::Metrics(_) | Slot::Lingering(_) => {}
             }
         }
         self.ready.finish(batch);
@@ -445,6 +480,10 @@ impl EventLoop {
                     },
                     Slot::Waker => "waker".into(),
                     Slot::Signals => "signal".into(),
+                    Slot::Metrics(MetricsSlot::Listener(index)) => {
+                        format!("metrics listener {index}")
+                    }
+                    Slot::Metrics(MetricsSlot::Client(key)) => format!("metrics client {key}"),
                     Slot::Lingering(key) => format!("lingering close {key}"),
                 };
                 format!("{what} {}", trace::readiness(event))
