@@ -89,6 +89,12 @@ impl Acceptor {
         self.shared.get(index).copied().unwrap_or(false)
     }
 
+    /// Whether any listener is this loop's alone, so that its clients are
+    /// handed to the other loops.
+    pub fn hands_off(&self) -> bool {
+        self.shared.iter().any(|&only| only)
+    }
+
     pub fn listener(&self, index: usize) -> Option<&Listener> {
         self.listeners.get(index)
     }
@@ -118,12 +124,13 @@ impl Acceptor {
         std::mem::take(&mut self.listeners)
     }
 
-    /// Accepts one client from listener `index`; `open` is how many
-    /// connections are open now.
+    /// Accepts one client from listener `index`; `admit` counts it among
+    /// the open connections if `--max-conns` allows, in one atomic step
+    /// (`Shared::try_open`), and says whether it did.
     pub fn accept_one(
         &mut self,
         index: usize,
-        open: usize,
+        admit: impl FnOnce() -> bool,
         now: Instant,
         counters: &mut Counters,
     ) -> Accepted {
@@ -135,12 +142,13 @@ impl Acceptor {
         };
         loop {
             return match listener.accept() {
-                Ok((stream, peer)) if open >= self.max_conns => {
-                    Accepted::Refused(self.refuse(stream, &peer, now, counters))
-                }
                 Ok((stream, peer)) => {
                     self.backoff = BACKOFF_MIN;
-                    Accepted::Client(stream, peer)
+                    if admit() {
+                        Accepted::Client(stream, peer)
+                    } else {
+                        Accepted::Refused(self.refuse(stream, &peer, now, counters))
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => Accepted::Done,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,

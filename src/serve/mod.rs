@@ -185,7 +185,11 @@ impl Server {
             .collect::<Result<Vec<_>, _>>()?;
         let max_conns = config.max_conns.unwrap_or_else(limits::default_max_conns);
         log::debug!("serving at most {max_conns} connections with {loops} event loops");
-        let shared: SharedRef = Arc::new(Shared::new(wakers.clone(), max_conns));
+        // With several loops, the first hands the clients of the listeners
+        // only it has (Unix, inherited) to the others.
+        let handing =
+            usize::from(loops > 1 && per_loop[0].unshared_listeners().iter().any(|&only| only));
+        let shared: SharedRef = Arc::new(Shared::new(wakers.clone(), max_conns, handing));
         let output = Output::start(
             config.format,
             &config.output,
@@ -273,7 +277,7 @@ impl Server {
             .iter()
             .zip(&self.names)
             .map(|(addr, name)| match name {
-                Some(name) => format!("{addr} ({name})"),
+                Some(name) => format!("{addr} ({})", activation::shown(name)),
                 None => addr.to_string(),
             })
             .collect()

@@ -124,6 +124,9 @@ pub(crate) struct EventLoop {
     next_hand_off: usize,
     /// Clients handed over by another loop, being opened (kept to reuse).
     handed: Vec<(Stream, Peer)>,
+    /// This loop hands clients of its own listeners to the others, and has
+    /// not yet said it is done (see `Shared::done_handing`).
+    hands_off: bool,
     /// The metrics port (`--metrics`), on the first loop only: HTTP
     /// clients beside the line clients, never counted among them.
     metrics: Option<MetricsServer>,
@@ -145,7 +148,9 @@ impl EventLoop {
     pub fn new(parts: Parts) -> Self {
         let config = &parts.ctx.config;
         parts.ctx.output.add_waker(Arc::clone(&parts.waker));
+        let hands_off = parts.ctx.shared.loops() > 1 && parts.accept.hands_off();
         EventLoop {
+            hands_off,
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
             proxy_headers: (!config.proxy_protocol.is_empty())
@@ -205,10 +210,7 @@ impl EventLoop {
             // A deadline may have closed a client whose unfinished last line
             // was `stop`: act on it now, not after some future event.
             self.stop_if_requested(now);
-            if self.grace_deadline.is_some()
-                && self.connections.is_empty()
-                && self.output_settled(now)
-            {
+            if self.may_end(now) {
                 break;
             }
             let ready_idle = self.ready.is_empty() || self.reading_paused;

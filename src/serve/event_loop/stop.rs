@@ -70,6 +70,7 @@ impl EventLoop {
             let _ = self.ctx.registry.deregister(listener.source());
             // Dropping closes the socket; a Unix listener removes its file.
         }
+        self.done_handing();
         for mut socket in self.datagrams.drain(..) {
             let _ = self.ctx.registry.deregister(&mut socket);
         }
@@ -85,6 +86,25 @@ impl EventLoop {
             let status = connection.on_stop(&mut self.ctx, &mut self.scratch, may_read);
             self.settle(key, status, false, now);
         }
+    }
+
+    /// This loop hands no more clients to the others (its listeners are
+    /// closed, or it failed): said once.
+    pub(super) fn done_handing(&mut self) {
+        if std::mem::take(&mut self.hands_off) {
+            self.ctx.shared.done_handing();
+        }
+    }
+
+    /// Whether this loop may end: stopping, every client closed (those
+    /// still on their way from another loop included), and the output
+    /// settled (see `output_settled`).
+    pub(super) fn may_end(&mut self, now: Instant) -> bool {
+        if self.grace_deadline.is_none() {
+            return false;
+        }
+        self.open_handed(now);
+        self.connections.is_empty() && !self.ctx.shared.handing() && self.output_settled(now)
     }
 
     /// Stopping, with every client closed: whether the printed output is

@@ -388,7 +388,7 @@ struct Answering<'a, 'b> {
 impl Answering<'_, '_> {
     fn snapshot(&self) -> Snapshot {
         let view = self.view;
-        let mut loops = view.shared.per_loop(Some((view.reactor, view.counters)));
+        let mut loops = view.shared.by_loop(Some((view.reactor, view.counters)));
         if let Some(this) = loops.get_mut(view.reactor) {
             this.reading_paused = u64::from(view.reading_paused);
         }
