@@ -14,8 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, ServerProcess, wait_until};
-use metrics_support::{LineProbe, MetricsServer, closed_by_server, read_head, read_response};
+use common::{PATIENCE, wait_until};
+use metrics_support::{
+    LineProbe, MetricsServer, closed_by_server, hold_back, read_head, read_response,
+};
 
 const TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -82,6 +84,21 @@ fn counters_count_line_clients_and_not_scrapes() {
     metrics.wait_sample("selectd_connections_closed_total{reason=\"eof\"}", 3.0);
     let stdout = metrics.server.stdout();
     assert!(!stdout.contains("GET"), "HTTP printed as lines: {stdout}");
+}
+
+/// A trusted proxy's connection that does not open with a PROXY header is
+/// counted as a header failure (and as a close for that reason).
+#[test]
+fn proxy_header_failures_are_counted() {
+    let metrics = MetricsServer::start(&["--proxy-protocol", "127.0.0.1/32"]);
+    let mut client = metrics.server.connect();
+    client.write_all(b"no header here\n").unwrap();
+    assert!(closed_by_server(&mut client));
+    metrics.wait_sample("selectd_proxy_header_failures_total", 1.0);
+    metrics.wait_sample(
+        "selectd_connections_closed_total{reason=\"proxy-header\"}",
+        1.0,
+    );
 }
 
 /// One keep-alive connection serves request after request; `HEAD` gets the
@@ -411,46 +428,6 @@ fn healthz_is_503_once_stopping() {
     drop(holder);
     let mut server = metrics.server;
     assert!(server.wait_exit().success());
-}
-
-/// A line client that floods an `--echo` server without reading, until the
-/// server holds it back: while it is connected, a stop stays in its grace
-/// period.
-pub struct HeldBack {
-    client: Option<std::net::TcpStream>,
-    done: Arc<AtomicBool>,
-    writer: Option<thread::JoinHandle<()>>,
-}
-
-pub fn hold_back(server: &ServerProcess) -> HeldBack {
-    let client = server.connect();
-    let mut writer = client.try_clone().unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    let stop = Arc::clone(&done);
-    let writer = thread::spawn(move || {
-        let chunk = [b"flooding, never reading\n".as_slice(); 1024].concat();
-        while !stop.load(Ordering::Relaxed) && writer.write_all(&chunk).is_ok() {}
-    });
-    wait_until("the client to be held back", || {
-        server.stderr().contains("pausing reads")
-    });
-    HeldBack {
-        client: Some(client),
-        done,
-        writer: Some(writer),
-    }
-}
-
-impl Drop for HeldBack {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::Relaxed);
-        if let Some(client) = self.client.take() {
-            let _ = client.shutdown(Shutdown::Both);
-        }
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
-    }
 }
 
 // ---- the flag -------------------------------------------------------------

@@ -5,7 +5,10 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 
 use crate::common::{PATIENCE, ServerProcess, connect, wait_until};
 
@@ -197,5 +200,47 @@ impl LineProbe {
         let mut echo = vec![0; line.len()];
         self.stream.read_exact(&mut echo).expect("read its echo");
         assert_eq!(echo, line.as_bytes());
+    }
+}
+
+/// A line client that floods an `--echo` server without reading, until the
+/// server holds it back: while it is connected, a stop stays in its grace
+/// period.
+pub struct HeldBack {
+    client: Option<std::net::TcpStream>,
+    done: Arc<AtomicBool>,
+    writer: Option<thread::JoinHandle<()>>,
+}
+
+/// Starts a [`HeldBack`] client; the server must run with `--echo` and log
+/// `selectd::serve::connection` at debug level (`pausing reads`).
+pub fn hold_back(server: &ServerProcess) -> HeldBack {
+    let client = server.connect();
+    let mut writer = client.try_clone().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&done);
+    let writer = thread::spawn(move || {
+        let chunk = [b"flooding, never reading\n".as_slice(); 1024].concat();
+        while !stop.load(Ordering::Relaxed) && writer.write_all(&chunk).is_ok() {}
+    });
+    wait_until("the client to be held back", || {
+        server.stderr().contains("pausing reads")
+    });
+    HeldBack {
+        client: Some(client),
+        done,
+        writer: Some(writer),
+    }
+}
+
+impl Drop for HeldBack {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(client) = self.client.take() {
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }

@@ -277,6 +277,14 @@ impl Collector for Snapshot {
             total.errors,
         )?;
 
+        counter(
+            e,
+            "selectd_proxy_header_failures",
+            "Connections from trusted proxies closed for a missing, malformed or late PROXY \
+             header (--proxy-protocol); also in selectd_connections_closed_total{reason=\"proxy-header\"}.",
+            total.closed_for(CloseReason::ProxyHeader),
+        )?;
+
         // Backpressure.
         gauge(
             e,
