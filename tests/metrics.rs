@@ -463,3 +463,52 @@ fn the_metrics_flag_wants_a_free_tcp_address() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+// ---- the guide ------------------------------------------------------------
+
+/// `docs/metrics.md` links to the code it explains, with the item's name as
+/// the link's text: each link points at a file that exists, and every part
+/// of a code name (`MetricsServer::bind`) appears in that file (a
+/// lower-case last part as `fn NAME`).
+#[test]
+fn the_metrics_guide_names_code_that_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    let has_word = |text: &str, word: &str| {
+        text.match_indices(word).any(|(at, _)| {
+            !text[..at].chars().next_back().is_some_and(is_ident)
+                && !text[at + word.len()..].chars().next().is_some_and(is_ident)
+        })
+    };
+    let mut checked = 0;
+    let mut rest = guide.as_str();
+    while let Some(at) = rest.find("](") {
+        let (before, after) = (&rest[..at], &rest[at + 2..]);
+        rest = after;
+        let (Some(open), Some(close)) = (before.rfind('['), after.find(')')) else {
+            continue;
+        };
+        let target = after[..close].split('#').next().unwrap_or_default();
+        if target.is_empty() || target.contains("://") {
+            continue;
+        }
+        let path = root.join("docs").join(target);
+        assert!(path.exists(), "docs/metrics.md links to missing {target}");
+        let name = before[open + 1..].trim_matches('`');
+        if name.contains(['/', '.', ' ']) || !path.is_file() {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        let parts: Vec<&str> = name.split("::").collect();
+        let last = parts[parts.len() - 1];
+        assert!(
+            parts.iter().all(|part| has_word(&source, part))
+                && (!last.starts_with(char::is_lowercase)
+                    || has_word(&source, &format!("fn {last}"))),
+            "docs/metrics.md names `{name}`, which is not in {target}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} code links checked");
+}
