@@ -101,6 +101,29 @@ fn proxy_header_failures_are_counted() {
     );
 }
 
+/// An idle server sleeps between scrapes: a scrape is a few turns of the
+/// first loop (accept, read and answer, the close), and measuring those
+/// turns never wakes the loop again by itself.
+#[test]
+fn an_idle_loop_sleeps_between_scrapes() {
+    let metrics = MetricsServer::start(&["--reactors", "2"]);
+    let wakeups = || {
+        metrics
+            .sample("selectd_loop_wakeups_total{reactor=\"1\"}")
+            .unwrap()
+    };
+    let before = wakeups();
+    // Time is what this test is about: a loop that woke itself would
+    // count hundreds of wake-ups in this half second.
+    thread::sleep(Duration::from_millis(500));
+    let after = wakeups();
+    assert!(
+        after - before <= 10.0,
+        "{} wake-ups for one scrape",
+        after - before
+    );
+}
+
 /// One keep-alive connection serves request after request; `HEAD` gets the
 /// headers alone; `Connection: close` ends it after the answer.
 #[test]

@@ -324,12 +324,19 @@ impl Server {
             // A loop that failed must not leave the others serving alone.
             self.handle.stop();
         }
-        for thread in threads {
-            let outcome = thread.join().unwrap_or(Err(Error::Setup(
-                "join an event loop thread",
-                std::io::Error::other("it panicked"),
-            )));
-            if result.is_ok() {
+        for (index, thread) in threads.into_iter().enumerate() {
+            // A loop catches its own panics (see `EventLoop::fail`); this is
+            // for one that could not even do that.
+            let outcome = thread.join().unwrap_or_else(|_| {
+                self.handle.stop();
+                Err(Error::LoopFailed {
+                    reactor: index + 2,
+                    reason: "panicked while failing".into(),
+                })
+            });
+            // The first error wins, but a failed loop says most.
+            let failed = matches!(outcome, Err(Error::LoopFailed { .. }));
+            if result.is_ok() || (failed && !matches!(result, Err(Error::LoopFailed { .. }))) {
                 result = outcome;
             }
         }

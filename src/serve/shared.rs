@@ -34,7 +34,7 @@ pub(crate) struct Shared {
     pub max_conns: usize,
     wakers: Vec<Arc<Waker>>,
     counters: Vec<SharedCounters>,
-    inboxes: Vec<Mutex<Vec<(Stream, Peer)>>>,
+    inboxes: Vec<Mutex<Inbox>>,
     /// Loops that may still hand clients to others: those with a listener
     /// of their own, until they have closed it at stop. No loop ends while
     /// one remains, or a client on its way would be lost.
@@ -53,7 +53,7 @@ impl Shared {
             max_conns,
             wakers,
             counters: (0..loops).map(|_| SharedCounters::default()).collect(),
-            inboxes: (0..loops).map(|_| Mutex::new(Vec::new())).collect(),
+            inboxes: (0..loops).map(|_| Mutex::new(Inbox::default())).collect(),
             handing: AtomicUsize::new(handing),
         }
     }
@@ -137,15 +137,21 @@ impl Shared {
         Counters::sum(&self.by_loop(live))
     }
 
-    /// Hands an accepted connection to loop `to`, and wakes it.
-    pub fn hand_off(&self, to: usize, stream: Stream, peer: Peer) {
-        if let Some(inbox) = self.inboxes.get(to) {
-            inbox
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push((stream, peer));
-            self.wake(to);
+    /// Hands an accepted connection to loop `to`, and wakes it; gives it
+    /// back if that loop takes no more (it ended, or failed).
+    pub fn hand_off(&self, to: usize, stream: Stream, peer: Peer) -> Result<(), (Stream, Peer)> {
+        let Some(inbox) = self.inboxes.get(to) else {
+            return Err((stream, peer));
+        };
+        {
+            let mut inbox = lock(inbox);
+            if inbox.closed {
+                return Err((stream, peer));
+            }
+            inbox.clients.push((stream, peer));
         }
+        self.wake(to);
+        Ok(())
     }
 
     /// A loop that hands clients to others has closed its listeners (or
@@ -168,12 +174,19 @@ impl Shared {
     /// Takes the connections handed to loop `id`, into `into`.
     pub fn take_handed(&self, id: usize, into: &mut Vec<(Stream, Peer)>) {
         if let Some(inbox) = self.inboxes.get(id) {
-            into.append(
-                &mut inbox
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            );
+            into.append(&mut lock(inbox).clients);
         }
+    }
+
+    /// Loop `id` takes no more clients (it ends, or it failed): what was
+    /// handed to it and not yet taken is returned, for the caller to serve
+    /// elsewhere or close.
+    pub fn close_inbox(&self, id: usize) -> Vec<(Stream, Peer)> {
+        self.inboxes.get(id).map_or_else(Vec::new, |inbox| {
+            let mut inbox = lock(inbox);
+            inbox.closed = true;
+            std::mem::take(&mut inbox.clients)
+        })
     }
 
     fn wake(&self, id: usize) {
@@ -189,6 +202,22 @@ impl Shared {
             self.wake(id);
         }
     }
+}
+
+/// Clients handed to one loop by another, not yet taken.
+#[derive(Debug, Default)]
+struct Inbox {
+    clients: Vec<(Stream, Peer)>,
+    /// The loop takes no more: it ended, or failed.
+    closed: bool,
+}
+
+/// A lock that a panic elsewhere does not poison for good: the data under
+/// it (a list of clients) is whole at every step.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Shared by every loop and the handle.

@@ -33,11 +33,13 @@ impl EventLoop {
             {
                 Accepted::Client(stream, peer) => {
                     // It counts against `--max-conns` from here on.
-                    match self.hand_off_to(index) {
-                        Some(to) => self.ctx.shared.hand_off(to, stream, peer),
-                        None => {
-                            self.open(stream, peer, now);
-                        }
+                    let kept = match self.hand_off_to(index) {
+                        Some(to) => self.ctx.shared.hand_off(to, stream, peer).err(),
+                        None => Some((stream, peer)),
+                    };
+                    // Not handed (or that loop takes no more): served here.
+                    if let Some((stream, peer)) = kept {
+                        self.open(stream, peer, now);
                     }
                 }
                 Accepted::Refused(stream) => {

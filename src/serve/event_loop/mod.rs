@@ -41,6 +41,7 @@
 //! `poll` does, which means the process is in trouble.
 
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,10 @@ const EVENTS_PER_TURN: usize = 1024;
 /// After the last client is closed, how long printed output that is still
 /// being written may take before what is left counts as unwritten.
 const FINAL_FLUSH: Duration = Duration::from_millis(200);
+
+/// A busy loop publishes its counters at most this often (see
+/// `publish_lazily`); an idle one as soon as they change.
+const PUBLISH_EVERY: Duration = Duration::from_millis(5);
 
 /// Size of the one read buffer shared by every connection.
 const SCRATCH_SIZE: usize = 64 * 1024;
@@ -124,6 +129,9 @@ pub(crate) struct EventLoop {
     next_hand_off: usize,
     /// Clients handed over by another loop, being opened (kept to reuse).
     handed: Vec<(Stream, Peer)>,
+    /// The counters as last published, and when (see `publish_lazily`).
+    published: crate::serve::stats::Counters,
+    published_at: Instant,
     /// This loop hands clients of its own listeners to the others, and has
     /// not yet said it is done (see `Shared::done_handing`).
     hands_off: bool,
@@ -151,6 +159,8 @@ impl EventLoop {
         let hands_off = parts.ctx.shared.loops() > 1 && parts.accept.hands_off();
         EventLoop {
             hands_off,
+            published: crate::serve::stats::Counters::default(),
+            published_at: Instant::now(),
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
             proxy_headers: (!config.proxy_protocol.is_empty())
@@ -195,10 +205,24 @@ impl EventLoop {
 
     /// Runs until stopped, then returns once every client is closed and all
     /// output is flushed.
+    ///
+    /// If the loop fails (its `poll` fails) or panics, the whole server
+    /// stops: see [`fail`](Self::fail).
     pub fn run(mut self) -> Result<(), Error> {
         if self.ctx.shared.loops() > 1 {
             trace::set_reactor(self.ctx.reactor);
         }
+        let served = panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
+        let reason = match served {
+            Ok(Ok(())) => return self.finish(),
+            Ok(Err(err)) => err.to_string(),
+            Err(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
+        };
+        Err(self.fail(reason))
+    }
+
+    /// The turns of the loop, until it has stopped.
+    fn serve(&mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         // When `poll` last returned: a turn lasts from there to the next
         // `poll` (`selectd_loop_turn_seconds`).
@@ -211,26 +235,30 @@ impl EventLoop {
             // was `stop`: act on it now, not after some future event.
             self.stop_if_requested(now);
             if self.may_end(now) {
-                break;
+                return Ok(());
             }
             let ready_idle = self.ready.is_empty() || self.reading_paused;
-            let timeout = poll_timeout(now, ready_idle, self.deadlines());
             self.ctx.output.flush();
             self.ctx.output.report_drops();
-            self.ctx.counters.lines_dropped = self.ctx.output.dropped();
             self.ctx.counters.reading_paused = u64::from(self.reading_paused);
             if let Some(woke) = woke.take() {
                 self.ctx.counters.turns.record(woke.elapsed());
             }
-            self.ctx
-                .shared
-                .publish(self.ctx.reactor, &self.ctx.counters);
+            let publish_due = self.publish_lazily(now);
+            let timeout = poll_timeout(
+                now,
+                ready_idle,
+                self.deadlines().into_iter().chain([publish_due]),
+            );
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(Error::Reactor(err));
             }
+            crate::failpoint::failpoint!(&format!("loop-{}-turn", self.ctx.reactor + 1), |_| {
+                Err(Error::Reactor(io::Error::other("injected failure")))
+            });
             let now = Instant::now();
             woke = Some(now);
             self.ctx.counters.wakeups += 1;
@@ -246,16 +274,25 @@ impl EventLoop {
                 self.close_all(CloseReason::Stop);
             }
         }
+    }
+
+    /// After the last turn: the output written (or given up on), the
+    /// counters published, and whether anything was left unwritten.
+    fn finish(&mut self) -> Result<(), Error> {
+        // Nobody is handed a client for this loop any more (none can be:
+        // see `may_end`).
+        for (stream, peer) in self.ctx.shared.close_inbox(self.ctx.reactor) {
+            log::warn!("{peer}: handed over after the loop ended; closing it");
+            drop(stream);
+            self.ctx.shared.closed();
+        }
         self.ctx.output.flush();
         if !self.stop_now && !self.output_closed {
             // Output that is flowing gets a moment even after the grace
             // period (`--grace 0`): only stalled output counts as unwritten.
             self.ctx.output.wait_written(FINAL_FLUSH);
         }
-        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
-        self.ctx
-            .shared
-            .publish(self.ctx.reactor, &self.ctx.counters);
+        self.publish(Instant::now());
         log::info!("stopped: {}", self.ctx.counters);
         if self.output_closed {
             return Err(Error::OutputClosed);
@@ -266,6 +303,88 @@ impl EventLoop {
                 bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
             }),
         }
+    }
+
+    /// This loop failed (`reason`): the server must not serve on without
+    /// it, nor hang waiting for it. So: say which loop failed and why; ask
+    /// every loop to stop (the others drain their clients as at any stop);
+    /// close this loop's listeners, so the kernel sends it no more clients;
+    /// pass on the clients handed to it and not yet taken; close its own
+    /// clients (each with a close event, counted, so the open count and
+    /// `--max-conns` stay true). The error makes the server's exit status 1.
+    fn fail(&mut self, reason: String) -> Error {
+        let reactor = self.ctx.reactor + 1;
+        log::error!("event loop {reactor} failed: {reason}; stopping the server");
+        self.ctx.stop_requested = true;
+        self.ctx.shared.request_stop();
+        let handed = self.ctx.shared.close_inbox(self.ctx.reactor);
+        let loops = self.ctx.shared.loops();
+        for (stream, peer) in handed {
+            let others = (1..loops).map(|step| (self.ctx.reactor + step) % loops);
+            let mut client = Some((stream, peer));
+            for to in others {
+                match client
+                    .take()
+                    .map(|(s, p)| self.ctx.shared.hand_off(to, s, p))
+                {
+                    Some(Err(back)) => client = Some(back),
+                    _ => break,
+                }
+            }
+            if client.is_some() {
+                self.ctx.shared.closed(); // Dropped: no loop is left to serve it.
+            }
+        }
+        self.done_handing();
+        let cleaned = panic::catch_unwind(AssertUnwindSafe(|| self.abandon()));
+        if cleaned.is_err() {
+            // Cleaning up failed too: at least give back their places.
+            for _ in 0..self.connections.len() {
+                self.ctx.shared.closed();
+            }
+        }
+        Error::LoopFailed { reactor, reason }
+    }
+
+    /// A failed loop lets go of everything it holds (see `fail`).
+    fn abandon(&mut self) {
+        for mut listener in self.accept.close_all() {
+            let _ = self.ctx.registry.deregister(listener.source());
+        }
+        for mut socket in self.datagrams.drain(..) {
+            let _ = self.ctx.registry.deregister(&mut socket);
+        }
+        self.close_all(CloseReason::Error);
+        self.ctx.output.flush();
+        self.publish(Instant::now());
+    }
+
+    /// Publishes this loop's counters for the others and the handle, when
+    /// they changed: at once if the last time was `PUBLISH_EVERY` ago,
+    /// otherwise not now, returning when (the loop must not sleep past it,
+    /// or a count would stay unseen while it is idle). A busy loop thus
+    /// takes the lock a few hundred times a second, not once per turn.
+    fn publish_lazily(&mut self, now: Instant) -> Option<Instant> {
+        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+        if self.ctx.counters == self.published {
+            return None;
+        }
+        let due = self.published_at + PUBLISH_EVERY;
+        if now < due {
+            return Some(due);
+        }
+        self.publish(now);
+        None
+    }
+
+    /// Publishes this loop's counters now.
+    fn publish(&mut self, now: Instant) {
+        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+        self.ctx
+            .shared
+            .publish(self.ctx.reactor, &self.ctx.counters);
+        self.published = self.ctx.counters;
+        self.published_at = now;
     }
 
     fn on_event(&mut self, event: &Event, now: Instant) {
@@ -316,8 +435,18 @@ impl EventLoop {
             return;
         };
         if readable && !may_read {
-            // Remember what the event said; the read waits for room.
+            // Remember what the event said; the read waits for room. But a
+            // `stop` must not wait for it: look for one, without reading.
             connection.defer_read(event.is_read_closed() || event.is_priority());
+            if !self.ctx.stop_requested
+                && connection.stop_waiting_unread(&self.ctx, &mut self.scratch)
+            {
+                log::info!(
+                    "{}: stop sent while the output is full: stopping",
+                    connection.label()
+                );
+                self.ctx.stop_requested = true;
+            }
         }
         // Read before write, as redis does: the reply to what we read may
         // go out in the same turn.
@@ -498,4 +627,13 @@ impl EventLoop {
     pub fn open_connections(&self) -> usize {
         self.connections.len()
     }
+}
+
+/// What a panic said, when it said it with a string (as `panic!` does).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }

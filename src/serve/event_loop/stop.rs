@@ -75,10 +75,15 @@ impl EventLoop {
             let _ = self.ctx.registry.deregister(&mut socket);
         }
         self.grace_deadline = Some(now + self.ctx.config.grace);
+        self.stop_each_client(now);
+    }
+
+    /// Asks every client to finish (see `Connection::on_stop`): at the
+    /// stop, and again each time a full output has room while stopping,
+    /// since clients are read only while the output has room.
+    pub(super) fn stop_each_client(&mut self, now: Instant) {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
-            // With the output full, what clients sent stays unread (it was
-            // never received): memory stays within the output bound.
             let may_read = self.may_read();
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
