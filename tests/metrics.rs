@@ -193,7 +193,7 @@ fn unknown_paths_are_404_and_other_methods_405() {
 /// clients and the next scrape are served as before.
 #[test]
 fn binary_garbage_is_400_and_closed() {
-    let metrics = MetricsServer::start(&["--echo"]);
+    let metrics = MetricsServer::start(&["--echo", "--idle-timeout", "60s"]);
     let mut probe = LineProbe::connect(&metrics.server);
     let mut seed: u32 = 0x9e37_79b9;
     for _ in 0..20 {
@@ -223,7 +223,7 @@ fn binary_garbage_is_400_and_closed() {
 /// what the client sends, and line clients are served meanwhile.
 #[test]
 fn a_1_mib_header_is_431_and_memory_stays_bounded() {
-    let metrics = MetricsServer::start(&["--echo"]);
+    let metrics = MetricsServer::start(&["--echo", "--idle-timeout", "60s"]);
     let mut probe = LineProbe::connect(&metrics.server);
     probe.round_trip();
     let before = metrics.server.rss_kib();
@@ -310,7 +310,7 @@ fn a_request_not_finished_in_5_s_is_closed() {
 #[test]
 fn ten_thousand_requests_on_one_connection() {
     const REQUESTS: usize = 10_000;
-    let metrics = MetricsServer::start(&["--echo"]);
+    let metrics = MetricsServer::start(&["--echo", "--idle-timeout", "60s"]);
     let mut probe = LineProbe::connect(&metrics.server);
     probe.round_trip();
     let before = metrics.server.rss_kib();
@@ -349,7 +349,7 @@ fn ten_thousand_requests_on_one_connection() {
 /// and closes it 5 s after the answer it could not deliver.
 #[test]
 fn a_client_that_never_reads_is_bounded_and_closed() {
-    let metrics = MetricsServer::start(&["--echo"]);
+    let metrics = MetricsServer::start(&["--echo", "--idle-timeout", "60s"]);
     let mut probe = LineProbe::connect(&metrics.server);
     let before = metrics.server.rss_kib();
     let stream = metrics.connect();
