@@ -304,6 +304,20 @@ fn a_request_not_finished_in_5_s_is_closed() {
     metrics.wait_sample("selectd_http_connections_open", 1.0);
 }
 
+/// A metrics connection that says nothing is closed 5 s after it opened,
+/// even when nothing else happens: its deadline alone wakes the loop.
+#[test]
+fn a_silent_connection_alone_is_closed_after_5_s() {
+    let metrics = MetricsServer::start(&[]);
+    let started = Instant::now();
+    let mut silent = metrics.connect();
+    assert!(
+        closed_by_server(&mut silent),
+        "still open after {PATIENCE:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(5));
+}
+
 /// 10,000 requests pipelined on one keep-alive connection are all answered,
 /// in order, with memory bounded (one request head and one answer at a
 /// time) and the line clients served meanwhile.

@@ -120,7 +120,12 @@ pub enum ConfigError {
     /// `--output-buffer 0`.
     NoOutputBuffer,
     /// `--reactors` out of range.
-    Reactors(usize),
+    Reactors {
+        /// What was asked for.
+        got: usize,
+        /// The most there may be.
+        max: usize,
+    },
     /// `--metrics` names a Unix or UDP address: HTTP is served over TCP.
     MetricsNotTcp(String),
     /// The low watermark above the high one.
@@ -140,11 +145,9 @@ impl fmt::Display for ConfigError {
             ConfigError::NoConnections => f.write_str("--max-conns must be at least 1"),
             ConfigError::EmptyLines => f.write_str("--max-line must be at least 1 byte"),
             ConfigError::NoOutputBuffer => f.write_str("--output-buffer must be at least 1 byte"),
-            ConfigError::Reactors(n) => write!(
-                f,
-                "--reactors must be from 1 to {} (got {n})",
-                crate::serve::config::MAX_REACTORS
-            ),
+            ConfigError::Reactors { got, max } => {
+                write!(f, "--reactors must be from 1 to {max} (got {got})")
+            }
             ConfigError::MetricsNotTcp(address) => write!(
                 f,
                 "--metrics takes a TCP address, HOST:PORT (got '{address}')"

@@ -12,9 +12,9 @@ use std::ops::{ControlFlow, Range};
 
 use mio::Token;
 
-use super::Phase;
+use super::State;
 use crate::net::stream::Stream;
-use crate::proto::command::{Command, is_cross_protocol};
+use crate::proto::command::{Command, is_cross_protocol, may_matter};
 use crate::proto::line::Line;
 use crate::serve::close::CloseReason;
 use crate::serve::context::Context;
@@ -44,7 +44,7 @@ pub(super) struct Act<'a, 'c> {
     /// Echoed lines not yet written: consecutive lines of one read go out
     /// in one write.
     pub(super) echo_run: Range<usize>,
-    pub(super) next_phase: Option<Phase>,
+    pub(super) next_state: Option<State>,
     pub(super) failure: Option<io::Error>,
     /// The peer is known to be gone: print, but send nothing.
     pub(super) peer_gone: bool,
@@ -58,7 +58,9 @@ impl Act<'_, '_> {
         crate::failpoint::failpoint!("client-line", line.text == b"failpoint", |_| {
             ControlFlow::Continue(())
         });
-        if !line.continues && is_cross_protocol(line.text) {
+        // The common line, plain text, is told by its first byte.
+        let may_matter = may_matter(line.text);
+        if may_matter && !line.continues && is_cross_protocol(line.text) {
             // Close at once: nothing this connection sent from here on,
             // nor the replies owed to it, is worth anything.
             log::warn!(
@@ -67,17 +69,19 @@ impl Act<'_, '_> {
             );
             self.out.clear();
             self.echo_run = self.echo_run.start..self.echo_run.start;
-            self.next_phase = Some(Phase::Closing(CloseReason::CrossProtocol));
+            self.next_state = Some(State::Closing(CloseReason::CrossProtocol));
             return ControlFlow::Break(());
         }
         // A piece of a line longer than any limit (`--max-line off`) is
         // never a command, however it ends.
-        let command = line.is_whole().then(|| Command::parse(line.text)).flatten();
+        let command = (may_matter && line.is_whole())
+            .then(|| Command::parse(line.text))
+            .flatten();
         match command {
             Some(Command::Disconnect) => {
                 // As redis does for QUIT: flush the replies so far, then close;
                 // whatever the client sent after `disconnect` is not acted on.
-                self.next_phase = Some(Phase::Closing(CloseReason::Disconnect));
+                self.next_state = Some(State::Closing(CloseReason::Disconnect));
                 return ControlFlow::Break(());
             }
             Some(Command::Stop) if self.local || self.ctx.config.allow_remote_stop => {

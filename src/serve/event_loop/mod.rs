@@ -9,7 +9,8 @@
 //!
 //! One turn of the loop:
 //!
-//! 1. Act on deadlines that fell due: close idle clients (the notes'
+//! 1. Act on deadlines that fell due, if any may have (the earliest is
+//!    kept, not searched for every turn): close idle clients (the notes'
 //!    `if not inp: break`) and slow lines, log the counters, end a pause in
 //!    accepting, end the grace period of a stop.
 //! 2. Flush printed output, once per turn, just before sleeping.
@@ -129,9 +130,19 @@ pub(crate) struct EventLoop {
     next_hand_off: usize,
     /// Clients handed over by another loop, being opened (kept to reuse).
     handed: Vec<(Stream, Peer)>,
-    /// The counters as last published, and when (see `publish_lazily`).
+    /// The earliest instant a deadline may fall due: never later than the
+    /// truth, possibly earlier (a deadline that moved later, or went, is
+    /// found out by waking, at most once). Computed again only when
+    /// `wake_stale` says a deadline may have come forward.
+    next_wake: Option<Instant>,
+    /// Some deadline may now be earlier than `next_wake`: a list that was
+    /// empty got an entry, the grace period or a pause in accepting began,
+    /// reading paused or resumed, or deadlines were just acted on.
+    wake_stale: bool,
+    /// The counters as last published, and when to publish next (see
+    /// `publish_lazily`).
     published: crate::serve::stats::Counters,
-    published_at: Instant,
+    publish_due: Instant,
     /// This loop hands clients of its own listeners to the others, and has
     /// not yet said it is done (see `Shared::done_handing`).
     hands_off: bool,
@@ -159,8 +170,10 @@ impl EventLoop {
         let hands_off = parts.ctx.shared.loops() > 1 && parts.accept.hands_off();
         EventLoop {
             hands_off,
+            next_wake: None,
+            wake_stale: true,
             published: crate::serve::stats::Counters::default(),
-            published_at: Instant::now(),
+            publish_due: Instant::now() + PUBLISH_EVERY,
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
             proxy_headers: (!config.proxy_protocol.is_empty())
@@ -222,23 +235,32 @@ impl EventLoop {
     }
 
     /// The turns of the loop, until it has stopped.
+    ///
+    /// The clock is read once per turn, when `poll` returns: that instant
+    /// serves the events, the ready queue and the deadlines that follow.
     fn serve(&mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
+        let mut now = Instant::now();
         // When `poll` last returned: a turn lasts from there to the next
         // `poll` (`selectd_loop_turn_seconds`). Timed only for `--metrics`,
-        // the one place turns are shown: a clock read and a histogram cost
-        // about a hundred instructions per turn.
+        // the one place turns are shown: a second clock read and a
+        // histogram cost about a hundred instructions per turn.
         let time_turns = self.ctx.config.metrics.is_some();
         let mut woke: Option<Instant> = None;
         loop {
             self.ready.begin_turn();
-            let now = Instant::now();
-            self.on_deadlines(now);
+            if self.next_wake.is_some_and(|wake| wake <= now) {
+                self.on_deadlines(now);
+                self.wake_stale = true;
+            }
             // A deadline may have closed a client whose unfinished last line
             // was `stop`: act on it now, not after some future event.
             self.stop_if_requested(now);
             if self.may_end(now) {
                 return Ok(());
+            }
+            if std::mem::take(&mut self.wake_stale) {
+                self.next_wake = self.deadlines().into_iter().flatten().min();
             }
             let ready_idle = self.ready.is_empty() || self.reading_paused;
             self.ctx.output.flush();
@@ -248,11 +270,7 @@ impl EventLoop {
                 self.ctx.counters.turns.record(woke.elapsed());
             }
             let publish_due = self.publish_lazily(now);
-            let timeout = poll_timeout(
-                now,
-                ready_idle,
-                self.deadlines().into_iter().chain([publish_due]),
-            );
+            let timeout = poll_timeout(now, ready_idle, self.next_wake, publish_due);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -262,7 +280,7 @@ impl EventLoop {
             crate::failpoint::failpoint!(&format!("loop-{}-turn", self.ctx.reactor + 1), |_| {
                 Err(Error::Reactor(io::Error::other("injected failure")))
             });
-            let now = Instant::now();
+            now = Instant::now();
             if time_turns {
                 woke = Some(now);
             }
@@ -365,18 +383,19 @@ impl EventLoop {
     }
 
     /// Publishes this loop's counters for the others and the handle, when
-    /// they changed: at once if the last time was `PUBLISH_EVERY` ago,
-    /// otherwise not now, returning when (the loop must not sleep past it,
-    /// or a count would stay unseen while it is idle). A busy loop thus
-    /// takes the lock a few hundred times a second, not once per turn.
-    fn publish_lazily(&mut self, now: Instant) -> Option<Instant> {
+    /// they changed: at once if the last time was `PUBLISH_EVERY` ago;
+    /// otherwise not now, and the loop must not sleep longer than
+    /// `PUBLISH_EVERY` (returned), or a count would stay unseen while it is
+    /// idle. A busy loop thus takes the lock a few hundred times a second,
+    /// not once per turn (and computes no time for it: the sleep it bounds
+    /// is a constant).
+    fn publish_lazily(&mut self, now: Instant) -> Option<Duration> {
         self.ctx.counters.lines_dropped = self.ctx.output.dropped();
         if self.ctx.counters == self.published {
             return None;
         }
-        let due = self.published_at + PUBLISH_EVERY;
-        if now < due {
-            return Some(due);
+        if now < self.publish_due {
+            return Some(PUBLISH_EVERY);
         }
         self.publish(now);
         None
@@ -389,7 +408,7 @@ impl EventLoop {
             .shared
             .publish(self.ctx.reactor, &self.ctx.counters);
         self.published = self.ctx.counters;
-        self.published_at = now;
+        self.publish_due = now + PUBLISH_EVERY;
     }
 
     fn on_event(&mut self, event: &Event, now: Instant) {
@@ -424,6 +443,8 @@ impl EventLoop {
             },
         };
         metrics.on_event(slot, lent, now);
+        // Its request and keep-alive deadlines may have come forward.
+        self.wake_stale = true;
     }
 
     fn on_connection_event(&mut self, key: usize, event: &Event, now: Instant) {
@@ -537,14 +558,14 @@ impl EventLoop {
             Status::Closed(reason) => return self.close(key, reason),
         };
         if active && let Some(idle) = &mut self.idle {
-            idle.touch(key, now);
+            self.wake_stale |= idle.touch(key, now);
         }
         if let (Some(lines), Some(connection)) =
             (&mut self.line_deadlines, self.connections.get_mut(key))
         {
             match connection.line_timer() {
                 LineTimer::Unchanged => {}
-                LineTimer::Start => lines.touch(key, now),
+                LineTimer::Start => self.wake_stale |= lines.touch(key, now),
                 LineTimer::Stop => lines.remove(key),
             }
         }
