@@ -113,6 +113,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         let line = format!("listening on {addr}\n");
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
+    for addr in server.metrics_addrs() {
+        let _ = writeln!(std::io::stderr().lock(), "metrics on http://{addr}/metrics");
+    }
     match server.run() {
         Ok(()) => {
             selectd::serve::flush_stderr(STDERR_GRACE);

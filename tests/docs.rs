@@ -646,6 +646,20 @@ fn check_name(name: &str, citation: &Citation) -> Option<String> {
         let defined = source.defines_in(target, name);
         return (!defined).then(|| format!("`{name}` is not defined in {}", target.display()));
     }
+    if name.starts_with("selectd_") {
+        // A metric: defined in the code without the suffix the encoder
+        // adds to a counter.
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        return (!source.mentions_word(base))
+            .then(|| format!("`{name}`: the metric `{base}` is defined nowhere in the code"));
+    }
+    if name.starts_with("Selectd") && is_camel(name) {
+        // An alert: defined in the rules that `contrib/` ships.
+        let rules = std::fs::read_to_string("contrib/prometheus-alerts.yml").unwrap_or_default();
+        let defined = rules.contains(&format!("alert: {name}"));
+        return (!defined)
+            .then(|| format!("`{name}`: no such alert in contrib/prometheus-alerts.yml"));
+    }
     if name.contains('_') && name.starts_with(|c: char| c.is_ascii_lowercase()) {
         // `drain_fully`, `bind_tcp`: a name of this crate's code (a function,
         // field or test), somewhere in it.
@@ -674,8 +688,7 @@ fn check_name(name: &str, citation: &Citation) -> Option<String> {
 /// (page, cited text). An entry that is no longer stale fails
 /// [`known_stale_entries_are_still_stale`], so whoever merges the new
 /// chapter removes them, and the list cannot outlive its reason.
-const KNOWN_STALE: &[(&str, &str)] = &[
-];
+const KNOWN_STALE: &[(&str, &str)] = &[];
 
 fn known_stale(place: &str, text: &str) -> bool {
     KNOWN_STALE

@@ -151,6 +151,11 @@ pub struct ServeArgs {
     /// client it names is the peer.
     #[arg(long, value_name = "CIDR[,CIDR...]")]
     pub proxy_protocol: Option<TrustedProxies>,
+    /// Serve Prometheus metrics (GET /metrics) and a health check (GET
+    /// /healthz: 200 while serving, 503 once stopping) over HTTP on this
+    /// TCP address, e.g. 127.0.0.1:9100; port 0 picks a free port.
+    #[arg(long, value_name = "HOST:PORT", value_parser = values::listen_address)]
+    pub metrics: Option<Address>,
 }
 
 impl ServeArgs {
@@ -179,6 +184,7 @@ impl ServeArgs {
             handle_signals: true,
             proxy_protocol: self.proxy_protocol.unwrap_or_default(),
             notify: true,
+            metrics: self.metrics,
         };
         config.validate().map_err(|err| err.to_string())?;
         Ok(config)

@@ -73,6 +73,10 @@ pub struct Config {
     /// Tell a service manager (`NOTIFY_SOCKET`) `READY=1` once listening and
     /// `STOPPING=1` at stop. The binary turns this on.
     pub notify: bool,
+    /// Serve Prometheus metrics (`GET /metrics`) and a health check
+    /// (`GET /healthz`) over HTTP on this TCP address (`--metrics`), from
+    /// the first event loop. `None`: no metrics port.
+    pub metrics: Option<Address>,
 }
 
 impl Default for Config {
@@ -103,6 +107,7 @@ impl Default for Config {
             proxy_protocol: TrustedProxies::default(),
             notify: false,
             reactors: 1,
+            metrics: None,
         }
     }
 }
@@ -150,6 +155,11 @@ impl Config {
         }
         if self.max_line == 0 {
             return Err(ConfigError::EmptyLines);
+        }
+        if let Some(address) = &self.metrics
+            && !matches!(address, Address::Tcp { .. })
+        {
+            return Err(ConfigError::MetricsNotTcp(address.to_string()));
         }
         if self.low_watermark > self.high_watermark {
             return Err(ConfigError::Watermarks {

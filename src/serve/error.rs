@@ -126,6 +126,8 @@ pub enum ConfigError {
         /// The most there may be.
         max: usize,
     },
+    /// `--metrics` names a Unix or UDP address: HTTP is served over TCP.
+    MetricsNotTcp(String),
     /// The low watermark above the high one.
     Watermarks {
         /// `--low-watermark`.
@@ -146,6 +148,10 @@ impl fmt::Display for ConfigError {
             ConfigError::Reactors { got, max } => {
                 write!(f, "--reactors must be from 1 to {max} (got {got})")
             }
+            ConfigError::MetricsNotTcp(address) => write!(
+                f,
+                "--metrics takes a TCP address, HOST:PORT (got '{address}')"
+            ),
             ConfigError::Watermarks { low, high } => write!(
                 f,
                 "low watermark ({low}) is above the high watermark ({high})"

@@ -22,7 +22,8 @@
 //!    served again next turn, once.
 //! 6. `close`: why it ended, printed, logged and counted.
 //!
-//! Beside that path: `datagram` serves UDP; `stats` counts; `trace` narrates
+//! Beside that path: `datagram` serves UDP; `stats` counts; `metrics`
+//! serves the counters over HTTP to Prometheus (`--metrics`); `trace` narrates
 //! each turn for `--trace-loop`; `config` and `error` hold the settings and
 //! the failures that stop the server.
 
@@ -38,6 +39,7 @@ mod error;
 mod event_loop;
 mod linger;
 mod listen;
+mod metrics;
 mod notify;
 pub(crate) mod output;
 mod proxy;
@@ -63,7 +65,7 @@ pub use listen::BoundAddr;
 pub use output::diagnostics::{Stderr, finish as flush_stderr, line as stderr_line};
 pub use output::{Format, MemorySink, OutputFull, OutputTarget};
 pub use proxy::TrustedProxies;
-pub use stats::Counters;
+pub use stats::{Counters, TURN_BOUNDS_NANOS, TurnHistogram};
 
 use crate::net::limits;
 use context::Context;
@@ -96,6 +98,8 @@ pub struct Server {
     addrs: Vec<BoundAddr>,
     /// Each address's name, when a service manager named it.
     names: Vec<Option<String>>,
+    /// Where the metrics port listens (`--metrics`), if anywhere.
+    metrics_addrs: Vec<std::net::SocketAddr>,
     handle: ServerHandle,
 }
 
@@ -152,6 +156,15 @@ impl Server {
         }
         names.resize(bound.addrs.len(), None);
         let addrs = bound.addrs.clone();
+        let mut metrics = config
+            .metrics
+            .as_ref()
+            .map(metrics::MetricsServer::bind)
+            .transpose()?;
+        let metrics_addrs = metrics
+            .as_ref()
+            .map(metrics::MetricsServer::local_addrs)
+            .unwrap_or_default();
         // The first loop has every socket; each other loop its own TCP and
         // UDP sockets on the same ports.
         let mut per_loop = Vec::with_capacity(loops);
@@ -207,8 +220,10 @@ impl Server {
                 shared: Arc::clone(&shared),
                 reactor: id,
             };
+            // The first loop serves the metrics port too.
+            let metrics = if id == 0 { metrics.take() } else { None };
             event_loops.push(EventLoop::new(loop_parts(
-                poll, ctx, bound, signals, waker,
+                poll, ctx, bound, signals, waker, metrics,
             )?));
         }
         drop(output);
@@ -216,6 +231,7 @@ impl Server {
             loops: event_loops,
             addrs,
             names,
+            metrics_addrs,
             handle: ServerHandle { shared },
         })
     }
@@ -246,6 +262,12 @@ impl Server {
     /// Where the server listens, with real ports: `tcp://127.0.0.1:43617`.
     pub fn local_addrs(&self) -> Vec<BoundAddr> {
         self.addrs.clone()
+    }
+
+    /// Where the metrics port (`--metrics`) listens, with real ports; empty
+    /// without one.
+    pub fn metrics_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.metrics_addrs.clone()
     }
 
     /// What to print in `listening on ...` lines: each address with its
@@ -330,8 +352,12 @@ fn loop_parts(
     mut bound: Bound,
     signals: bool,
     waker: Arc<Waker>,
+    mut metrics: Option<metrics::MetricsServer>,
 ) -> Result<Parts, Error> {
     let registry = poll.registry();
+    if let Some(metrics) = &mut metrics {
+        metrics.register(registry)?;
+    }
     for (index, listener) in bound.listeners.iter_mut().enumerate() {
         registry
             .register(
@@ -360,6 +386,7 @@ fn loop_parts(
         datagrams: bound.datagrams,
         signals,
         waker,
+        metrics,
     })
 }
 

@@ -5,10 +5,13 @@
 //! it publishes a copy to a shared slot, which a
 //! [`ServerHandle`](crate::ServerHandle) reads from any thread. The same
 //! counters are logged every `--stats DUR` and sent to a local client that
-//! says `stats`, as one line of `key=value` pairs.
+//! says `stats`, as one line of `key=value` pairs, and served to Prometheus
+//! by `--metrics` (with what only a scraper wants: how long each turn of the
+//! loop took, how often it woke).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::serve::close::CloseReason;
 
@@ -41,6 +44,14 @@ pub struct Counters {
     /// Connection events (`open`, `close`) not printed because the output
     /// was full (`--output-full drop`).
     pub events_dropped: u64,
+    /// Times `poll` returned (an event, a deadline, or a signal).
+    pub wakeups: u64,
+    /// How long each turn of the loop took, from `poll` returning to the
+    /// next `poll`: the lag every client of the loop waits through.
+    pub turns: TurnHistogram,
+    /// Loops not reading from clients right now because the output is full
+    /// (0 or 1 for one loop; summed, how many loops).
+    pub reading_paused: u64,
 }
 
 impl Counters {
@@ -78,6 +89,9 @@ impl Counters {
             datagram_replies_dropped,
             lines_dropped,
             events_dropped,
+            wakeups,
+            turns,
+            reading_paused,
         } = *other;
         self.accepted += accepted;
         self.refused_full += refused_full;
@@ -93,6 +107,9 @@ impl Counters {
         self.datagram_replies_dropped += datagram_replies_dropped;
         self.lines_dropped += lines_dropped;
         self.events_dropped += events_dropped;
+        self.wakeups += wakeups;
+        self.turns.add(&turns);
+        self.reading_paused += reading_paused;
     }
 
     pub(crate) fn count_close(&mut self, reason: CloseReason) {
@@ -133,6 +150,62 @@ impl fmt::Display for Counters {
             self.lines_dropped,
             self.events_dropped
         )
+    }
+}
+
+/// Turn durations, counted in fixed buckets (a Prometheus histogram).
+///
+/// The loop records one sample per turn with two integer operations, on its
+/// own thread; the buckets are not cumulative here (the exposition adds them
+/// up). The bounds run from 10 µs, a turn that served a client or two, to
+/// 1 s, a loop that every client would notice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TurnHistogram {
+    /// Turns per bucket: `buckets[i]` counts turns longer than the bound
+    /// before it and at most [`TURN_BOUNDS_NANOS`]`[i]`; the last counts the
+    /// longer ones.
+    pub buckets: [u64; TURN_BOUNDS_NANOS.len() + 1],
+    /// All turns' durations, added up, in nanoseconds.
+    pub sum_nanos: u64,
+}
+
+/// The upper bounds of [`TurnHistogram`]'s buckets, in nanoseconds.
+pub const TURN_BOUNDS_NANOS: [u64; 14] = [
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    100_000_000,
+    250_000_000,
+    1_000_000_000,
+];
+
+impl TurnHistogram {
+    /// Counts one turn that took `took`.
+    pub fn record(&mut self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = TURN_BOUNDS_NANOS.partition_point(|&bound| bound < nanos);
+        self.buckets[bucket] += 1;
+        self.sum_nanos = self.sum_nanos.saturating_add(nanos);
+    }
+
+    /// Turns counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    fn add(&mut self, other: &TurnHistogram) {
+        for (sum, count) in self.buckets.iter_mut().zip(other.buckets) {
+            *sum += count;
+        }
+        self.sum_nanos = self.sum_nanos.saturating_add(other.sum_nanos);
     }
 }
 
@@ -206,6 +279,20 @@ mod tests {
         assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00Z");
         assert_eq!(Rfc3339(951_782_400).to_string(), "2000-02-29T00:00:00Z");
         assert_eq!(Rfc3339(1_795_969_347).to_string(), "2026-11-29T16:22:27Z");
+    }
+
+    #[test]
+    fn turns_fall_in_the_bucket_of_their_upper_bound() {
+        let mut turns = TurnHistogram::default();
+        turns.record(Duration::from_nanos(1));
+        turns.record(Duration::from_micros(10));
+        turns.record(Duration::from_micros(11));
+        turns.record(Duration::from_secs(3));
+        assert_eq!(turns.buckets[0], 2, "up to and including 10 µs");
+        assert_eq!(turns.buckets[1], 1);
+        assert_eq!(turns.buckets[TURN_BOUNDS_NANOS.len()], 1, "beyond 1 s");
+        assert_eq!(turns.count(), 4);
+        assert_eq!(turns.sum_nanos, 3_000_021_001);
     }
 
     #[test]

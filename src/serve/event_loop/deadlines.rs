@@ -16,7 +16,7 @@ use crate::serve::stats;
 impl EventLoop {
     /// Every deadline this loop keeps, nearest or not. While reading is
     /// paused for output, clients' clocks do not run.
-    pub(super) fn deadlines(&self) -> [Option<Instant>; 7] {
+    pub(super) fn deadlines(&self) -> [Option<Instant>; 8] {
         let clients = !self.reading_paused();
         [
             self.proxy_headers
@@ -35,6 +35,9 @@ impl EventLoop {
             self.accept.paused_until(),
             self.next_stats,
             self.lingering.next_deadline(),
+            self.metrics
+                .as_ref()
+                .and_then(crate::serve::metrics::MetricsServer::next_deadline),
         ]
     }
 
@@ -82,6 +85,9 @@ impl EventLoop {
     /// the end of a pause in accepting.
     pub(super) fn on_loop_deadlines(&mut self, now: Instant) {
         self.lingering.expire(now, &self.ctx.registry);
+        if let Some(metrics) = &mut self.metrics {
+            metrics.expire(now, &self.ctx.registry);
+        }
         if let Some(due) = self.next_stats
             && due <= now
         {
