@@ -237,7 +237,7 @@ fn memory_available() -> u64 {
 fn resolve(addr: &Address) -> Result<Target, BenchError> {
     match addr {
         Address::Unix(path) => Ok(Target::Unix(path.clone())),
-        Address::Tcp { .. } | Address::Udp { .. } => {
+        Address::Tcp { .. } | Address::Udp { .. } | Address::Tls { .. } => {
             let first = addr.resolve().and_then(|found| {
                 found.into_iter().next().ok_or_else(|| {
                     io::Error::new(io::ErrorKind::NotFound, "name resolves to no address")

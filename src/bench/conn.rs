@@ -156,6 +156,8 @@ pub(crate) fn finish_connect(stream: &Stream) -> io::Result<bool> {
     let peer = match stream {
         Stream::Tcp(s) => s.peer_addr().map(drop),
         Stream::Unix(s) => s.peer_addr().map(drop),
+        #[cfg(feature = "tls")]
+        Stream::Tls(s) => s.socket().peer_addr().map(drop),
     };
     match peer {
         Ok(()) => Ok(true),

@@ -73,6 +73,13 @@ pub struct Config {
     /// Tell a service manager (`NOTIFY_SOCKET`) `READY=1` once listening and
     /// `STOPPING=1` at stop. The binary turns this on.
     pub notify: bool,
+    /// The certificate, key and client CA of `tls://` listeners
+    /// (`--tls-cert`, `--tls-key`, `--tls-client-ca`); re-read on `SIGHUP`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::net::tls::ServerFiles>,
+    /// A TLS client that has not finished its handshake this long after
+    /// accept is closed (`tls`) (`--tls-handshake-timeout`).
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -103,6 +110,9 @@ impl Default for Config {
             proxy_protocol: TrustedProxies::default(),
             notify: false,
             reactors: 1,
+            #[cfg(feature = "tls")]
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -130,6 +140,7 @@ impl Config {
             ("line time-out", self.line_timeout),
             ("stats interval", self.stats_interval),
             ("grace period", Some(self.grace)),
+            ("TLS handshake time-out", Some(self.tls_handshake_timeout)),
         ];
         for (what, duration) in durations {
             if duration.is_some_and(|d| d > crate::net::units::MAX_DURATION) {
@@ -147,6 +158,18 @@ impl Config {
         }
         if self.max_line == 0 {
             return Err(ConfigError::EmptyLines);
+        }
+        let tls_listener = self
+            .listen
+            .iter()
+            .any(|address| matches!(address, Address::Tls { .. }));
+        #[cfg(feature = "tls")]
+        if tls_listener && self.tls.is_none() {
+            return Err(ConfigError::TlsWithoutCertificate);
+        }
+        #[cfg(not(feature = "tls"))]
+        if tls_listener {
+            return Err(ConfigError::TlsNotBuilt);
         }
         if self.low_watermark > self.high_watermark {
             return Err(ConfigError::Watermarks {

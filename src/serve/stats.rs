@@ -37,6 +37,10 @@ pub struct Counters {
     pub datagram_replies_dropped: u64,
     /// Lines not printed because the output was full (`--output-full drop`).
     pub lines_dropped: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed or did not finish in time.
+    pub tls_handshake_failures: u64,
 }
 
 impl Counters {
@@ -64,6 +68,8 @@ impl Counters {
             datagrams,
             datagram_replies_dropped,
             lines_dropped,
+            tls_handshakes,
+            tls_handshake_failures,
         } = *other;
         self.accepted += accepted;
         self.refused_full += refused_full;
@@ -78,6 +84,8 @@ impl Counters {
         self.datagrams += datagrams;
         self.datagram_replies_dropped += datagram_replies_dropped;
         self.lines_dropped += lines_dropped;
+        self.tls_handshakes += tls_handshakes;
+        self.tls_handshake_failures += tls_handshake_failures;
     }
 
     pub(crate) fn count_close(&mut self, reason: CloseReason) {
@@ -108,14 +116,16 @@ impl fmt::Display for Counters {
         write!(
             f,
             " bytes_in={} bytes_out={} lines={} errors={} datagrams={} datagram_replies_dropped={} \
-             lines_dropped={}",
+             lines_dropped={} tls_handshakes={} tls_handshake_failures={}",
             self.bytes_in,
             self.bytes_out,
             self.lines,
             self.errors,
             self.datagrams,
             self.datagram_replies_dropped,
-            self.lines_dropped
+            self.lines_dropped,
+            self.tls_handshakes,
+            self.tls_handshake_failures
         )
     }
 }
@@ -204,6 +214,13 @@ mod tests {
         assert!(!text.contains('\n'));
         assert!(text.starts_with("accepted=2 open=1 refused_full=0 closed=1 closed_eof=0"));
         assert!(text.contains(" closed_line_too_long=1 "), "{text}");
-        assert!(text.ends_with(" datagram_replies_dropped=0 lines_dropped=0"));
+        assert!(
+            text.contains(" datagram_replies_dropped=0 lines_dropped=0 "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(" tls_handshakes=0 tls_handshake_failures=0"),
+            "{text}"
+        );
     }
 }

@@ -31,6 +31,10 @@ impl Connection {
         if let Phase::Closing(_) = self.phase {
             return self.settle(ctx, false, false);
         }
+        if self.awaits_handshake() {
+            // TLS: it has not said anything yet.
+            return Status::Closed(CloseReason::Stop);
+        }
         // The watermarks still hold: a client held back for not reading its
         // replies keeps its unread bytes in the kernel (never received),
         // and reading stops as soon as a client's replies pass the mark.
@@ -101,6 +105,8 @@ impl Connection {
         let reason = CloseReason::from_io(err);
         if reason == CloseReason::Error {
             log::warn!("{}: read failed: {err}", self.label);
+        } else if reason == CloseReason::Tls {
+            log::debug!("{}: TLS: {err}", self.label);
         }
         // The peer is gone: there is nobody to send to. Its unfinished line
         // is printed, not obeyed: it never finished it.

@@ -51,7 +51,10 @@ impl Connection {
                     self.local = peer.is_local();
                     self.label = peer.to_string().into_boxed_str();
                 }
-                ctx.output.open(&self.label);
+                // TLS: `open` waits for the handshake that follows.
+                if !self.awaits_handshake() {
+                    ctx.output.open(&self.label);
+                }
                 Ok(chunk.map(|bytes| &bytes[used..]))
             }
             Err(err) => Err(self.proxy_header_failed(&err)),

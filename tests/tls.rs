@@ -1,0 +1,274 @@
+//! `serve` on a `tls://` listener, against the real `openssl s_client`:
+//! lines, echo, `stop`, TLS 1.2 and 1.3, client certificates, and what a
+//! client that does not speak TLS properly gets (close reason `tls`).
+//! Certificates are made at test time by the `openssl` command.
+
+mod common;
+mod deploy_support;
+mod tls_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{PATIENCE, ServerProcess, wait_until};
+use tls_support::{Certs, SClient, rustls_client};
+
+/// A server on a TLS listener with `certs` and `extra` flags, and its
+/// address as `HOST:PORT`.
+fn serve(certs: &Certs, extra: &[&str]) -> (ServerProcess, String) {
+    let mut args = certs.serve_args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&args);
+    let addr = server.listening[0]
+        .strip_prefix("tls://")
+        .expect("a tls:// listener")
+        .to_string();
+    (server, addr)
+}
+
+/// Lines sent over TLS by `s_client` are printed as over TCP, echoed back
+/// through the session, and `stop` from loopback stops the server.
+fn lines_echo_and_stop(version: &str) {
+    let Some(certs) = Certs::make() else { return };
+    let (mut server, addr) = serve(&certs, &["--echo", "--idle-timeout", "60s"]);
+    let mut client = SClient::start(&addr, &certs.ca, &[version]);
+    client.wait_connected();
+    client.send(b"merhaba\nd\xc3\xbcnya\n");
+    wait_until("the echo through s_client", || {
+        client.out.text().contains("merhaba\ndünya\n")
+    });
+    client.send(b"stop\n");
+    assert!(server.wait_exit().success());
+    let stdout = server.stdout();
+    let peer = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("* [")?.strip_suffix("] open"))
+        .unwrap_or_else(|| panic!("no open event: {stdout}"))
+        .to_string();
+    assert!(stdout.contains(&format!("[{peer}] merhaba\n")), "{stdout}");
+    assert!(stdout.contains(&format!("[{peer}] dünya\n")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("* [{peer}] close: stop\n")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn s_client_tls13_lines_are_printed_echoed_and_stop_obeyed() {
+    lines_echo_and_stop("-tls1_3");
+}
+
+#[test]
+fn s_client_tls12_lines_are_printed_echoed_and_stop_obeyed() {
+    lines_echo_and_stop("-tls1_2");
+}
+
+/// `s_client` ending its input sends `close_notify` then FIN: a clean end
+/// of stream, so the unterminated last line is a line (and closes `eof`).
+#[test]
+fn close_notify_is_a_clean_end_of_stream() {
+    let Some(certs) = Certs::make() else { return };
+    let (server, addr) = serve(&certs, &[]);
+    let mut client = SClient::start(&addr, &certs.ca, &[]);
+    client.wait_connected();
+    client.send(b"first\nlast without newline");
+    client.finish();
+    let (code, said) = client.wait();
+    assert_eq!(code, Some(0), "{said}");
+    server.wait_for_output("] close: eof\n");
+    let stdout = server.stdout();
+    assert!(stdout.contains("] last without newline\n"), "{stdout}");
+}
+
+/// With `--tls-client-ca`, a client without a certificate is refused
+/// (close reason `tls`, counted), and one with a certificate from that CA
+/// prints as its address followed by `#cn=` and the certificate's name.
+#[test]
+fn client_certificates_are_required_and_name_the_peer() {
+    let Some(certs) = Certs::make() else { return };
+    let ca = certs.ca.display().to_string();
+    let (mut server, addr) = serve(&certs, &["--tls-client-ca", &ca, "--idle-timeout", "60s"]);
+
+    let mut anonymous = SClient::start(&addr, &certs.ca, &[]);
+    anonymous.send(b"let me in\n");
+    // In TLS 1.3 the client may think itself connected before the server's
+    // `certificate_required` alert arrives: what counts is the server side.
+    server.wait_for_output("] close: tls\n");
+    drop(anonymous);
+
+    let cert = certs.alice_cert.display().to_string();
+    let key = certs.alice_key.display().to_string();
+    let mut alice = SClient::start(&addr, &certs.ca, &["-cert", &cert, "-key", &key]);
+    alice.wait_connected();
+    alice.send(b"hello\nstats\n");
+    wait_until("the stats reply", || {
+        alice.out.text().contains("stats accepted=")
+    });
+    let stats = alice.out.text();
+    assert!(stats.contains(" tls_handshakes=1 "), "{stats}");
+    assert!(stats.contains(" tls_handshake_failures=1"), "{stats}");
+    assert!(stats.contains(" closed_tls=1 "), "{stats}");
+    alice.send(b"stop\n");
+    assert!(server.wait_exit().success());
+    let stdout = server.stdout();
+    let line = stdout
+        .lines()
+        .find(|l| l.ends_with("] hello"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.starts_with("[127.0.0.1:") && line.contains("#cn=alice] "),
+        "{line}"
+    );
+    assert!(!stdout.contains("let me in"), "{stdout}");
+}
+
+/// A plaintext line sent to a TLS port is not a handshake: the connection
+/// closes with `tls`, and the line is never printed as one.
+#[test]
+fn a_plaintext_line_to_a_tls_port_closes_with_tls() {
+    let Some(certs) = Certs::make() else { return };
+    let (server, addr) = serve(&certs, &[]);
+    let mut plain = TcpStream::connect(&addr).unwrap();
+    plain.set_read_timeout(Some(PATIENCE)).unwrap();
+    plain.write_all(b"stop\n").unwrap();
+    let mut answer = Vec::new();
+    // The server sends an alert (or nothing) and closes.
+    let _ = plain.read_to_end(&mut answer);
+    server.wait_for_output("] close: tls\n");
+    let stdout = server.stdout();
+    assert!(!stdout.contains("] stop"), "{stdout}");
+    assert!(!answer.starts_with(b"error"), "{answer:?}");
+}
+
+/// The first bytes of a real ClientHello, then the end: a truncated
+/// handshake closes with `tls`.
+#[test]
+fn a_truncated_handshake_closes_with_tls() {
+    let Some(certs) = Certs::make() else { return };
+    let (server, addr) = serve(&certs, &[]);
+    let hello = client_hello();
+    let mut cut = TcpStream::connect(&addr).unwrap();
+    cut.write_all(&hello[..hello.len() / 2]).unwrap();
+    cut.shutdown(std::net::Shutdown::Write).unwrap();
+    server.wait_for_output("] close: tls\n");
+}
+
+/// A client that stops mid-handshake is closed when the handshake time-out
+/// passes (`tls`), even with the idle time-out longer.
+#[test]
+fn a_client_stalled_mid_handshake_closes_with_tls() {
+    let Some(certs) = Certs::make() else { return };
+    let (server, addr) = serve(
+        &certs,
+        &["--tls-handshake-timeout", "1s", "--idle-timeout", "60s"],
+    );
+    let started = std::time::Instant::now();
+    let hello = client_hello();
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled.write_all(&hello).unwrap();
+    // It never answers the server's flight.
+    server.wait_for_output("] close: tls\n");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    drop(stalled);
+}
+
+/// A ClientHello as rustls writes it (whole, in one record).
+fn client_hello() -> Vec<u8> {
+    let Some(certs) = Certs::make() else {
+        unreachable!("made by the caller already")
+    };
+    let files = selectd::net::tls::ClientFiles {
+        ca: Some(certs.ca.clone()),
+        ..Default::default()
+    };
+    let config = selectd::net::tls::client_config(&files).unwrap();
+    let name = selectd::net::tls::server_name("localhost").unwrap();
+    let mut session = rustls::ClientConnection::new(config, name).unwrap();
+    let mut hello = Vec::new();
+    session.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// A TLS 1.2 client asking to renegotiate (`s_client`'s `R` command) is
+/// refused by rustls without harm: the server goes on serving it or closes
+/// it with `tls`, and serves others either way.
+#[test]
+fn a_renegotiation_attempt_does_no_harm() {
+    let Some(certs) = Certs::make() else { return };
+    let (mut server, addr) = serve(&certs, &["--echo", "--idle-timeout", "60s"]);
+    let mut client = SClient::start(&addr, &certs.ca, &["-tls1_2"]);
+    client.wait_connected();
+    client.send(b"before\n");
+    wait_until("the echo", || client.out.text().contains("before\n"));
+    // `R` alone in one read is s_client's command to renegotiate.
+    client.send(b"R\n");
+    wait_until("s_client to renegotiate", || {
+        client.out.text().contains("RENEGOTIATING") || client.err.text().contains("RENEGOTIATING")
+    });
+    // OpenSSL gives up when rustls answers `no_renegotiation`.
+    let (_, said) = client.wait();
+    server.wait_for_output("] close: ");
+    let stdout = server.stdout();
+    assert!(
+        stdout.contains("] close: tls\n") || stdout.contains("] close: eof\n"),
+        "{stdout}\n{said}"
+    );
+    let mut other = SClient::start(&addr, &certs.ca, &[]);
+    other.wait_connected();
+    other.send(b"after\nstop\n");
+    assert!(server.wait_exit().success());
+    let stdout = server.stdout();
+    assert!(stdout.contains("] after\n"), "{stdout}");
+    assert!(!stdout.contains("] R\n"), "{stdout}");
+}
+
+/// A client that floods 16 KiB records to an echo server and never reads
+/// the replies is held back by the watermarks: the server's memory stays
+/// bounded and it keeps serving others.
+#[test]
+fn a_record_flood_whose_replies_are_unread_is_held_by_the_watermarks() {
+    let Some(certs) = Certs::make() else { return };
+    let (mut server, addr) = serve(
+        &certs,
+        &[
+            "--echo",
+            "--max-line",
+            "off",
+            "--format",
+            "none",
+            "--idle-timeout",
+            "60s",
+        ],
+    );
+    let baseline = server.rss_kib();
+    let tcp = TcpStream::connect(&addr).unwrap();
+    tcp.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut flood = rustls_client(tcp, &certs.ca, None);
+    let record = vec![b'x'; 16 * 1024];
+    let mut sent = 0usize;
+    // Until the socket stays full: the server stopped reading.
+    while sent < 256 * 1024 * 1024 {
+        match flood.write_all(&record) {
+            Ok(()) => sent += record.len(),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break;
+            }
+            Err(err) => panic!("flood failed after {sent} bytes: {err}"),
+        }
+    }
+    assert!(sent < 256 * 1024 * 1024, "the server never pushed back");
+    let grown = server.rss_kib().saturating_sub(baseline);
+    assert!(grown < 16 * 1024, "grew by {grown} KiB after {sent} bytes");
+    let mut other = SClient::start(&addr, &certs.ca, &[]);
+    other.wait_connected();
+    other.send(b"stop\n");
+    assert!(server.wait_exit().success());
+}
