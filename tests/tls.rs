@@ -17,10 +17,17 @@ use tls_support::{Certs, SClient, rustls_client};
 /// A server on a TLS listener with `certs` and `extra` flags, and its
 /// address as `HOST:PORT`.
 fn serve(certs: &Certs, extra: &[&str]) -> (ServerProcess, String) {
+    serve_logging(certs, extra, "warn")
+}
+
+/// As [`serve`], with `RUST_LOG` set to `log`.
+fn serve_logging(certs: &Certs, extra: &[&str], log: &str) -> (ServerProcess, String) {
     let mut args = certs.serve_args();
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start(&args);
+    let server = ServerProcess::start_with(&args, |command| {
+        command.env("RUST_LOG", log);
+    });
     let addr = server.listening[0]
         .strip_prefix("tls://")
         .expect("a tls:// listener")
@@ -270,5 +277,162 @@ fn a_record_flood_whose_replies_are_unread_is_held_by_the_watermarks() {
     let mut other = SClient::start(&addr, &certs.ca, &[]);
     other.wait_connected();
     other.send(b"stop\n");
+    assert!(server.wait_exit().success());
+}
+
+/// `SIGHUP` reads certificate and key again: new connections get the new
+/// certificate, an open connection keeps its session, and a bad file
+/// keeps the configuration in use, with one error naming the file.
+#[test]
+fn sighup_rotates_the_certificate_for_new_connections_only() {
+    let Some(certs) = Certs::make() else { return };
+    let (server, addr) = serve_logging(&certs, &["--echo", "--idle-timeout", "60s"], "info");
+    let mut old = SClient::start(&addr, &certs.ca, &[]);
+    old.wait_connected();
+
+    let (cert2, key2) = certs.other_server();
+    std::fs::copy(&cert2, &certs.server_cert).unwrap();
+    std::fs::copy(&key2, &certs.server_key).unwrap();
+    server.signal(libc::SIGHUP);
+    wait_until("the reload", || server.stderr().contains("reloaded"));
+
+    // New connections: the other CA's certificate, refused by the old CA.
+    let mut refused = SClient::start(&addr, &certs.ca, &[]);
+    let (code, said) = refused.wait();
+    assert_ne!(code, Some(0), "{said}");
+    let mut renewed = SClient::start(&addr, &certs.other_ca, &[]);
+    renewed.wait_connected();
+    renewed.send(b"new\n");
+    wait_until("the new session's echo", || {
+        renewed.out.text().contains("new\n")
+    });
+
+    // The open connection kept its session.
+    old.send(b"old\n");
+    wait_until("the old session's echo", || {
+        old.out.text().contains("old\n")
+    });
+
+    // A bad file: the configuration in use stays.
+    std::fs::write(&certs.server_cert, b"not a certificate\n").unwrap();
+    server.signal(libc::SIGHUP);
+    let cert_path = certs.server_cert.display().to_string();
+    wait_until("the reload error", || {
+        server
+            .stderr()
+            .lines()
+            .any(|l| l.contains("SIGHUP") && l.contains(&cert_path) && l.contains("ERROR"))
+    });
+    let mut still = SClient::start(&addr, &certs.other_ca, &[]);
+    still.wait_connected();
+    still.send(b"stop\n");
+    let mut server = server;
+    assert!(server.wait_exit().success());
+    let errors = server
+        .stderr()
+        .lines()
+        .filter(|l| l.contains(&cert_path) && l.contains("ERROR"))
+        .count();
+    assert_eq!(errors, 1, "{}", server.stderr());
+}
+
+/// HAProxy in TCP mode with `send-proxy-v2` in front of a `tls://`
+/// listener: the PROXY header comes in clear before the client's TLS
+/// handshake, and the client prints with its own address.
+#[test]
+fn haproxy_send_proxy_v2_before_the_handshake() {
+    let Some(certs) = Certs::make() else { return };
+    let Some(haproxy) = deploy_support::program("haproxy", "haproxy") else {
+        return;
+    };
+    let (mut server, addr) = serve(
+        &certs,
+        &["--proxy-protocol", "127.0.0.1/32", "--idle-timeout", "60s"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut front = None;
+    let mut _child = None;
+    for _ in 0..5 {
+        let port = deploy_support::free_port();
+        let config = format!(
+            "global\n    nbthread 1\ndefaults\n    mode tcp\n    timeout connect 5s\n    \
+             timeout client 60s\n    timeout server 60s\nfrontend front\n    bind 127.0.0.1:{port}\n    \
+             default_backend back\nbackend back\n    server selectd {addr} send-proxy-v2\n"
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let child = deploy_support::Reaped(
+            std::process::Command::new(&haproxy)
+                .args(["-db", "-f"])
+                .arg(&path)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start haproxy"),
+        );
+        let target: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        if common::wait_for(Duration::from_secs(5), || {
+            TcpStream::connect(target).is_ok()
+        }) {
+            front = Some(target);
+            _child = Some(child);
+            break;
+        }
+    }
+    let front = front.expect("haproxy listening");
+    // Probing HAProxy's port opened connections to selectd too: they carry
+    // a header and no handshake, and close as `tls`.
+    let tcp = deploy_support::connect_from("127.0.0.2", front);
+    let source = tcp.local_addr().unwrap();
+    let mut client = rustls_client(tcp, &certs.ca, None);
+    client.write_all(b"hello through haproxy\nstop\n").unwrap();
+    client.flush().unwrap();
+    assert!(server.wait_exit().success());
+    let stdout = server.stdout();
+    assert!(
+        stdout.contains(&format!("[{source}] hello through haproxy\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("* [{source}] close: stop\n")),
+        "{stdout}"
+    );
+}
+
+/// With several loops, TLS clients are served by all of them, and
+/// `--max-conns` still bounds the server: a TLS client beyond it is closed
+/// before any handshake (it could not read a plaintext refusal).
+#[test]
+fn reactors_and_max_conns_hold_for_tls() {
+    let Some(certs) = Certs::make() else { return };
+    let (mut server, addr) = serve(
+        &certs,
+        &[
+            "--reactors",
+            "2",
+            "--max-conns",
+            "3",
+            "--idle-timeout",
+            "60s",
+        ],
+    );
+    let mut clients: Vec<SClient> = (0..3)
+        .map(|_| SClient::start(&addr, &certs.ca, &[]))
+        .collect();
+    for client in &clients {
+        client.wait_connected();
+    }
+    for (index, client) in clients.iter_mut().enumerate() {
+        client.send(format!("client {index}\n").as_bytes());
+    }
+    for index in 0..3 {
+        server.wait_for_output(&format!("] client {index}\n"));
+    }
+    let mut refused = SClient::start(&addr, &certs.ca, &[]);
+    let (code, said) = refused.wait();
+    assert_ne!(code, Some(0), "{said}");
+    assert!(!said.contains("server full"), "{said}");
+    clients[0].send(b"stop\n");
     assert!(server.wait_exit().success());
 }
