@@ -10,9 +10,12 @@
 //!
 //! | name | where | what a test makes it do |
 //! |------|-------|-------------------------|
-//! | `loop-turn` | the start of every event-loop turn | `panic` (in a chosen loop, with the loop's number as the value: `panic(2)` is matched by the loop) |
+//! | `loop-N-turn` | loop N (from 1), after each `poll` | `panic(...)`: the loop panics; `return`: its `poll` fails |
+//! | `client-line` | a client's line `failpoint`, as it is acted on | `panic(...)`: the loop serving that client panics |
+//!
+//! The `selectd` binary reads `FAILPOINTS` (`client-line=panic(boom)`) in
+//! such builds.
 
-#[allow(unused_macros)] // Used as points are added.
 /// `failpoint!("name")` runs the configured action (panic, sleep, ...);
 /// `failpoint!("name", |value| expr)` returns `expr` from the enclosing
 /// function when the point is configured to `return(value)`.
@@ -23,5 +26,4 @@ macro_rules! failpoint {
     };
 }
 
-#[allow(unused_imports)]
 pub(crate) use failpoint;

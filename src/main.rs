@@ -72,6 +72,10 @@ fn usage_error(err: &clap::Error, args: &[OsString]) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    // Fault injection for the tests (`FAILPOINTS=name=action`), in builds
+    // with the `failpoints` feature only.
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     // SAFETY: nothing has started a thread yet (parsing flags and setting up
     // the logger start none; the stderr queue starts on its first line), as
     // unsetting the variables requires.
@@ -96,8 +100,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     for addr in server.listening() {
         // Before any loop runs, a plain write: no stderr thread is started
-        // for it (a server that logs nothing then runs none).
-        let _ = writeln!(std::io::stderr().lock(), "listening on {addr}");
+        // for it (a server that logs nothing then runs none). One `write`
+        // for the whole line, so that a log record written meanwhile by the
+        // stderr thread cannot land inside it.
+        let line = format!("listening on {addr}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
     match server.run() {
         Ok(()) => {

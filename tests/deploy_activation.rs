@@ -222,3 +222,26 @@ fn a_udp_socket_is_served_beside_a_listen_address() {
     stopper.write_all(b"stop\n").unwrap();
     assert!(activator.wait_exit().success());
 }
+
+/// A socket's name comes from outside (the unit file, the environment):
+/// escape sequences in it are shown escaped, never sent to the terminal.
+#[test]
+fn a_socket_name_is_escaped_on_stderr() {
+    let Some(binary) = program("systemd-socket-activate", "systemd") else {
+        return;
+    };
+    let extra = ["--fdname=we\x1b[31mb".to_string()];
+    let mut activator = Activator::start(&binary, false, &extra, &[]);
+    let mut tcp = connect(&format!("127.0.0.1:{}", activator.port));
+    let port = activator.port;
+    activator.wait_for_stderr(&format!(
+        "listening on tcp://127.0.0.1:{port} (we\\u{{1b}}[31mb)\n"
+    ));
+    tcp.write_all(b"stop\n").unwrap();
+    assert!(activator.wait_exit().success(), "{}", activator.stderr());
+    assert!(
+        !activator.stderr().contains('\x1b'),
+        "{}",
+        activator.stderr()
+    );
+}

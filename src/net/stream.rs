@@ -40,6 +40,40 @@ impl Stream {
         }
     }
 
+    /// Copies up to `buf.len()` queued bytes without taking them from the
+    /// socket (`recv(MSG_PEEK)`): a later read returns them again. Never
+    /// waits; `WouldBlock` if nothing is queued; `Unsupported` for TLS.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+            // The socket holds ciphertext: nothing to see without
+            // decrypting, which takes it.
+            #[cfg(feature = "tls")]
+            Stream::Tls(_) => return Err(io::ErrorKind::Unsupported.into()),
+        };
+        loop {
+            // SAFETY: `fd` is this open socket's, and `buf` is valid for
+            // `buf.len()` bytes of writing for the length of the call.
+            let n = unsafe {
+                libc::recv(
+                    fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
     /// Takes the socket's pending error (`SO_ERROR`): after a failed call
     /// such as `ENOTCONN`, the reason the connection died (`ECONNRESET`).
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {

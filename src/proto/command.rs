@@ -50,6 +50,59 @@ pub fn strip(text: &[u8]) -> &[u8] {
     &text[start..end]
 }
 
+/// Whether the lines a client has sent but the server has not read yet
+/// would, read in order, reach a `stop` before anything that ends the
+/// connection first (`disconnect`, a cross-protocol line, a line over
+/// `max_line` bytes).
+///
+/// `held` is the start of an unfinished line already read, which the first
+/// line of `ahead` completes (`Some(b"")` when none is held; `None` when
+/// that line was already handed out in pieces, so it is no command);
+/// `ahead` the bytes still queued, as far as they were looked at: an
+/// unterminated tail is no line yet. This lets a server that is not reading
+/// (its output is full) still obey a `stop` it has not read, without taking
+/// the lines before it out of order.
+///
+/// ```
+/// use selectd::proto::command::stop_ahead;
+/// assert!(stop_ahead(Some(b""), b"a\nb\nstop\n", 1024));
+/// assert!(stop_ahead(Some(b"st"), b"op\r\n", 1024));
+/// assert!(!stop_ahead(Some(b""), b"disconnect\nstop\n", 1024));
+/// assert!(!stop_ahead(Some(b""), b"a\nsto", 1024));
+/// assert!(!stop_ahead(None, b"stop\n", 1024));
+/// ```
+pub fn stop_ahead(held: Option<&[u8]>, ahead: &[u8], max_line: usize) -> bool {
+    let mut joined = Vec::new();
+    for (at, line) in ahead.split_inclusive(|&byte| byte == b'\n').enumerate() {
+        let Some(text) = line.strip_suffix(b"\n") else {
+            return false; // The unterminated tail: not a line yet.
+        };
+        let text = if at > 0 {
+            text
+        } else {
+            match held {
+                None => continue, // The end of a line handed out in pieces.
+                Some([]) => text,
+                Some(held) => {
+                    joined.extend_from_slice(held);
+                    joined.extend_from_slice(text);
+                    &joined[..]
+                }
+            }
+        };
+        let counted = text.strip_suffix(b"\r").unwrap_or(text);
+        if counted.len() > max_line || is_cross_protocol(text) {
+            return false;
+        }
+        match Command::parse(text) {
+            Some(Command::Stop) => return true,
+            Some(Command::Disconnect) => return false,
+            Some(Command::Stats) | None => {}
+        }
+    }
+    false
+}
+
 /// Whether a line looks like HTTP sent to a line server: a web page can
 /// make a browser `POST` to `127.0.0.1:10001` with a body of `stop\n`. As
 /// redis does, a line starting with `POST ` or `Host:` (any case) marks the
@@ -83,6 +136,73 @@ mod tests {
         assert!(!is_cross_protocol(b"POSTER"));
         assert!(!is_cross_protocol(b"hostile"));
         assert!(!is_cross_protocol(b"GET / HTTP/1.1"));
+    }
+
+    #[test]
+    fn a_stop_ahead_is_found_only_if_it_would_be_obeyed() {
+        let limit = 64;
+        assert!(stop_ahead(Some(b""), b"stop\n", limit));
+        assert!(stop_ahead(Some(b""), b"one\r\ntwo\n  stop \r\nmore", limit));
+        assert!(stop_ahead(Some(b" s"), b"top\n", limit));
+        assert!(stop_ahead(Some(b""), b"stats\nstop\n", limit));
+        assert!(!stop_ahead(Some(b""), b"stop", limit), "unterminated");
+        assert!(
+            !stop_ahead(Some(b"x"), b"stop\n", limit),
+            "it ends a held line"
+        );
+        assert!(!stop_ahead(None, b"stop\n", limit), "the end of a piece");
+        assert!(stop_ahead(None, b"stop\nstop\n", limit));
+        assert!(!stop_ahead(Some(b""), b"disconnect\nstop\n", limit));
+        assert!(!stop_ahead(Some(b""), b"POST / HTTP/1.1\nstop\n", limit));
+        let long = [b'a'; 65];
+        let mut too_long = long.to_vec();
+        too_long.extend_from_slice(b"\nstop\n");
+        assert!(!stop_ahead(Some(b""), &too_long, limit));
+        assert!(stop_ahead(Some(b""), &too_long, 65));
+    }
+
+    proptest::proptest! {
+        /// `stop_ahead` agrees with reading the same bytes for real: framed
+        /// by a `LineBuffer` (after the held start of a line), the first
+        /// line that ends the connection or stops the server is a `stop`.
+        #[test]
+        fn stop_ahead_agrees_with_reading_in_order(
+            held in proptest::collection::vec(
+                proptest::prop_oneof![proptest::strategy::Just(b's'), proptest::strategy::Just(b' ')], 0..3),
+            words in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(&b"stop\n"[..]),
+                proptest::strategy::Just(&b"op\n"[..]),
+                proptest::strategy::Just(&b"disconnect\n"[..]),
+                proptest::strategy::Just(&b"stats\r\n"[..]),
+                proptest::strategy::Just(&b"Host: x\n"[..]),
+                proptest::strategy::Just(&b"a line\n"[..]),
+                proptest::strategy::Just(&b"sto"[..]),
+                proptest::strategy::Just(&b"0123456789abcdef"[..]),
+            ], 0..8),
+        ) {
+            use std::ops::ControlFlow;
+            let ahead = words.concat();
+            let limit = 24;
+            let mut buffer = crate::proto::line::LineBuffer::new(limit);
+            let mut verdict = None;
+            let mut check = |text: &[u8]| {
+                if is_cross_protocol(text) {
+                    verdict = Some(false);
+                    return ControlFlow::Break(());
+                }
+                match Command::parse(text) {
+                    Some(Command::Stop) => verdict = Some(true),
+                    Some(Command::Disconnect) => verdict = Some(false),
+                    _ => return ControlFlow::Continue(()),
+                }
+                ControlFlow::Break(())
+            };
+            let framed = buffer
+                .feed(&held, |_| ControlFlow::Continue(()))
+                .and_then(|_| buffer.feed(&ahead, |line| check(line.text)));
+            let read = framed.is_ok() && verdict == Some(true);
+            proptest::prop_assert_eq!(stop_ahead(Some(&held), &ahead, limit), read);
+        }
     }
 
     #[test]

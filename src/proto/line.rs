@@ -144,6 +144,12 @@ impl LineBuffer {
         self.partial.len()
     }
 
+    /// The unfinished line held from earlier reads, when it is the start of
+    /// a whole line (not the rest of one already handed out in pieces).
+    pub fn held_line(&self) -> Option<&[u8]> {
+        (!self.continued).then_some(&self.partial[..])
+    }
+
     /// Nothing held and no line in progress: this buffer may be dropped and
     /// a new one made for the next read without losing anything (but the
     /// [`completed`](Self::completed) count).

@@ -112,6 +112,12 @@ impl Acceptor {
         self.shared.get(index).copied().unwrap_or(false)
     }
 
+    /// Whether any listener is this loop's alone, so that its clients are
+    /// handed to the other loops.
+    pub fn hands_off(&self) -> bool {
+        self.shared.iter().any(|&only| only)
+    }
+
     pub fn listener(&self, index: usize) -> Option<&Listener> {
         self.listeners.get(index)
     }
@@ -141,12 +147,13 @@ impl Acceptor {
         std::mem::take(&mut self.listeners)
     }
 
-    /// Accepts one client from listener `index`; `open` is how many
-    /// connections are open now.
+    /// Accepts one client from listener `index`; `admit` counts it among
+    /// the open connections if `--max-conns` allows, in one atomic step
+    /// (`Shared::try_open`), and says whether it did.
     pub fn accept_one(
         &mut self,
         index: usize,
-        open: usize,
+        admit: impl FnOnce() -> bool,
         now: Instant,
         counters: &mut Counters,
     ) -> Accepted {
@@ -159,11 +166,12 @@ impl Acceptor {
         loop {
             let tls = listener.is_tls();
             return match listener.accept() {
-                Ok((stream, peer)) if open >= self.max_conns => {
-                    Accepted::Refused(self.refuse(stream, &peer, tls, now, counters))
-                }
                 Ok((stream, peer)) => {
                     self.backoff = BACKOFF_MIN;
+                    if !admit() {
+                        return Accepted::Refused(self.refuse(stream, &peer, tls, now, counters));
+                    }
+                    // TLS: a TLS listener's client becomes a TLS stream.
                     #[cfg(feature = "tls")]
                     if let Some(terminator) = self.tls.as_ref().filter(|_| tls) {
                         return match terminator.wrap(stream, &peer) {

@@ -89,7 +89,7 @@ pub unsafe fn take_activated_sockets() -> Result<Vec<Activated>, Error> {
 fn adopt(socket: Socket, fd: RawFd, name: Option<&str>) -> Result<Adopted, Error> {
     let fail = |reason: ListenError| Error::Listen {
         address: match name {
-            Some(name) => format!("inherited fd {fd} ({name})"),
+            Some(name) => format!("inherited fd {fd} ({})", shown(name)),
             None => format!("inherited fd {fd}"),
         },
         reason,
@@ -140,6 +140,15 @@ fn adopt(socket: Socket, fd: RawFd, name: Option<&str>) -> Result<Adopted, Error
     Err(fail(ListenError::Unservable(
         "an address family that is not served",
     )))
+}
+
+/// A name as it may be shown on a terminal: it comes from outside (the
+/// environment), so it is escaped like everything else from outside.
+pub(crate) fn shown(name: &str) -> String {
+    let mut escaped = Vec::with_capacity(name.len());
+    // Writing to a Vec cannot fail.
+    let _ = crate::proto::write_escaped(&mut escaped, name.as_bytes(), false);
+    String::from_utf8_lossy(&escaped).into_owned()
 }
 
 #[cfg(test)]

@@ -37,14 +37,17 @@ impl Context {
     /// connections each holds.
     pub(crate) fn stats_reply(&mut self, reply: &mut [u8]) -> usize {
         self.counters.lines_dropped = self.output.dropped();
-        let live = Some((self.reactor, &self.counters));
-        let totals = self.shared.totals(live);
+        // One copy of every loop's counters, so the fields of one reply
+        // agree (the total open is the sum of the per-loop figures).
+        let by_loop = self.shared.by_loop(Some((self.reactor, &self.counters)));
+        let totals = Counters::sum(&by_loop);
         let mut cursor = io::Cursor::new(reply);
         let _ = write!(cursor, "stats {totals}");
-        if self.shared.loops() > 1 {
-            let _ = write!(cursor, " reactors={} open_by_reactor=", self.shared.loops());
-            for (index, open) in self.shared.open_by_loop(live).iter().enumerate() {
-                let _ = write!(cursor, "{}{open}", if index == 0 { "" } else { "," });
+        if by_loop.len() > 1 {
+            let _ = write!(cursor, " reactors={} open_by_reactor=", by_loop.len());
+            for (index, counters) in by_loop.iter().enumerate() {
+                let separator = if index == 0 { "" } else { "," };
+                let _ = write!(cursor, "{separator}{}", counters.open);
             }
         }
         let _ = write!(cursor, "\r\n");

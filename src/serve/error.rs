@@ -48,6 +48,14 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// One event loop failed (its `poll` failed, or it panicked), so the
+    /// whole server stopped.
+    LoopFailed {
+        /// Which loop, counting from 1.
+        reactor: usize,
+        /// What went wrong.
+        reason: String,
+    },
     /// The output's reader went away (`EPIPE`): the server stopped.
     OutputClosed,
     /// The server stopped with printed output that could not be written
@@ -171,6 +179,9 @@ impl fmt::Display for Error {
             Error::Output { path, source } => {
                 write!(f, "cannot open output {path}: {}", os_reason(source))
             }
+            Error::LoopFailed { reactor, reason } => {
+                write!(f, "event loop {reactor} failed: {reason}")
+            }
             Error::OutputClosed => f.write_str("stopped because the output was closed"),
             Error::OutputUnwritten { bytes } => {
                 write!(f, "stopped with {bytes} bytes of output unwritten")
@@ -188,7 +199,7 @@ impl std::error::Error for Error {
             | Error::Reactor(source)
             | Error::Setup(_, source)
             | Error::Output { source, .. } => Some(source),
-            Error::OutputClosed | Error::OutputUnwritten { .. } => None,
+            Error::OutputClosed | Error::OutputUnwritten { .. } | Error::LoopFailed { .. } => None,
             Error::Listen {
                 reason: ListenError::Os(source),
                 ..

@@ -185,7 +185,11 @@ impl Server {
             .collect::<Result<Vec<_>, _>>()?;
         let max_conns = config.max_conns.unwrap_or_else(limits::default_max_conns);
         log::debug!("serving at most {max_conns} connections with {loops} event loops");
-        let shared: SharedRef = Arc::new(Shared::new(wakers.clone(), max_conns));
+        // With several loops, the first hands the clients of the listeners
+        // only it has (Unix, inherited) to the others.
+        let handing =
+            usize::from(loops > 1 && per_loop[0].unshared_listeners().iter().any(|&only| only));
+        let shared: SharedRef = Arc::new(Shared::new(wakers.clone(), max_conns, handing));
         let output = Output::start(
             config.format,
             &config.output,
@@ -269,7 +273,7 @@ impl Server {
             .iter()
             .zip(&self.names)
             .map(|(addr, name)| match name {
-                Some(name) => format!("{addr} ({name})"),
+                Some(name) => format!("{addr} ({})", activation::shown(name)),
                 None => addr.to_string(),
             })
             .collect()
@@ -316,12 +320,19 @@ impl Server {
             // A loop that failed must not leave the others serving alone.
             self.handle.stop();
         }
-        for thread in threads {
-            let outcome = thread.join().unwrap_or(Err(Error::Setup(
-                "join an event loop thread",
-                std::io::Error::other("it panicked"),
-            )));
-            if result.is_ok() {
+        for (index, thread) in threads.into_iter().enumerate() {
+            // A loop catches its own panics (see `EventLoop::fail`); this is
+            // for one that could not even do that.
+            let outcome = thread.join().unwrap_or_else(|_| {
+                self.handle.stop();
+                Err(Error::LoopFailed {
+                    reactor: index + 2,
+                    reason: "panicked while failing".into(),
+                })
+            });
+            // The first error wins, but a failed loop says most.
+            let failed = matches!(outcome, Err(Error::LoopFailed { .. }));
+            if result.is_ok() || (failed && !matches!(result, Err(Error::LoopFailed { .. }))) {
                 result = outcome;
             }
         }

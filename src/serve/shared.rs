@@ -34,12 +34,17 @@ pub(crate) struct Shared {
     pub max_conns: usize,
     wakers: Vec<Arc<Waker>>,
     counters: Vec<SharedCounters>,
-    inboxes: Vec<Mutex<Vec<(Stream, Peer)>>>,
+    inboxes: Vec<Mutex<Inbox>>,
+    /// Loops that may still hand clients to others: those with a listener
+    /// of their own, until they have closed it at stop. No loop ends while
+    /// one remains, or a client on its way would be lost.
+    handing: AtomicUsize,
 }
 
 impl Shared {
-    /// State for loops woken by `wakers` (one per loop, by loop index).
-    pub fn new(wakers: Vec<Arc<Waker>>, max_conns: usize) -> Self {
+    /// State for loops woken by `wakers` (one per loop, by loop index), of
+    /// which `handing` hand clients to the others.
+    pub fn new(wakers: Vec<Arc<Waker>>, max_conns: usize, handing: usize) -> Self {
         let loops = wakers.len();
         Shared {
             stop: AtomicBool::new(false),
@@ -48,7 +53,8 @@ impl Shared {
             max_conns,
             wakers,
             counters: (0..loops).map(|_| SharedCounters::default()).collect(),
-            inboxes: (0..loops).map(|_| Mutex::new(Vec::new())).collect(),
+            inboxes: (0..loops).map(|_| Mutex::new(Inbox::default())).collect(),
+            handing: AtomicUsize::new(handing),
         }
     }
 
@@ -80,14 +86,18 @@ impl Shared {
         self.stop_now.load(Ordering::SeqCst)
     }
 
-    /// Connections open in the whole server.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// A connection was accepted (it counts against `--max-conns` from now).
-    pub fn opened(&self) {
-        self.open.fetch_add(1, Ordering::Relaxed);
+    /// Admits one more connection if fewer than `--max-conns` are open,
+    /// counting it from now; `false` if the server is full.
+    ///
+    /// The check and the count are one atomic step: with several loops
+    /// accepting at once, a check followed by a separate increment lets
+    /// two loops both see `max - 1` and both admit.
+    pub fn try_open(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max_conns).then_some(open + 1)
+            })
+            .is_ok()
     }
 
     /// A connection closed (or never made it to a loop). Never below zero:
@@ -95,7 +105,7 @@ impl Shared {
     pub fn closed(&self) {
         let _ = self
             .open
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 open.checked_sub(1)
             });
     }
@@ -107,49 +117,76 @@ impl Shared {
         }
     }
 
-    /// Every loop's counters as last published, summed; with loop `id`'s own
-    /// live counters in place of its published ones, when given.
-    pub fn totals(&self, live: Option<(usize, &Counters)>) -> Counters {
-        let mut total = Counters::default();
-        for (index, slot) in self.counters.iter().enumerate() {
-            match live {
-                Some((id, counters)) if id == index => total.add(counters),
-                _ => total.add(&slot.snapshot()),
-            }
-        }
-        total
-    }
-
-    /// Open connections of each loop, as last published.
-    pub fn open_by_loop(&self, live: Option<(usize, &Counters)>) -> Vec<u64> {
-        (0..self.counters.len())
-            .map(|index| match live {
-                Some((id, counters)) if id == index => counters.open,
-                _ => self.counters[index].snapshot().open,
+    /// Every loop's counters as last published, with loop `id`'s own live
+    /// counters in place of its published ones, when given: one copy per
+    /// loop, read once, so that totals and per-loop figures computed from
+    /// it agree.
+    pub fn by_loop(&self, live: Option<(usize, &Counters)>) -> Vec<Counters> {
+        self.counters
+            .iter()
+            .enumerate()
+            .map(|(index, slot)| match live {
+                Some((id, counters)) if id == index => *counters,
+                _ => slot.snapshot(),
             })
             .collect()
     }
 
-    /// Hands an accepted connection to loop `to`, and wakes it.
-    pub fn hand_off(&self, to: usize, stream: Stream, peer: Peer) {
-        if let Some(inbox) = self.inboxes.get(to) {
-            inbox
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push((stream, peer));
-            self.wake(to);
+    /// Every loop's counters (as in [`by_loop`](Self::by_loop)), summed.
+    pub fn totals(&self, live: Option<(usize, &Counters)>) -> Counters {
+        Counters::sum(&self.by_loop(live))
+    }
+
+    /// Hands an accepted connection to loop `to`, and wakes it; gives it
+    /// back if that loop takes no more (it ended, or failed).
+    pub fn hand_off(&self, to: usize, stream: Stream, peer: Peer) -> Result<(), (Stream, Peer)> {
+        let Some(inbox) = self.inboxes.get(to) else {
+            return Err((stream, peer));
+        };
+        {
+            let mut inbox = lock(inbox);
+            if inbox.closed {
+                return Err((stream, peer));
+            }
+            inbox.clients.push((stream, peer));
         }
+        self.wake(to);
+        Ok(())
+    }
+
+    /// A loop that hands clients to others has closed its listeners (or
+    /// failed): it hands no more. The last one wakes every loop, since they
+    /// may be waiting for it to end.
+    pub fn done_handing(&self) {
+        let was = self
+            .handing
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if was == Ok(1) {
+            self.wake_all();
+        }
+    }
+
+    /// Whether a client may still be handed to some loop.
+    pub fn handing(&self) -> bool {
+        self.handing.load(Ordering::Acquire) > 0
     }
 
     /// Takes the connections handed to loop `id`, into `into`.
     pub fn take_handed(&self, id: usize, into: &mut Vec<(Stream, Peer)>) {
         if let Some(inbox) = self.inboxes.get(id) {
-            into.append(
-                &mut inbox
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            );
+            into.append(&mut lock(inbox).clients);
         }
+    }
+
+    /// Loop `id` takes no more clients (it ends, or it failed): what was
+    /// handed to it and not yet taken is returned, for the caller to serve
+    /// elsewhere or close.
+    pub fn close_inbox(&self, id: usize) -> Vec<(Stream, Peer)> {
+        self.inboxes.get(id).map_or_else(Vec::new, |inbox| {
+            let mut inbox = lock(inbox);
+            inbox.closed = true;
+            std::mem::take(&mut inbox.clients)
+        })
     }
 
     fn wake(&self, id: usize) {
@@ -165,6 +202,22 @@ impl Shared {
             self.wake(id);
         }
     }
+}
+
+/// Clients handed to one loop by another, not yet taken.
+#[derive(Debug, Default)]
+struct Inbox {
+    clients: Vec<(Stream, Peer)>,
+    /// The loop takes no more: it ended, or failed.
+    closed: bool,
+}
+
+/// A lock that a panic elsewhere does not poison for good: the data under
+/// it (a list of clients) is whole at every step.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Shared by every loop and the handle.

@@ -54,6 +54,15 @@ impl Counters {
         self.closed[reason.index()]
     }
 
+    /// The counts of several loops, added up.
+    pub(crate) fn sum(each: &[Counters]) -> Counters {
+        let mut total = Counters::default();
+        for counters in each {
+            total.add(counters);
+        }
+        total
+    }
+
     /// Adds `other`'s counts to these (the loops of one server, summed).
     pub(crate) fn add(&mut self, other: &Counters) {
         let Counters {

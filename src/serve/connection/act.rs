@@ -55,6 +55,9 @@ impl Act<'_, '_> {
     /// echoed with `--echo`).
     pub(super) fn on_line(&mut self, line: Line<'_>) -> ControlFlow<()> {
         self.ctx.counters.lines += 1;
+        crate::failpoint::failpoint!("client-line", line.text == b"failpoint", |_| {
+            ControlFlow::Continue(())
+        });
         if !line.continues && is_cross_protocol(line.text) {
             // Close at once: nothing this connection sent from here on,
             // nor the replies owed to it, is worth anything.

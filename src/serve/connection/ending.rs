@@ -20,8 +20,11 @@ impl Connection {
     /// unfinished last line (obeyed only if the client's EOF came too), and
     /// close once the replies are flushed.
     ///
-    /// With `may_read` false (the output is full), nothing more is read:
-    /// what the client sent stays in the kernel, never received.
+    /// With `may_read` false (the server's output is full), nothing is read
+    /// or closed yet: the loop calls again once the output has room, or
+    /// closes every client when the grace period ends, whichever is first.
+    /// So the lines a client sent before the stop are printed, in order,
+    /// if the output drains in time, and memory stays bounded meanwhile.
     pub(crate) fn on_stop(
         &mut self,
         ctx: &mut Context,
@@ -35,10 +38,13 @@ impl Connection {
             // TLS: it has not said anything yet.
             return Status::Closed(CloseReason::Stop);
         }
+        if !may_read && self.phase == Phase::Reading {
+            return self.settle(ctx, false, false);
+        }
         // The watermarks still hold: a client held back for not reading its
         // replies keeps its unread bytes in the kernel (never received),
         // and reading stops as soon as a client's replies pass the mark.
-        let mut remaining = if may_read && self.phase == Phase::Reading {
+        let mut remaining = if self.phase == Phase::Reading {
             STOP_DRAIN_LIMIT
         } else {
             0
@@ -77,6 +83,27 @@ impl Connection {
             self.phase = Phase::Closing(CloseReason::Stop);
         }
         self.settle(ctx, true, false)
+    }
+
+    /// Whether this client has sent a `stop` that the server has not read
+    /// yet, because its output is full and it reads no client: looked for
+    /// in what the kernel holds (at most `scratch.len()` bytes, peeked, not
+    /// taken), behind the line already begun. Only a client that may stop
+    /// the server is asked. Nothing is consumed: once the output has room,
+    /// every line before the `stop` is read and printed in order.
+    pub(crate) fn stop_waiting_unread(&self, ctx: &Context, scratch: &mut [u8]) -> bool {
+        let may_stop = self.local || ctx.config.allow_remote_stop;
+        if !may_stop || self.proxy_header.is_some() || self.phase != Phase::Reading {
+            return false;
+        }
+        let Ok(n) = self.stream.peek(scratch) else {
+            return false;
+        };
+        let held = match &self.lines {
+            Some(lines) => lines.held_line(),
+            None => Some(&b""[..]),
+        };
+        crate::proto::command::stop_ahead(held, &scratch[..n], ctx.config.max_line)
     }
 
     /// End of stream: the client shut down its sending side. An unfinished

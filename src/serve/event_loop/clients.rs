@@ -26,16 +26,20 @@ impl EventLoop {
             return;
         }
         for _ in 0..ACCEPTS_PER_TURN {
-            let open = self.ctx.shared.open();
+            let shared = &self.ctx.shared;
             match self
                 .accept
-                .accept_one(index, open, now, &mut self.ctx.counters)
+                .accept_one(index, || shared.try_open(), now, &mut self.ctx.counters)
             {
                 Accepted::Client(stream, peer) => {
-                    self.ctx.shared.opened();
-                    match self.hand_off_to(index) {
-                        Some(to) => self.ctx.shared.hand_off(to, stream, peer),
-                        None => self.open(stream, peer, now),
+                    // It counts against `--max-conns` from here on.
+                    let kept = match self.hand_off_to(index) {
+                        Some(to) => self.ctx.shared.hand_off(to, stream, peer).err(),
+                        None => Some((stream, peer)),
+                    };
+                    // Not handed (or that loop takes no more): served here.
+                    if let Some((stream, peer)) = kept {
+                        self.open(stream, peer, now);
                     }
                 }
                 Accepted::Refused(stream) => {
@@ -54,9 +58,16 @@ impl EventLoop {
     /// With several loops, a client accepted from a listener that only this
     /// loop has (a Unix socket, an inherited socket) goes to the loops in
     /// turn: which one, if not this.
+    /// Once the server is stopping, clients are kept: the others may be
+    /// closing their last connections, and a client served here at once is
+    /// served within the grace period all the same.
     pub(super) fn hand_off_to(&mut self, index: usize) -> Option<usize> {
         let loops = self.ctx.shared.loops();
-        if loops < 2 || !self.accept.is_shared(index) {
+        if loops < 2
+            || !self.accept.is_shared(index)
+            || self.ctx.stop_requested
+            || self.ctx.shared.stop_requested()
+        {
             return None;
         }
         let to = self.next_hand_off % loops;
@@ -65,29 +76,36 @@ impl EventLoop {
     }
 
     /// Opens the clients another loop accepted and handed to this one.
+    /// They connected before any stop reached this loop: while stopping,
+    /// each is served as every client is at a stop (what it already sent is
+    /// read and acted on), never dropped.
     pub(super) fn open_handed(&mut self, now: Instant) {
         let mut handed = std::mem::take(&mut self.handed);
         self.ctx.shared.take_handed(self.ctx.reactor, &mut handed);
         for (stream, peer) in handed.drain(..) {
-            if self.grace_deadline.is_some() {
-                // Stopping: too late to serve it.
-                self.ctx.shared.closed();
+            let Some(key) = self.open(stream, peer, now) else {
                 continue;
+            };
+            if self.grace_deadline.is_some() {
+                let may_read = self.may_read();
+                if let Some(connection) = self.connections.get_mut(key) {
+                    let status = connection.on_stop(&mut self.ctx, &mut self.scratch, may_read);
+                    self.settle(key, status, false, now);
+                }
             }
-            self.open(stream, peer, now);
         }
         self.handed = handed;
     }
 
-    /// A new client: a connection in this loop's slab, with its token.
-    /// (It already counts in the server's open connections.)
-    pub(super) fn open(&mut self, stream: Stream, peer: Peer, now: Instant) {
+    /// A new client: a connection in this loop's slab, with its token (its
+    /// key, returned). It already counts in the server's open connections.
+    pub(super) fn open(&mut self, stream: Stream, peer: Peer, now: Instant) -> Option<usize> {
         let entry = self.connections.vacant_entry();
         let key = entry.key();
         if !slots::is_connection_key(key) {
             log::error!("{peer}: no token left for a new connection");
             self.ctx.shared.closed();
-            return;
+            return None;
         }
         match Connection::new(Token(key), stream, peer, &mut self.ctx) {
             Ok(connection) => {
@@ -109,10 +127,12 @@ impl EventLoop {
                 if let Some(idle) = &mut self.idle {
                     idle.touch(key, now);
                 }
+                Some(key)
             }
             Err(err) => {
                 log::warn!("cannot register a new connection: {err}");
                 self.ctx.shared.closed();
+                None
             }
         }
     }

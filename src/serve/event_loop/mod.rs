@@ -41,6 +41,7 @@
 //! `poll` does, which means the process is in trouble.
 
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -125,6 +126,9 @@ pub(crate) struct EventLoop {
     next_hand_off: usize,
     /// Clients handed over by another loop, being opened (kept to reuse).
     handed: Vec<(Stream, Peer)>,
+    /// This loop hands clients of its own listeners to the others, and has
+    /// not yet said it is done (see `Shared::done_handing`).
+    hands_off: bool,
 }
 
 /// What the process hands a loop to run.
@@ -142,7 +146,9 @@ impl EventLoop {
     pub fn new(parts: Parts) -> Self {
         let config = &parts.ctx.config;
         parts.ctx.output.add_waker(Arc::clone(&parts.waker));
+        let hands_off = parts.ctx.shared.loops() > 1 && parts.accept.hands_off();
         EventLoop {
+            hands_off,
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
             proxy_headers: (!config.proxy_protocol.is_empty())
@@ -187,10 +193,24 @@ impl EventLoop {
 
     /// Runs until stopped, then returns once every client is closed and all
     /// output is flushed.
+    ///
+    /// If the loop fails (its `poll` fails) or panics, the whole server
+    /// stops: see [`fail`](Self::fail).
     pub fn run(mut self) -> Result<(), Error> {
         if self.ctx.shared.loops() > 1 {
             trace::set_reactor(self.ctx.reactor);
         }
+        let served = panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
+        let reason = match served {
+            Ok(Ok(())) => return self.finish(),
+            Ok(Err(err)) => err.to_string(),
+            Err(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
+        };
+        Err(self.fail(reason))
+    }
+
+    /// The turns of the loop, until it has stopped.
+    fn serve(&mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         loop {
             self.ready.begin_turn();
@@ -199,11 +219,8 @@ impl EventLoop {
             // A deadline may have closed a client whose unfinished last line
             // was `stop`: act on it now, not after some future event.
             self.stop_if_requested(now);
-            if self.grace_deadline.is_some()
-                && self.connections.is_empty()
-                && self.output_settled(now)
-            {
-                break;
+            if self.may_end(now) {
+                return Ok(());
             }
             let ready_idle = self.ready.is_empty() || self.reading_paused;
             let timeout = poll_timeout(now, ready_idle, self.deadlines());
@@ -219,6 +236,9 @@ impl EventLoop {
                 }
                 return Err(Error::Reactor(err));
             }
+            crate::failpoint::failpoint!(&format!("loop-{}-turn", self.ctx.reactor + 1), |_| {
+                Err(Error::Reactor(io::Error::other("injected failure")))
+            });
             let now = Instant::now();
             if self.ctx.config.trace_loop {
                 self.trace_turn(timeout, &events);
@@ -231,6 +251,18 @@ impl EventLoop {
             if self.stop_now {
                 self.close_all(CloseReason::Stop);
             }
+        }
+    }
+
+    /// After the last turn: the output written (or given up on), the
+    /// counters published, and whether anything was left unwritten.
+    fn finish(&mut self) -> Result<(), Error> {
+        // Nobody is handed a client for this loop any more (none can be:
+        // see `may_end`).
+        for (stream, peer) in self.ctx.shared.close_inbox(self.ctx.reactor) {
+            log::warn!("{peer}: handed over after the loop ended; closing it");
+            drop(stream);
+            self.ctx.shared.closed();
         }
         self.ctx.output.flush();
         if !self.stop_now && !self.output_closed {
@@ -252,6 +284,62 @@ impl EventLoop {
                 bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
             }),
         }
+    }
+
+    /// This loop failed (`reason`): the server must not serve on without
+    /// it, nor hang waiting for it. So: say which loop failed and why; ask
+    /// every loop to stop (the others drain their clients as at any stop);
+    /// close this loop's listeners, so the kernel sends it no more clients;
+    /// pass on the clients handed to it and not yet taken; close its own
+    /// clients (each with a close event, counted, so the open count and
+    /// `--max-conns` stay true). The error makes the server's exit status 1.
+    fn fail(&mut self, reason: String) -> Error {
+        let reactor = self.ctx.reactor + 1;
+        log::error!("event loop {reactor} failed: {reason}; stopping the server");
+        self.ctx.stop_requested = true;
+        self.ctx.shared.request_stop();
+        let handed = self.ctx.shared.close_inbox(self.ctx.reactor);
+        let loops = self.ctx.shared.loops();
+        for (stream, peer) in handed {
+            let others = (1..loops).map(|step| (self.ctx.reactor + step) % loops);
+            let mut client = Some((stream, peer));
+            for to in others {
+                match client
+                    .take()
+                    .map(|(s, p)| self.ctx.shared.hand_off(to, s, p))
+                {
+                    Some(Err(back)) => client = Some(back),
+                    _ => break,
+                }
+            }
+            if client.is_some() {
+                self.ctx.shared.closed(); // Dropped: no loop is left to serve it.
+            }
+        }
+        self.done_handing();
+        let cleaned = panic::catch_unwind(AssertUnwindSafe(|| self.abandon()));
+        if cleaned.is_err() {
+            // Cleaning up failed too: at least give back their places.
+            for _ in 0..self.connections.len() {
+                self.ctx.shared.closed();
+            }
+        }
+        Error::LoopFailed { reactor, reason }
+    }
+
+    /// A failed loop lets go of everything it holds (see `fail`).
+    fn abandon(&mut self) {
+        for mut listener in self.accept.close_all() {
+            let _ = self.ctx.registry.deregister(listener.source());
+        }
+        for mut socket in self.datagrams.drain(..) {
+            let _ = self.ctx.registry.deregister(&mut socket);
+        }
+        self.close_all(CloseReason::Error);
+        self.ctx.output.flush();
+        self.ctx
+            .shared
+            .publish(self.ctx.reactor, &self.ctx.counters);
     }
 
     fn on_event(&mut self, event: &Event, now: Instant) {
@@ -282,8 +370,18 @@ impl EventLoop {
             return;
         };
         if readable && !may_read {
-            // Remember what the event said; the read waits for room.
+            // Remember what the event said; the read waits for room. But a
+            // `stop` must not wait for it: look for one, without reading.
             connection.defer_read(event.is_read_closed() || event.is_priority());
+            if !self.ctx.stop_requested
+                && connection.stop_waiting_unread(&self.ctx, &mut self.scratch)
+            {
+                log::info!(
+                    "{}: stop sent while the output is full: stopping",
+                    connection.label()
+                );
+                self.ctx.stop_requested = true;
+            }
         }
         // Read before write, as redis does: the reply to what we read may
         // go out in the same turn.
@@ -465,4 +563,13 @@ impl EventLoop {
     pub fn open_connections(&self) -> usize {
         self.connections.len()
     }
+}
+
+/// What a panic said, when it said it with a string (as `panic!` does).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }

@@ -82,5 +82,9 @@ impl EventLoop {
         for index in 0..self.datagrams.len() {
             self.ready.wake(slots::datagram_token(index));
         }
+        if self.grace_deadline.is_some() {
+            // Stopping: the clients not read at the stop are read now.
+            self.stop_each_client(now);
+        }
     }
 }

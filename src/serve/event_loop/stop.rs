@@ -72,14 +72,20 @@ impl EventLoop {
             let _ = self.ctx.registry.deregister(listener.source());
             // Dropping closes the socket; a Unix listener removes its file.
         }
+        self.done_handing();
         for mut socket in self.datagrams.drain(..) {
             let _ = self.ctx.registry.deregister(&mut socket);
         }
         self.grace_deadline = Some(now + self.ctx.config.grace);
+        self.stop_each_client(now);
+    }
+
+    /// Asks every client to finish (see `Connection::on_stop`): at the
+    /// stop, and again each time a full output has room while stopping,
+    /// since clients are read only while the output has room.
+    pub(super) fn stop_each_client(&mut self, now: Instant) {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
-            // With the output full, what clients sent stays unread (it was
-            // never received): memory stays within the output bound.
             let may_read = self.may_read();
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
@@ -87,6 +93,25 @@ impl EventLoop {
             let status = connection.on_stop(&mut self.ctx, &mut self.scratch, may_read);
             self.settle(key, status, false, now);
         }
+    }
+
+    /// This loop hands no more clients to the others (its listeners are
+    /// closed, or it failed): said once.
+    pub(super) fn done_handing(&mut self) {
+        if std::mem::take(&mut self.hands_off) {
+            self.ctx.shared.done_handing();
+        }
+    }
+
+    /// Whether this loop may end: stopping, every client closed (those
+    /// still on their way from another loop included), and the output
+    /// settled (see `output_settled`).
+    pub(super) fn may_end(&mut self, now: Instant) -> bool {
+        if self.grace_deadline.is_none() {
+            return false;
+        }
+        self.open_handed(now);
+        self.connections.is_empty() && !self.ctx.shared.handing() && self.output_settled(now)
     }
 
     /// Stopping, with every client closed: whether the printed output is
