@@ -189,6 +189,16 @@ impl Session {
                 return Ok(None);
             }
             Ok(Drained::Stopped(err)) => return Err(stdout_failed(err)),
+            // TLS: the server closed without `close_notify`. Many do; what
+            // arrived is printed, but it may be cut short: say so.
+            Err(source) if source.kind() == io::ErrorKind::UnexpectedEof => {
+                log::warn!(
+                    "{} closed the connection without TLS close_notify: the reply may be cut short",
+                    self.name
+                );
+                out.flush().map_err(stdout_failed)?;
+                return Ok(None);
+            }
             Err(source) => {
                 // What arrived before the failure is worth printing.
                 out.flush().map_err(stdout_failed)?;
@@ -219,7 +229,18 @@ impl Session {
                 break;
             }
             if self.sent == self.pending.len() {
-                // The input has ended and all of it is written.
+                // The input has ended and all of it is written. TLS: the
+                // handshake, and what waits encrypted, go out before the
+                // goodbye (`close_notify`); until then, wait.
+                if self.stream.is_handshaking() || self.stream.wants_write() {
+                    if let Err(source) = self.stream.flush() {
+                        return Err(self.failed("send to", source));
+                    }
+                    if self.stream.is_handshaking() || self.stream.wants_write() {
+                        break;
+                    }
+                }
+                // Nothing more to send.
                 self.write_done = true;
                 if self.shutdown {
                     match self.stream.shutdown_write() {
@@ -280,6 +301,13 @@ impl Session {
     }
 
     fn failed(&self, doing: &'static str, source: io::Error) -> SendError {
+        #[cfg(feature = "tls")]
+        if crate::net::tls::is_tls_failure(&source) {
+            return SendError::Tls {
+                addr: self.name.clone(),
+                source,
+            };
+        }
         SendError::Socket {
             addr: self.name.clone(),
             doing,
