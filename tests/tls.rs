@@ -436,3 +436,50 @@ fn reactors_and_max_conns_hold_for_tls() {
     clients[0].send(b"stop\n");
     assert!(server.wait_exit().success());
 }
+
+/// Half-close over TLS: the client's `close_notify` then FIN is a clean
+/// end of stream; every echo arrives, then the server's own
+/// `close_notify` (a clean end, not a cut) and FIN.
+#[test]
+fn half_close_gets_every_echo_then_close_notify() {
+    let Some(certs) = Certs::make() else { return };
+    let (server, addr) = serve(&certs, &["--echo"]);
+    let tcp = TcpStream::connect(&addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut client = rustls_client(tcp, &certs.ca, None);
+    let mut sent = Vec::new();
+    for n in 0..2000 {
+        sent.extend_from_slice(format!("line {n}\n").as_bytes());
+    }
+    client.write_all(&sent).unwrap();
+    client.conn.send_close_notify();
+    client.flush().unwrap();
+    client.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    // `read_to_end` ends with Ok only at the server's close_notify: a FIN
+    // without it would be an `UnexpectedEof` error.
+    client.read_to_end(&mut back).unwrap();
+    assert!(back == sent, "{} of {} bytes back", back.len(), sent.len());
+    server.wait_for_output("] close: eof\n");
+}
+
+/// Idle and line time-outs hold over TLS as over TCP.
+#[test]
+fn idle_and_line_timeouts_hold_over_tls() {
+    let Some(certs) = Certs::make() else { return };
+    let (server, addr) = serve(&certs, &["--idle-timeout", "1s", "--line-timeout", "60s"]);
+    let silent = SClient::start(&addr, &certs.ca, &[]);
+    silent.wait_connected();
+    server.wait_for_output("] close: idle\n");
+    drop(silent);
+    let (server, addr) = serve(&certs, &["--idle-timeout", "60s", "--line-timeout", "1s"]);
+    let mut slow = SClient::start(&addr, &certs.ca, &[]);
+    slow.wait_connected();
+    slow.send(b"never finished");
+    server.wait_for_output("] close: line-timeout\n");
+    assert!(
+        server.stdout().contains("] never finished\n"),
+        "{}",
+        server.stdout()
+    );
+}
