@@ -483,3 +483,53 @@ fn idle_and_line_timeouts_hold_over_tls() {
         server.stdout()
     );
 }
+
+/// Socket activation: an inherited socket named `tls`
+/// (`FileDescriptorName=tls`) is served as TLS.
+#[test]
+fn an_inherited_socket_named_tls_is_served_as_tls() {
+    let Some(certs) = Certs::make() else { return };
+    let Some(activate) = deploy_support::program("systemd-socket-activate", "systemd") else {
+        return;
+    };
+    for _ in 0..5 {
+        let port = deploy_support::free_port();
+        let mut child = deploy_support::Reaped(
+            std::process::Command::new(&activate)
+                .arg(format!("--listen=127.0.0.1:{port}"))
+                .arg("--fdname=tls")
+                .arg(env!("CARGO_BIN_EXE_selectd"))
+                .args(["serve", "--tls-cert"])
+                .arg(&certs.server_cert)
+                .arg("--tls-key")
+                .arg(&certs.server_key)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start systemd-socket-activate"),
+        );
+        let stdout = common::capture(child.0.stdout.take().unwrap());
+        let stderr = common::capture(child.0.stderr.take().unwrap());
+        wait_until("systemd-socket-activate to listen or fail", || {
+            stderr.text().contains("Listening on") || child.0.try_wait().unwrap().is_some()
+        });
+        if !stderr.text().contains("Listening on") {
+            assert!(stderr.text().contains("in use"), "{}", stderr.text());
+            continue;
+        }
+        let addr = format!("127.0.0.1:{port}");
+        let mut client = SClient::start(&addr, &certs.ca, &[]);
+        client.wait_connected();
+        client.send(b"activated\nstop\n");
+        wait_until("selectd to stop", || child.0.try_wait().unwrap().is_some());
+        let (out, err) = (stdout.text(), stderr.text());
+        assert!(
+            err.contains(&format!("listening on tls://{addr} (tls)")),
+            "{err}"
+        );
+        assert!(out.contains("] activated\n"), "{out}");
+        return;
+    }
+    panic!("no free port after 5 tries");
+}
