@@ -258,6 +258,9 @@ impl Read for TlsStream {
                 }
                 Err(err) => return Err(err),
             }
+            // A client's first read may have to say hello first: nothing
+            // comes back before the ClientHello leaves.
+            self.send_pending()?;
             match self.session.read_tls(&mut self.socket) {
                 Ok(0) => eof = true,
                 Ok(_) => {}
