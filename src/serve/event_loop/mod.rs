@@ -78,6 +78,10 @@ const EVENTS_PER_TURN: usize = 1024;
 /// being written may take before what is left counts as unwritten.
 const FINAL_FLUSH: Duration = Duration::from_millis(200);
 
+/// A busy loop publishes its counters at most this often (see
+/// `publish_lazily`); an idle one as soon as they change.
+const PUBLISH_EVERY: Duration = Duration::from_millis(5);
+
 /// Size of the one read buffer shared by every connection.
 const SCRATCH_SIZE: usize = 64 * 1024;
 
@@ -126,6 +130,9 @@ pub(crate) struct EventLoop {
     next_hand_off: usize,
     /// Clients handed over by another loop, being opened (kept to reuse).
     handed: Vec<(Stream, Peer)>,
+    /// The counters as last published, and when (see `publish_lazily`).
+    published: crate::serve::stats::Counters,
+    published_at: Instant,
     /// This loop hands clients of its own listeners to the others, and has
     /// not yet said it is done (see `Shared::done_handing`).
     hands_off: bool,
@@ -149,6 +156,8 @@ impl EventLoop {
         let hands_off = parts.ctx.shared.loops() > 1 && parts.accept.hands_off();
         EventLoop {
             hands_off,
+            published: crate::serve::stats::Counters::default(),
+            published_at: Instant::now(),
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
             proxy_headers: (!config.proxy_protocol.is_empty())
@@ -223,13 +232,14 @@ impl EventLoop {
                 return Ok(());
             }
             let ready_idle = self.ready.is_empty() || self.reading_paused;
-            let timeout = poll_timeout(now, ready_idle, self.deadlines());
             self.ctx.output.flush();
             self.ctx.output.report_drops();
-            self.ctx.counters.lines_dropped = self.ctx.output.dropped();
-            self.ctx
-                .shared
-                .publish(self.ctx.reactor, &self.ctx.counters);
+            let publish_due = self.publish_lazily(now);
+            let timeout = poll_timeout(
+                now,
+                ready_idle,
+                self.deadlines().into_iter().chain([publish_due]),
+            );
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -270,10 +280,7 @@ impl EventLoop {
             // period (`--grace 0`): only stalled output counts as unwritten.
             self.ctx.output.wait_written(FINAL_FLUSH);
         }
-        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
-        self.ctx
-            .shared
-            .publish(self.ctx.reactor, &self.ctx.counters);
+        self.publish(Instant::now());
         log::info!("stopped: {}", self.ctx.counters);
         if self.output_closed {
             return Err(Error::OutputClosed);
@@ -337,9 +344,35 @@ impl EventLoop {
         }
         self.close_all(CloseReason::Error);
         self.ctx.output.flush();
+        self.publish(Instant::now());
+    }
+
+    /// Publishes this loop's counters for the others and the handle, when
+    /// they changed: at once if the last time was `PUBLISH_EVERY` ago,
+    /// otherwise not now, returning when (the loop must not sleep past it,
+    /// or a count would stay unseen while it is idle). A busy loop thus
+    /// takes the lock a few hundred times a second, not once per turn.
+    fn publish_lazily(&mut self, now: Instant) -> Option<Instant> {
+        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
+        if self.ctx.counters == self.published {
+            return None;
+        }
+        let due = self.published_at + PUBLISH_EVERY;
+        if now < due {
+            return Some(due);
+        }
+        self.publish(now);
+        None
+    }
+
+    /// Publishes this loop's counters now.
+    fn publish(&mut self, now: Instant) {
+        self.ctx.counters.lines_dropped = self.ctx.output.dropped();
         self.ctx
             .shared
             .publish(self.ctx.reactor, &self.ctx.counters);
+        self.published = self.ctx.counters;
+        self.published_at = now;
     }
 
     fn on_event(&mut self, event: &Event, now: Instant) {
