@@ -207,6 +207,7 @@ impl Stalled {
     fn start(args: &[&str]) -> Stalled {
         use std::process::{Command, Stdio};
         let (reader, writer) = std::io::pipe().expect("pipe");
+        let mut plug = writer.try_clone().expect("the pipe's write end");
         let mut child = Command::new(env!("CARGO_BIN_EXE_selectd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--output-full", "block"])
             .args(args)
@@ -227,6 +228,20 @@ impl Stalled {
             })
         });
         assert!(listening, "no listening line: {}", stderr.text());
+        // The server has sized its output pipe (before listening). Fill it
+        // up, a page per write, so that its writer cannot write a byte:
+        // the output is stalled from the first line on, for good.
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_GETPIPE_SZ reads nothing from us.
+        let capacity = unsafe { libc::fcntl(plug.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        let page = [b'#'; 4095]
+            .iter()
+            .chain(b"\n")
+            .copied()
+            .collect::<Vec<u8>>();
+        for _ in 0..usize::try_from(capacity).expect("a pipe size") / page.len() {
+            std::io::Write::write_all(&mut plug, &page).expect("fill the pipe");
+        }
         Stalled {
             child,
             addr,
@@ -273,23 +288,29 @@ impl Drop for Stalled {
     }
 }
 
-/// Sends numbered lines (`filler 000000`, ...) until the server stops
-/// reading (a write would block, and stays so), on a thread; returns the
-/// socket, kept open.
+/// Sends numbered lines (`filler 000000`, ...) until the server has
+/// stopped reading for good: its output pipe is full (see `start`: its
+/// writer can write nothing), so once it says it paused, it stays paused.
+/// Returns the socket, kept open.
 fn fill_until_unread(addr: &str, stalled: &Stalled) -> TcpStream {
     use std::io::Write;
     let mut stream = connect(addr);
     stream.set_nonblocking(true).expect("non-blocking");
+    let paused_last = || {
+        stalled.stderr.with(|text| {
+            let paused = text.rfind("not reading from clients");
+            let resumed = text.rfind("output has room again");
+            paused.is_some() && paused > resumed
+        })
+    };
     let mut next = 0usize;
     let mut pending: Vec<u8> = Vec::new();
-    let mut paused_seen = false;
-    wait_until("the server to stop reading", || {
+    wait_until("the server to stop reading for good", || {
         loop {
             if pending.is_empty() {
                 for _ in 0..256 {
-                    pending.extend_from_slice(
-                        format!("filler {next:06} {}\n", "x".repeat(40)).as_bytes(),
-                    );
+                    let line = format!("filler {next:06} {}\n", "x".repeat(40));
+                    pending.extend_from_slice(line.as_bytes());
                     next += 1;
                 }
             }
@@ -301,15 +322,8 @@ fn fill_until_unread(addr: &str, stalled: &Stalled) -> TcpStream {
                 Err(err) => panic!("filling: {err}"),
             }
         }
-        // Blocked: either the server is behind, or it paused reading.
-        paused_seen = paused_seen
-            || stalled
-                .stderr
-                .with(|text| text.contains("not reading from clients"));
-        paused_seen
+        paused_last()
     });
-    // Only whole lines were sent? The tail of `pending` is not: finish it
-    // later is impossible while paused, so the last line stays unfinished.
     stream
 }
 

@@ -12,7 +12,7 @@ use std::ops::{ControlFlow, Range};
 
 use mio::Token;
 
-use super::Phase;
+use super::State;
 use crate::net::stream::Stream;
 use crate::proto::command::{Command, is_cross_protocol};
 use crate::proto::line::Line;
@@ -44,7 +44,7 @@ pub(super) struct Act<'a, 'c> {
     /// Echoed lines not yet written: consecutive lines of one read go out
     /// in one write.
     pub(super) echo_run: Range<usize>,
-    pub(super) next_phase: Option<Phase>,
+    pub(super) next_state: Option<State>,
     pub(super) failure: Option<io::Error>,
     /// The peer is known to be gone: print, but send nothing.
     pub(super) peer_gone: bool,
@@ -67,7 +67,7 @@ impl Act<'_, '_> {
             );
             self.out.clear();
             self.echo_run = self.echo_run.start..self.echo_run.start;
-            self.next_phase = Some(Phase::Closing(CloseReason::CrossProtocol));
+            self.next_state = Some(State::Closing(CloseReason::CrossProtocol));
             return ControlFlow::Break(());
         }
         // A piece of a line longer than any limit (`--max-line off`) is
@@ -77,7 +77,7 @@ impl Act<'_, '_> {
             Some(Command::Disconnect) => {
                 // As redis does for QUIT: flush the replies so far, then close;
                 // whatever the client sent after `disconnect` is not acted on.
-                self.next_phase = Some(Phase::Closing(CloseReason::Disconnect));
+                self.next_state = Some(State::Closing(CloseReason::Disconnect));
                 return ControlFlow::Break(());
             }
             Some(Command::Stop) if self.local || self.ctx.config.allow_remote_stop => {

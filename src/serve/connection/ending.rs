@@ -9,7 +9,7 @@
 
 use std::io::{self, Read};
 
-use super::{Connection, Phase, STOP_DRAIN_LIMIT, Status};
+use super::{Connection, STOP_DRAIN_LIMIT, State, Status};
 use crate::serve::close::CloseReason;
 use crate::serve::context::Context;
 
@@ -31,20 +31,21 @@ impl Connection {
         scratch: &mut [u8],
         may_read: bool,
     ) -> Status {
-        if let Phase::Closing(_) = self.phase {
+        if let State::Closing(_) = self.state {
             return self.settle(ctx, false, false);
         }
         if self.awaits_handshake() {
             // TLS: it has not said anything yet.
             return Status::Closed(CloseReason::Stop);
         }
-        if !may_read && self.phase == Phase::Reading {
+        if !may_read && (self.state.reads() || self.state == State::Draining) {
+            self.set_state(State::Draining, ctx.config.trace_loop);
             return self.settle(ctx, false, false);
         }
         // The watermarks still hold: a client held back for not reading its
         // replies keeps its unread bytes in the kernel (never received),
         // and reading stops as soon as a client's replies pass the mark.
-        let mut remaining = if self.phase == Phase::Reading {
+        let mut remaining = if self.state.reads() || self.state == State::Draining {
             STOP_DRAIN_LIMIT
         } else {
             0
@@ -67,10 +68,10 @@ impl Connection {
             if let Err(reason) = self.receive(Some(&scratch[..n]), ctx) {
                 return Status::Closed(reason);
             }
-            match self.phase {
-                Phase::Closing(_) => return self.settle(ctx, true, false),
-                Phase::Backpressured => break,
-                Phase::Reading => {}
+            match self.state {
+                State::Closing(_) => return self.settle(ctx, true, false),
+                State::HeldBack => break,
+                State::AwaitingProxyHeader | State::Reading | State::Draining => {}
             }
         }
         if !eof {
@@ -79,8 +80,8 @@ impl Connection {
         } else if let Err(reason) = self.receive(None, ctx) {
             return Status::Closed(reason);
         }
-        if !matches!(self.phase, Phase::Closing(_)) {
-            self.phase = Phase::Closing(CloseReason::Stop);
+        if !matches!(self.state, State::Closing(_)) {
+            self.set_state(State::Closing(CloseReason::Stop), ctx.config.trace_loop);
         }
         self.settle(ctx, true, false)
     }
@@ -93,7 +94,7 @@ impl Connection {
     /// every line before the `stop` is read and printed in order.
     pub(crate) fn stop_waiting_unread(&self, ctx: &Context, scratch: &mut [u8]) -> bool {
         let may_stop = self.local || ctx.config.allow_remote_stop;
-        if !may_stop || self.proxy_header.is_some() || self.phase != Phase::Reading {
+        if !may_stop || self.state != State::Reading {
             return false;
         }
         let Ok(n) = self.stream.peek(scratch) else {
@@ -113,13 +114,13 @@ impl Connection {
         if let Err(reason) = self.receive(None, ctx) {
             return Status::Closed(reason);
         }
-        if !matches!(self.phase, Phase::Closing(_)) {
+        if !matches!(self.state, State::Closing(_)) {
             let reason = if self.sent_stop {
                 CloseReason::Stop
             } else {
                 CloseReason::Eof
             };
-            self.phase = Phase::Closing(reason);
+            self.set_state(State::Closing(reason), ctx.config.trace_loop);
         }
         self.settle(ctx, true, false)
     }
@@ -153,7 +154,7 @@ impl Connection {
         // A rare path: a buffer of its own, not the loop's scratch.
         let mut buffer = vec![0u8; 16 * 1024];
         let mut remaining = STOP_DRAIN_LIMIT;
-        while remaining > 0 && !matches!(self.phase, Phase::Closing(_)) {
+        while remaining > 0 && !matches!(self.state, State::Closing(_)) {
             let n = match self.stream.read(&mut buffer) {
                 Ok(0) => break,
                 Ok(n) => n,

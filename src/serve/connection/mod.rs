@@ -117,17 +117,55 @@ pub(crate) enum Status {
     Closed(CloseReason),
 }
 
+/// Where a connection is in its life. Every change goes through
+/// [`Connection::set_state`], which `--trace-loop` narrates
+/// (`client 7: reading -> held-back`).
+///
+/// ```text
+///  awaiting-proxy-header ──header──► reading ◄──replies drained──┐
+///         (trusted proxy)              │   └──replies over the mark──► held-back
+///                                      │ stop, output full
+///                                      ▼
+///                                  draining ──output has room──► closing (stop)
+///   EOF, disconnect, a line too long, stop, ... ──► closing (reason) ──flushed──► closed
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum State {
+    /// From a trusted proxy: its PROXY header is not complete yet, so
+    /// nothing is framed and the client is not known.
+    AwaitingProxyHeader,
     /// Reading and acting on lines.
     Reading,
-    /// Too much output is waiting: not reading until it drains.
-    Backpressured,
-    /// No more reading; close with this reason once output is flushed.
+    /// Too many replies wait for this client: the server reads nothing
+    /// more from it until they drain below the low watermark.
+    HeldBack,
+    /// The server is stopping but cannot read now (its output is full):
+    /// what the client sent is read, to the end, once it can.
+    Draining,
+    /// No more reading; close with this reason once replies are flushed.
     Closing(CloseReason),
 }
 
-/// One client: its socket, who it is, its buffers and its phase.
+impl State {
+    /// Whether what the client sends is read in this state.
+    fn reads(self) -> bool {
+        matches!(self, State::AwaitingProxyHeader | State::Reading)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            State::AwaitingProxyHeader => f.write_str("awaiting-proxy-header"),
+            State::Reading => f.write_str("reading"),
+            State::HeldBack => f.write_str("held-back"),
+            State::Draining => f.write_str("draining"),
+            State::Closing(reason) => write!(f, "closing ({reason})"),
+        }
+    }
+}
+
+/// One client: its socket, who it is, its buffers and its state.
 #[derive(Debug)]
 pub struct Connection {
     token: Token,
@@ -144,7 +182,7 @@ pub struct Connection {
     lines: Option<Box<LineBuffer>>,
     /// Output the socket has not taken yet (empty, and unallocated, almost always).
     out: SendQueue,
-    phase: Phase,
+    state: State,
     /// The interest currently registered with the `Poll`.
     interest: Interest,
     /// A short read does not prove the socket's queue is empty: always so
@@ -197,7 +235,11 @@ impl Connection {
             label,
             lines: None,
             out: SendQueue::new(config.high_watermark, config.low_watermark),
-            phase: Phase::Reading,
+            state: if proxy_header.is_some() {
+                State::AwaitingProxyHeader
+            } else {
+                State::Reading
+            },
             interest: READ_INTEREST,
             drain_fully,
             peer_gone: false,
@@ -230,7 +272,7 @@ impl Connection {
         // that is slow: the clock stops, and starts afresh on resuming.
         let held = self.lines.as_ref().filter(|lines| lines.pending() > 0);
         let now = if let Some(lines) = held
-            && self.phase != Phase::Backpressured
+            && self.state != State::HeldBack
         {
             lines.completed()
         } else {
@@ -270,7 +312,7 @@ impl Connection {
             return self.on_handshake_late(ctx);
         }
         self.print_unfinished_line(ctx);
-        if self.phase == Phase::Backpressured {
+        if self.state == State::HeldBack {
             log::info!(
                 "{}: {} bytes of replies unread for the idle time-out",
                 self.label,
@@ -323,7 +365,7 @@ impl Connection {
                 Ok(_) => {}
             }
         }
-        if self.phase != Phase::Reading {
+        if !self.state.reads() {
             // Backpressured or closing: the bytes stay in the kernel, which
             // in turn slows the client down (TCP flow control).
             return Status::Open {
@@ -351,7 +393,7 @@ impl Connection {
             if let Err(reason) = self.receive(Some(&scratch[..n]), ctx) {
                 return Status::Closed(reason);
             }
-            if self.phase != Phase::Reading {
+            if !self.state.reads() {
                 break;
             }
             // A TCP read that did not fill the buffer emptied the socket's
@@ -406,8 +448,8 @@ impl Connection {
             }
         };
         let mut again = false;
-        if self.phase == Phase::Backpressured && self.out.is_at_low() {
-            self.phase = Phase::Reading;
+        if self.state == State::HeldBack && self.out.is_at_low() {
+            self.set_state(State::Reading, ctx.config.trace_loop);
             // Bytes may have waited in the kernel all along; no new edge
             // will announce them, so read them next turn.
             again = true;
@@ -483,7 +525,7 @@ impl Connection {
             ctx,
             chunk: chunk.unwrap_or_default(),
             echo_run: 0..0,
-            next_phase: None,
+            next_state: None,
             failure: None,
             peer_gone: *peer_gone,
         };
@@ -495,9 +537,9 @@ impl Connection {
         if let Err(too_long) = framed {
             log::info!("{}: {too_long}", act.label);
             act.reply(LINE_TOO_LONG);
-            act.next_phase = Some(Phase::Closing(CloseReason::LineTooLong));
+            act.next_state = Some(State::Closing(CloseReason::LineTooLong));
         }
-        let (failure, next_phase) = (act.failure, act.next_phase);
+        let (failure, next_state) = (act.failure, act.next_state);
         self.lines = match held {
             Some(lines) if !lines.is_idle() => Some(lines),
             _ if !fresh.is_idle() => Some(Box::new(fresh)),
@@ -512,24 +554,38 @@ impl Connection {
             }
             return Err(reason);
         }
-        if let Some(next) = next_phase {
-            self.phase = next;
-        } else if self.phase == Phase::Reading && self.out.is_over_high() {
+        if let Some(next) = next_state {
+            self.set_state(next, ctx.config.trace_loop);
+        } else if self.state == State::Reading && self.out.is_over_high() {
             log::debug!(
                 "{}: {} bytes unsent, pausing reads",
                 self.label,
                 self.out.len()
             );
-            self.phase = Phase::Backpressured;
+            self.set_state(State::HeldBack, ctx.config.trace_loop);
         }
         Ok(())
+    }
+
+    /// The one place a connection changes state; `--trace-loop` says so.
+    fn set_state(&mut self, next: State, trace: bool) {
+        if next == self.state {
+            return;
+        }
+        if trace {
+            crate::serve::trace::emit(format_args!(
+                "  client {}: {} -> {next}",
+                self.token.0, self.state
+            ));
+        }
+        self.state = next;
     }
 
     /// After any event: close if a closing connection has flushed, and ask
     /// for `WRITABLE` exactly while output is waiting.
     fn settle(&mut self, ctx: &mut Context, active: bool, again: bool) -> Status {
         if !self.wants_write()
-            && let Phase::Closing(reason) = self.phase
+            && let State::Closing(reason) = self.state
         {
             return Status::Closed(reason);
         }

@@ -6,7 +6,7 @@
 //! framed, and `open` is not printed, so that every line and event names the
 //! client, not the proxy. The header itself is parsed in `serve::proxy`.
 
-use super::Connection;
+use super::{Connection, State};
 use crate::net::stream::Peer;
 use crate::serve::close::CloseReason;
 use crate::serve::context::Context;
@@ -45,6 +45,9 @@ impl Connection {
             Ok(None) => Ok(None),
             Ok(Some((carried, used))) => {
                 self.proxy_header = None;
+                if self.state == State::AwaitingProxyHeader {
+                    self.set_state(State::Reading, ctx.config.trace_loop);
+                }
                 if let Carried::Client(client) = carried {
                     log::debug!("{}: PROXY header for {client}", self.label);
                     let peer = Peer::Ip(client);

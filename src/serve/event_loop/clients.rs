@@ -44,9 +44,13 @@ impl EventLoop {
                 }
                 Accepted::Refused(stream) => {
                     self.lingering.start(stream, &self.ctx.registry, now);
+                    self.wake_stale = true;
                 }
                 Accepted::Skipped => {}
                 Accepted::Done => {
+                    // Out of descriptors, accepting may have paused: a
+                    // deadline to end the pause.
+                    self.wake_stale |= self.accept.paused_until().is_some();
                     self.ready.served(slots::listener_token(index), false);
                     return;
                 }
@@ -112,10 +116,10 @@ impl EventLoop {
                 if let Some(headers) = &mut self.proxy_headers
                     && connection.awaits_proxy_header()
                 {
-                    headers.touch(key, now);
+                    self.wake_stale |= headers.touch(key, now);
                 }
                 if connection.awaits_handshake() {
-                    self.handshakes.touch(key, now);
+                    self.wake_stale |= self.handshakes.touch(key, now);
                 }
                 entry.insert(connection);
                 self.ctx.counters.accepted += 1;
@@ -125,7 +129,7 @@ impl EventLoop {
                     trace::emit(format_args!("  accepted {label}"));
                 }
                 if let Some(idle) = &mut self.idle {
-                    idle.touch(key, now);
+                    self.wake_stale |= idle.touch(key, now);
                 }
                 Some(key)
             }
@@ -163,6 +167,7 @@ impl EventLoop {
         if let Some(stream) = connection.close(reason, &mut self.ctx) {
             self.lingering
                 .start(stream, &self.ctx.registry, Instant::now());
+            self.wake_stale = true;
         }
     }
 

@@ -9,7 +9,8 @@
 //!
 //! One turn of the loop:
 //!
-//! 1. Act on deadlines that fell due: close idle clients (the notes'
+//! 1. Act on deadlines that fell due, if any may have (the earliest is
+//!    kept, not searched for every turn): close idle clients (the notes'
 //!    `if not inp: break`) and slow lines, log the counters, end a pause in
 //!    accepting, end the grace period of a stop.
 //! 2. Flush printed output, once per turn, just before sleeping.
@@ -130,6 +131,15 @@ pub(crate) struct EventLoop {
     next_hand_off: usize,
     /// Clients handed over by another loop, being opened (kept to reuse).
     handed: Vec<(Stream, Peer)>,
+    /// The earliest instant a deadline may fall due: never later than the
+    /// truth, possibly earlier (a deadline that moved later, or went, is
+    /// found out by waking, at most once). Computed again only when
+    /// `wake_stale` says a deadline may have come forward.
+    next_wake: Option<Instant>,
+    /// Some deadline may now be earlier than `next_wake`: a list that was
+    /// empty got an entry, the grace period or a pause in accepting began,
+    /// reading paused or resumed, or deadlines were just acted on.
+    wake_stale: bool,
     /// The counters as last published, and when (see `publish_lazily`).
     published: crate::serve::stats::Counters,
     published_at: Instant,
@@ -156,6 +166,8 @@ impl EventLoop {
         let hands_off = parts.ctx.shared.loops() > 1 && parts.accept.hands_off();
         EventLoop {
             hands_off,
+            next_wake: None,
+            wake_stale: true,
             published: crate::serve::stats::Counters::default(),
             published_at: Instant::now(),
             idle: config.idle_timeout.map(DeadlineList::new),
@@ -219,27 +231,32 @@ impl EventLoop {
     }
 
     /// The turns of the loop, until it has stopped.
+    ///
+    /// The clock is read once per turn, when `poll` returns: that instant
+    /// serves the events, the ready queue and the deadlines that follow.
     fn serve(&mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
+        let mut now = Instant::now();
         loop {
             self.ready.begin_turn();
-            let now = Instant::now();
-            self.on_deadlines(now);
+            if self.next_wake.is_some_and(|wake| wake <= now) {
+                self.on_deadlines(now);
+                self.wake_stale = true;
+            }
             // A deadline may have closed a client whose unfinished last line
             // was `stop`: act on it now, not after some future event.
             self.stop_if_requested(now);
             if self.may_end(now) {
                 return Ok(());
             }
+            if std::mem::take(&mut self.wake_stale) {
+                self.next_wake = self.deadlines().into_iter().flatten().min();
+            }
             let ready_idle = self.ready.is_empty() || self.reading_paused;
             self.ctx.output.flush();
             self.ctx.output.report_drops();
             let publish_due = self.publish_lazily(now);
-            let timeout = poll_timeout(
-                now,
-                ready_idle,
-                self.deadlines().into_iter().chain([publish_due]),
-            );
+            let timeout = poll_timeout(now, ready_idle, [self.next_wake, publish_due]);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -249,7 +266,7 @@ impl EventLoop {
             crate::failpoint::failpoint!(&format!("loop-{}-turn", self.ctx.reactor + 1), |_| {
                 Err(Error::Reactor(io::Error::other("injected failure")))
             });
-            let now = Instant::now();
+            now = Instant::now();
             if self.ctx.config.trace_loop {
                 self.trace_turn(timeout, &events);
             }
@@ -500,14 +517,14 @@ impl EventLoop {
             Status::Closed(reason) => return self.close(key, reason),
         };
         if active && let Some(idle) = &mut self.idle {
-            idle.touch(key, now);
+            self.wake_stale |= idle.touch(key, now);
         }
         if let (Some(lines), Some(connection)) =
             (&mut self.line_deadlines, self.connections.get_mut(key))
         {
             match connection.line_timer() {
                 LineTimer::Unchanged => {}
-                LineTimer::Start => lines.touch(key, now),
+                LineTimer::Start => self.wake_stale |= lines.touch(key, now),
                 LineTimer::Stop => lines.remove(key),
             }
         }

@@ -47,6 +47,8 @@ impl EventLoop {
         }
         if self.ctx.output.is_full() && self.ctx.output.pause_producers() {
             self.reading_paused = true;
+            // The clients' clocks stop: deadlines change.
+            self.wake_stale = true;
             log::debug!(
                 "output full ({} bytes waiting): not reading from clients",
                 self.ctx.output.pending()
@@ -65,6 +67,8 @@ impl EventLoop {
     /// not they, that was silent.
     pub(super) fn resume_reading(&mut self, now: Instant) {
         self.reading_paused = false;
+        self.wake_stale = true;
+        log::debug!("output has room again: reading from clients");
         if self.ctx.config.trace_loop {
             trace::emit(format_args!("  output has room: reading resumed"));
         }

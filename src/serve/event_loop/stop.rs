@@ -77,6 +77,7 @@ impl EventLoop {
             let _ = self.ctx.registry.deregister(&mut socket);
         }
         self.grace_deadline = Some(now + self.ctx.config.grace);
+        self.wake_stale = true;
         self.stop_each_client(now);
     }
 
