@@ -533,3 +533,19 @@ fn an_inherited_socket_named_tls_is_served_as_tls() {
     }
     panic!("no free port after 5 tries");
 }
+
+/// `--trace-loop` narrates the handshake: its steps, the session agreed,
+/// and the connection's move from `tls-handshake` to `reading`.
+#[test]
+fn trace_loop_narrates_the_handshake() {
+    let Some(certs) = Certs::make() else { return };
+    let (server, addr) = serve(&certs, &["--trace-loop"]);
+    let mut client = SClient::start(&addr, &certs.ca, &["-tls1_2"]);
+    client.wait_connected();
+    client.send(b"traced\n");
+    server.wait_for_output("] traced\n");
+    let stderr = server.stderr();
+    assert!(stderr.contains(": tls handshake: read "), "{stderr}");
+    assert!(stderr.contains(": tls established: TLSv1.2 "), "{stderr}");
+    assert!(stderr.contains(": tls-handshake -> reading\n"), "{stderr}");
+}

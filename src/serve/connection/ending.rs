@@ -71,7 +71,10 @@ impl Connection {
             match self.state {
                 State::Closing(_) => return self.settle(ctx, true, false),
                 State::HeldBack => break,
-                State::AwaitingProxyHeader | State::Reading | State::Draining => {}
+                State::AwaitingProxyHeader
+                | State::Handshaking
+                | State::Reading
+                | State::Draining => {}
             }
         }
         if !eof {

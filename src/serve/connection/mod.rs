@@ -123,6 +123,8 @@ pub(crate) enum Status {
 ///
 /// ```text
 ///  awaiting-proxy-header ──header──► reading ◄──replies drained──┐
+///         │                  (TLS)   ▲
+///         └──header──► tls-handshake ┘ (a TLS listener's client starts here)
 ///         (trusted proxy)              │   └──replies over the mark──► held-back
 ///                                      │ stop, output full
 ///                                      ▼
@@ -134,6 +136,9 @@ pub(crate) enum State {
     /// From a trusted proxy: its PROXY header is not complete yet, so
     /// nothing is framed and the client is not known.
     AwaitingProxyHeader,
+    /// TLS: the handshake is not done, so nothing is framed and the client
+    /// is not known yet (see `tls.rs`).
+    Handshaking,
     /// Reading and acting on lines.
     Reading,
     /// Too many replies wait for this client: the server reads nothing
@@ -157,6 +162,7 @@ impl std::fmt::Display for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             State::AwaitingProxyHeader => f.write_str("awaiting-proxy-header"),
+            State::Handshaking => f.write_str("tls-handshake"),
             State::Reading => f.write_str("reading"),
             State::HeldBack => f.write_str("held-back"),
             State::Draining => f.write_str("draining"),
@@ -228,6 +234,7 @@ impl Connection {
         let config = &ctx.config;
         log::debug!("{label}: open as {token:?}");
         let drain_fully = !SHORT_READ_SHORTCUT || !stream.short_read_means_empty();
+        let handshaking = stream.is_handshaking();
         Ok(Connection {
             token,
             stream,
@@ -237,6 +244,8 @@ impl Connection {
             out: SendQueue::new(config.high_watermark, config.low_watermark),
             state: if proxy_header.is_some() {
                 State::AwaitingProxyHeader
+            } else if handshaking {
+                State::Handshaking
             } else {
                 State::Reading
             },

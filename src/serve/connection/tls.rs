@@ -19,7 +19,7 @@
 #[cfg(feature = "tls")]
 use std::io::{self, Read};
 
-use super::Connection;
+use super::{Connection, State};
 #[cfg(feature = "tls")]
 use crate::net::stream::Stream;
 use crate::serve::close::CloseReason;
@@ -118,6 +118,7 @@ impl Connection {
                 ));
             }
             ctx.output.open(&self.label);
+            self.set_state(State::Reading, ctx.config.trace_loop);
         }
         Ok(moved)
     }
