@@ -19,7 +19,9 @@
 #[cfg(feature = "tls")]
 use std::io::{self, Read};
 
-use super::{Connection, State};
+use super::Connection;
+#[cfg(feature = "tls")]
+use super::State;
 #[cfg(feature = "tls")]
 use crate::net::stream::Stream;
 use crate::serve::close::CloseReason;
