@@ -488,21 +488,40 @@ fn idle_and_line_timeouts_hold_over_tls() {
 /// (`FileDescriptorName=tls`) is served as TLS.
 #[test]
 fn an_inherited_socket_named_tls_is_served_as_tls() {
+    served_as_tls_when_inherited(true);
+}
+
+/// Socket activation: an inherited socket that a `--listen tls://` address
+/// names is served as TLS (and not bound a second time).
+#[test]
+fn an_inherited_socket_named_by_listen_tls_is_served_as_tls() {
+    served_as_tls_when_inherited(false);
+}
+
+fn served_as_tls_when_inherited(by_name: bool) {
     let Some(certs) = Certs::make() else { return };
     let Some(activate) = deploy_support::program("systemd-socket-activate", "systemd") else {
         return;
     };
     for _ in 0..5 {
         let port = deploy_support::free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut command = std::process::Command::new(&activate);
+        command.arg(format!("--listen={addr}"));
+        if by_name {
+            command.arg("--fdname=tls");
+        }
+        command
+            .arg(env!("CARGO_BIN_EXE_selectd"))
+            .args(["serve", "--tls-cert"])
+            .arg(&certs.server_cert)
+            .arg("--tls-key")
+            .arg(&certs.server_key);
+        if !by_name {
+            command.args(["--listen", &format!("tls://{addr}")]);
+        }
         let mut child = deploy_support::Reaped(
-            std::process::Command::new(&activate)
-                .arg(format!("--listen=127.0.0.1:{port}"))
-                .arg("--fdname=tls")
-                .arg(env!("CARGO_BIN_EXE_selectd"))
-                .args(["serve", "--tls-cert"])
-                .arg(&certs.server_cert)
-                .arg("--tls-key")
-                .arg(&certs.server_key)
+            command
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -518,16 +537,13 @@ fn an_inherited_socket_named_tls_is_served_as_tls() {
             assert!(stderr.text().contains("in use"), "{}", stderr.text());
             continue;
         }
-        let addr = format!("127.0.0.1:{port}");
         let mut client = SClient::start(&addr, &certs.ca, &[]);
         client.wait_connected();
         client.send(b"activated\nstop\n");
         wait_until("selectd to stop", || child.0.try_wait().unwrap().is_some());
         let (out, err) = (stdout.text(), stderr.text());
-        assert!(
-            err.contains(&format!("listening on tls://{addr} (tls)")),
-            "{err}"
-        );
+        assert!(err.contains(&format!("listening on tls://{addr}")), "{err}");
+        assert_eq!(err.matches("listening on ").count(), 1, "{err}");
         assert!(out.contains("] activated\n"), "{out}");
         return;
     }
