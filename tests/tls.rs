@@ -245,16 +245,32 @@ fn a_record_flood_whose_replies_are_unread_is_held_by_the_watermarks() {
             "off",
             "--format",
             "none",
+            // Its replies are never read: do not wait the default 5 s at stop.
+            "--high-watermark",
+            "256KiB",
+            "--low-watermark",
+            "64KiB",
+            "--grace",
+            "500ms",
             "--idle-timeout",
             "60s",
         ],
     );
     let baseline = server.rss_kib();
-    let tcp = TcpStream::connect(&addr).unwrap();
+    // Small client buffers: the push-back comes sooner.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.set_send_buffer_size(64 * 1024).unwrap();
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    socket.connect(&target.into()).unwrap();
+    let tcp: TcpStream = socket.into();
     tcp.set_write_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     let mut flood = rustls_client(tcp, &certs.ca, None);
-    let record = vec![b'x'; 16 * 1024];
+    // 16 KiB records of 1 KiB lines.
+    let record: Vec<u8> = (0..16 * 1024)
+        .map(|i| if i % 1024 == 1023 { b'\n' } else { b'x' })
+        .collect();
     let mut sent = 0usize;
     // Until the socket stays full: the server stopped reading.
     while sent < 256 * 1024 * 1024 {
