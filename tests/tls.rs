@@ -581,3 +581,63 @@ fn trace_loop_narrates_the_handshake() {
     assert!(stderr.contains(": tls established: TLSv1.2 "), "{stderr}");
     assert!(stderr.contains(": tls-handshake -> reading\n"), "{stderr}");
 }
+
+/// A TLS listener without its files is a usage error (exit 2); a file that
+/// cannot be used stops the server at start, exit 1, with one line naming
+/// it; a key that is not the certificate's is named with both files.
+#[test]
+fn unusable_tls_files_are_named_at_start() {
+    let Some(certs) = Certs::make() else { return };
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_selectd"))
+            .arg("serve")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(&["--listen", "tls://127.0.0.1:0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        "error: a tls:// listener needs --tls-cert FILE and --tls-key FILE\n"
+    );
+    let key = certs.server_key.display().to_string();
+    let (code, err) = run(&[
+        "--listen",
+        "tls://127.0.0.1:0",
+        "--tls-cert",
+        "/nonexistent/cert.pem",
+        "--tls-key",
+        &key,
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        err,
+        "error: cannot use TLS certificate /nonexistent/cert.pem: No such file or directory\n"
+    );
+    let (cert, other_key) = (
+        certs.alice_cert.display().to_string(),
+        certs.server_key.display().to_string(),
+    );
+    let (code, err) = run(&[
+        "--listen",
+        "tls://127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &other_key,
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot use TLS certificate {cert} with key {other_key}: "
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -38,6 +38,25 @@ impl Command {
     }
 }
 
+/// Whether a line may be a command or a cross-protocol marker, decided from
+/// its first byte alone: most lines start with a byte that begins no
+/// command word (`d`, `s`), no HTTP marker (`P`, `p`, `H`, `h`) and no
+/// space that `strip` would remove, and are then plain text with no more
+/// work. A `true` only means "look closer".
+///
+/// ```
+/// use selectd::proto::command::may_matter;
+/// assert!(may_matter(b"stop") && may_matter(b" stop") && may_matter(b"POST /"));
+/// assert!(!may_matter(b"merhaba") && !may_matter(b"12:00 ok"));
+/// ```
+#[inline]
+pub fn may_matter(text: &[u8]) -> bool {
+    matches!(
+        text.first(),
+        Some(b'd' | b's' | b'P' | b'p' | b'H' | b'h' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+    )
+}
+
 /// Python's `str.strip()` for bytes: trims space, `\t`, `\n`, `\r`, `\x0b`
 /// and `\x0c` from both ends (Rust's `trim_ascii` keeps `\x0b`).
 pub fn strip(text: &[u8]) -> &[u8] {
@@ -202,6 +221,18 @@ mod tests {
                 .and_then(|_| buffer.feed(&ahead, |line| check(line.text)));
             let read = framed.is_ok() && verdict == Some(true);
             proptest::prop_assert_eq!(stop_ahead(Some(&held), &ahead, limit), read);
+        }
+    }
+
+    proptest::proptest! {
+        /// A line the first-byte check passes over is neither a command nor
+        /// a cross-protocol marker.
+        #[test]
+        fn may_matter_never_misses(text in proptest::collection::vec(proptest::num::u8::ANY, 0..16)) {
+            if !may_matter(&text) {
+                proptest::prop_assert_eq!(Command::parse(&text), None);
+                proptest::prop_assert!(!is_cross_protocol(&text));
+            }
         }
     }
 

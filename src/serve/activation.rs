@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use socket2::{Socket, Type};
 
 use crate::serve::error::{Error, ListenError};
-use crate::serve::listen::{Listener, UnixListener};
+use crate::serve::listen::{Adopted, Listener, UnixListener};
 
 /// A listening socket the service manager handed over, with its name.
 #[derive(Debug)]
@@ -36,15 +36,6 @@ impl Activated {
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
-}
-
-/// What an inherited socket turned out to be.
-#[derive(Debug)]
-pub(crate) enum Adopted {
-    /// A TCP or Unix stream listener.
-    Stream(Listener),
-    /// A UDP socket.
-    Datagram(mio::net::UdpSocket),
 }
 
 /// Takes the sockets passed by socket activation, if the variables are set

@@ -151,7 +151,10 @@ impl Config {
             return Err(ConfigError::NoConnections);
         }
         if !(1..=MAX_REACTORS).contains(&self.reactors) {
-            return Err(ConfigError::Reactors(self.reactors));
+            return Err(ConfigError::Reactors {
+                got: self.reactors,
+                max: MAX_REACTORS,
+            });
         }
         if self.output_buffer == 0 {
             return Err(ConfigError::NoOutputBuffer);

@@ -64,7 +64,9 @@ impl Default for Node {
 /// Keys (connection slots) ordered by deadline, all with one time-out.
 #[derive(Debug)]
 pub struct DeadlineList {
-    timeout: Duration,
+    /// The time-out, in nanoseconds (saturating: 584 years and more are
+    /// "never").
+    timeout_nanos: u64,
     nodes: Vec<Node>,
     head: u32,
     tail: u32,
@@ -77,7 +79,7 @@ impl DeadlineList {
     /// An empty list whose entries expire `timeout` after their last touch.
     pub fn new(timeout: Duration) -> Self {
         DeadlineList {
-            timeout,
+            timeout_nanos: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
             nodes: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -123,8 +125,12 @@ impl DeadlineList {
             self.nodes.resize(key + 1, Node::default());
         }
         let epoch = *self.epoch.get_or_insert(now);
-        let since = (now + self.timeout).saturating_duration_since(epoch);
-        let nanos = u64::try_from(since.as_nanos()).unwrap_or(UNLINKED - 1);
+        let since = now.saturating_duration_since(epoch);
+        let nanos = since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()))
+            .saturating_add(self.timeout_nanos);
         let deadline = nanos
             .div_ceil(RESOLUTION_NANOS)
             .saturating_mul(RESOLUTION_NANOS)

@@ -123,7 +123,12 @@ pub enum ConfigError {
     /// `--output-buffer 0`.
     NoOutputBuffer,
     /// `--reactors` out of range.
-    Reactors(usize),
+    Reactors {
+        /// What was asked for.
+        got: usize,
+        /// The most there may be.
+        max: usize,
+    },
     /// A `tls://` listener without `--tls-cert` and `--tls-key`.
     TlsWithoutCertificate,
     /// A `tls://` listener in a library built without the `tls` feature.
@@ -145,11 +150,9 @@ impl fmt::Display for ConfigError {
             ConfigError::NoConnections => f.write_str("--max-conns must be at least 1"),
             ConfigError::EmptyLines => f.write_str("--max-line must be at least 1 byte"),
             ConfigError::NoOutputBuffer => f.write_str("--output-buffer must be at least 1 byte"),
-            ConfigError::Reactors(n) => write!(
-                f,
-                "--reactors must be from 1 to {} (got {n})",
-                crate::serve::config::MAX_REACTORS
-            ),
+            ConfigError::Reactors { got, max } => {
+                write!(f, "--reactors must be from 1 to {max} (got {got})")
+            }
             ConfigError::TlsWithoutCertificate => {
                 f.write_str("a tls:// listener needs --tls-cert FILE and --tls-key FILE")
             }

@@ -21,8 +21,17 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::net::addr::Address;
 use crate::net::stream::{Peer, Stream, UnixCred};
-use crate::serve::activation::Adopted;
 use crate::serve::error::{Error, ListenError};
+
+/// A socket handed over from outside (socket activation), as it turned out
+/// to be once looked at: served like the ones bound here.
+#[derive(Debug)]
+pub(crate) enum Adopted {
+    /// A TCP or Unix stream listener.
+    Stream(Listener),
+    /// A UDP socket.
+    Datagram(mio::net::UdpSocket),
+}
 
 /// What a listener is bound to, with the real port once the kernel chose it.
 #[derive(Debug, Clone, PartialEq, Eq)]

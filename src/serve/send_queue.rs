@@ -23,28 +23,22 @@ use std::io::{self, IoSlice, Write};
 /// burst of output does not keep the memory while idle.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
-/// Pending output with its watermarks: 16 bytes while nothing waits, which
-/// is almost always (every connection has one).
-#[derive(Debug)]
+/// Pending output: 8 bytes while nothing waits, which is almost always
+/// (every connection has one). The watermarks are the server's, the same
+/// for every connection, so they are passed in rather than kept here.
+#[derive(Debug, Default)]
 pub(crate) struct SendQueue {
     /// Allocated only once some output had to wait. (Boxed on purpose: a
     /// `VecDeque` is 32 bytes even when empty, a box 8, and almost every
     /// connection's queue is empty.)
     #[allow(clippy::box_collection)]
     pending: Option<Box<VecDeque<u8>>>,
-    high_watermark: u32,
-    low_watermark: u32,
 }
 
 impl SendQueue {
-    /// An empty (and unallocated) queue. Watermarks beyond 4 GiB count as
-    /// 4 GiB.
-    pub fn new(high_watermark: usize, low_watermark: usize) -> Self {
-        SendQueue {
-            pending: None,
-            high_watermark: u32::try_from(high_watermark).unwrap_or(u32::MAX),
-            low_watermark: u32::try_from(low_watermark).unwrap_or(u32::MAX),
-        }
+    /// An empty (and unallocated) queue.
+    pub fn new() -> Self {
+        SendQueue { pending: None }
     }
 
     /// Bytes waiting.
@@ -58,13 +52,13 @@ impl SendQueue {
     }
 
     /// More than the high watermark waits: stop producing.
-    pub fn is_over_high(&self) -> bool {
-        self.len() > self.high_watermark as usize
+    pub fn is_over_high(&self, high_watermark: usize) -> bool {
+        self.len() > high_watermark
     }
 
     /// Down to the low watermark: production may resume.
-    pub fn is_at_low(&self) -> bool {
-        self.len() <= self.low_watermark as usize
+    pub fn is_at_low(&self, low_watermark: usize) -> bool {
+        self.len() <= low_watermark
     }
 
     /// Writes `bytes` now if nothing waits before them, and queues what
@@ -156,7 +150,7 @@ mod tests {
             taken: Vec::new(),
             room: 3,
         };
-        let mut queue = SendQueue::new(4, 1);
+        let mut queue = SendQueue::new();
         assert_eq!(queue.send(&mut peer, b"hello").unwrap(), 3);
         assert_eq!(queue.len(), 2);
         // Queued bytes go first: a later send never jumps ahead of them.
@@ -173,17 +167,17 @@ mod tests {
             taken: Vec::new(),
             room: 0,
         };
-        let mut queue = SendQueue::new(4, 1);
+        let mut queue = SendQueue::new();
         queue.send(&mut peer, b"abcd").unwrap();
-        assert!(!queue.is_over_high());
+        assert!(!queue.is_over_high(4));
         queue.send(&mut peer, b"e").unwrap();
-        assert!(queue.is_over_high());
+        assert!(queue.is_over_high(4));
         peer.room = 3;
         queue.flush(&mut peer).unwrap();
-        assert!(!queue.is_at_low());
+        assert!(!queue.is_at_low(1));
         peer.room = 1;
         queue.flush(&mut peer).unwrap();
-        assert!(queue.is_at_low());
+        assert!(queue.is_at_low(1));
     }
 
     #[test]
@@ -197,7 +191,7 @@ mod tests {
                 Ok(())
             }
         }
-        let mut queue = SendQueue::new(4, 1);
+        let mut queue = SendQueue::new();
         assert!(queue.send(&mut Gone, b"x").is_err());
         assert!(queue.is_empty());
     }

@@ -14,7 +14,7 @@ use mio::Token;
 
 use super::State;
 use crate::net::stream::Stream;
-use crate::proto::command::{Command, is_cross_protocol};
+use crate::proto::command::{Command, is_cross_protocol, may_matter};
 use crate::proto::line::Line;
 use crate::serve::close::CloseReason;
 use crate::serve::context::Context;
@@ -58,7 +58,9 @@ impl Act<'_, '_> {
         crate::failpoint::failpoint!("client-line", line.text == b"failpoint", |_| {
             ControlFlow::Continue(())
         });
-        if !line.continues && is_cross_protocol(line.text) {
+        // The common line, plain text, is told by its first byte.
+        let may_matter = may_matter(line.text);
+        if may_matter && !line.continues && is_cross_protocol(line.text) {
             // Close at once: nothing this connection sent from here on,
             // nor the replies owed to it, is worth anything.
             log::warn!(
@@ -72,7 +74,9 @@ impl Act<'_, '_> {
         }
         // A piece of a line longer than any limit (`--max-line off`) is
         // never a command, however it ends.
-        let command = line.is_whole().then(|| Command::parse(line.text)).flatten();
+        let command = (may_matter && line.is_whole())
+            .then(|| Command::parse(line.text))
+            .flatten();
         match command {
             Some(Command::Disconnect) => {
                 // As redis does for QUIT: flush the replies so far, then close;

@@ -231,7 +231,6 @@ impl Connection {
         if proxy_header.is_none() && !stream.is_handshaking() {
             ctx.output.open(&label);
         }
-        let config = &ctx.config;
         log::debug!("{label}: open as {token:?}");
         let drain_fully = !SHORT_READ_SHORTCUT || !stream.short_read_means_empty();
         let handshaking = stream.is_handshaking();
@@ -241,7 +240,7 @@ impl Connection {
             local: peer.is_local(),
             label,
             lines: None,
-            out: SendQueue::new(config.high_watermark, config.low_watermark),
+            out: SendQueue::new(),
             state: if proxy_header.is_some() {
                 State::AwaitingProxyHeader
             } else if handshaking {
@@ -457,7 +456,7 @@ impl Connection {
             }
         };
         let mut again = false;
-        if self.state == State::HeldBack && self.out.is_at_low() {
+        if self.state == State::HeldBack && self.out.is_at_low(ctx.config.low_watermark) {
             self.set_state(State::Reading, ctx.config.trace_loop);
             // Bytes may have waited in the kernel all along; no new edge
             // will announce them, so read them next turn.
@@ -565,7 +564,7 @@ impl Connection {
         }
         if let Some(next) = next_state {
             self.set_state(next, ctx.config.trace_loop);
-        } else if self.state == State::Reading && self.out.is_over_high() {
+        } else if self.state == State::Reading && self.out.is_over_high(ctx.config.high_watermark) {
             log::debug!(
                 "{}: {} bytes unsent, pausing reads",
                 self.label,
@@ -630,6 +629,8 @@ mod tests {
             std::mem::size_of::<crate::serve::send_queue::SendQueue>(),
             std::mem::size_of::<crate::net::stream::Stream>()
         );
-        assert!(size <= 112, "{size} bytes");
+        // 88 in a debug build; 16 fewer in a release build, where mio's
+        // sockets drop a debug-only field.
+        assert!(size <= 88, "{size} bytes");
     }
 }

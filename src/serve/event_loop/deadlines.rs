@@ -131,20 +131,22 @@ impl EventLoop {
 }
 
 /// How long `poll` may sleep: not at all while the ready queue holds work,
-/// until the nearest deadline otherwise, forever if nothing is due.
+/// until the nearest deadline otherwise (and no longer than `at_most`),
+/// forever if nothing is due.
 pub(super) fn poll_timeout(
     now: Instant,
     ready_queue_empty: bool,
-    deadlines: impl IntoIterator<Item = Option<Instant>>,
+    nearest: Option<Instant>,
+    at_most: Option<Duration>,
 ) -> Option<Duration> {
     if !ready_queue_empty {
         return Some(Duration::ZERO);
     }
-    deadlines
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|deadline| deadline.saturating_duration_since(now))
+    let until_nearest = nearest.map(|deadline| deadline.saturating_duration_since(now));
+    match (until_nearest, at_most) {
+        (Some(until), Some(most)) => Some(until.min(most)),
+        (until, most) => until.or(most),
+    }
 }
 
 #[cfg(test)]
@@ -153,7 +155,7 @@ mod tests {
 
     #[test]
     fn no_deadline_sleeps_forever() {
-        assert_eq!(poll_timeout(Instant::now(), true, [None, None]), None);
+        assert_eq!(poll_timeout(Instant::now(), true, None, None), None);
     }
 
     #[test]
@@ -162,8 +164,16 @@ mod tests {
         let near = now + Duration::from_millis(250);
         let far = now + Duration::from_secs(5);
         assert_eq!(
-            poll_timeout(now, true, [Some(far), None, Some(near)]),
+            poll_timeout(now, true, Some(near), Some(Duration::from_secs(1))),
             Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            poll_timeout(now, true, Some(far), Some(Duration::from_millis(5))),
+            Some(Duration::from_millis(5))
+        );
+        assert_eq!(
+            poll_timeout(now, true, None, Some(Duration::from_millis(5))),
+            Some(Duration::from_millis(5))
         );
     }
 
@@ -171,14 +181,20 @@ mod tests {
     fn a_past_deadline_means_no_sleep() {
         let now = Instant::now();
         let past = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
-        assert_eq!(poll_timeout(now, true, [Some(past)]), Some(Duration::ZERO));
+        assert_eq!(
+            poll_timeout(now, true, Some(past), None),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]
     fn work_in_the_ready_queue_means_no_sleep() {
         let now = Instant::now();
         let far = now + Duration::from_secs(5);
-        assert_eq!(poll_timeout(now, false, [Some(far)]), Some(Duration::ZERO));
-        assert_eq!(poll_timeout(now, false, [None]), Some(Duration::ZERO));
+        assert_eq!(
+            poll_timeout(now, false, Some(far), None),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(poll_timeout(now, false, None, None), Some(Duration::ZERO));
     }
 }

@@ -140,9 +140,10 @@ pub(crate) struct EventLoop {
     /// empty got an entry, the grace period or a pause in accepting began,
     /// reading paused or resumed, or deadlines were just acted on.
     wake_stale: bool,
-    /// The counters as last published, and when (see `publish_lazily`).
+    /// The counters as last published, and when to publish next (see
+    /// `publish_lazily`).
     published: crate::serve::stats::Counters,
-    published_at: Instant,
+    publish_due: Instant,
     /// This loop hands clients of its own listeners to the others, and has
     /// not yet said it is done (see `Shared::done_handing`).
     hands_off: bool,
@@ -169,7 +170,7 @@ impl EventLoop {
             next_wake: None,
             wake_stale: true,
             published: crate::serve::stats::Counters::default(),
-            published_at: Instant::now(),
+            publish_due: Instant::now() + PUBLISH_EVERY,
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
             proxy_headers: (!config.proxy_protocol.is_empty())
@@ -256,7 +257,7 @@ impl EventLoop {
             self.ctx.output.flush();
             self.ctx.output.report_drops();
             let publish_due = self.publish_lazily(now);
-            let timeout = poll_timeout(now, ready_idle, [self.next_wake, publish_due]);
+            let timeout = poll_timeout(now, ready_idle, self.next_wake, publish_due);
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -365,18 +366,19 @@ impl EventLoop {
     }
 
     /// Publishes this loop's counters for the others and the handle, when
-    /// they changed: at once if the last time was `PUBLISH_EVERY` ago,
-    /// otherwise not now, returning when (the loop must not sleep past it,
-    /// or a count would stay unseen while it is idle). A busy loop thus
-    /// takes the lock a few hundred times a second, not once per turn.
-    fn publish_lazily(&mut self, now: Instant) -> Option<Instant> {
+    /// they changed: at once if the last time was `PUBLISH_EVERY` ago;
+    /// otherwise not now, and the loop must not sleep longer than
+    /// `PUBLISH_EVERY` (returned), or a count would stay unseen while it is
+    /// idle. A busy loop thus takes the lock a few hundred times a second,
+    /// not once per turn (and computes no time for it: the sleep it bounds
+    /// is a constant).
+    fn publish_lazily(&mut self, now: Instant) -> Option<Duration> {
         self.ctx.counters.lines_dropped = self.ctx.output.dropped();
         if self.ctx.counters == self.published {
             return None;
         }
-        let due = self.published_at + PUBLISH_EVERY;
-        if now < due {
-            return Some(due);
+        if now < self.publish_due {
+            return Some(PUBLISH_EVERY);
         }
         self.publish(now);
         None
@@ -389,7 +391,7 @@ impl EventLoop {
             .shared
             .publish(self.ctx.reactor, &self.ctx.counters);
         self.published = self.ctx.counters;
-        self.published_at = now;
+        self.publish_due = now + PUBLISH_EVERY;
     }
 
     fn on_event(&mut self, event: &Event, now: Instant) {

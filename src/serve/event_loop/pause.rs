@@ -41,11 +41,22 @@ impl EventLoop {
     /// Whether clients may be read now. Not while the output queue is full
     /// (`--output-full block`): what they send waits in the kernel, and TCP
     /// flow control slows them down, until the writer has made room.
+    #[inline]
     pub(super) fn may_read(&mut self) -> bool {
         if self.reading_paused {
             return false;
         }
-        if self.ctx.output.is_full() && self.ctx.output.pause_producers() {
+        if self.ctx.output.is_full() {
+            return self.may_read_with_output_full();
+        }
+        true
+    }
+
+    /// The output is over its bound: pause reading, unless its policy is to
+    /// drop lines instead.
+    #[cold]
+    fn may_read_with_output_full(&mut self) -> bool {
+        if self.ctx.output.pause_producers() {
             self.reading_paused = true;
             // The clients' clocks stop: deadlines change.
             self.wake_stale = true;

@@ -41,13 +41,20 @@ impl EventLoop {
         }
     }
 
+    /// Checked twice a turn: the check is inline, the stop itself not.
+    #[inline]
     pub(super) fn stop_if_requested(&mut self, now: Instant) {
         if self.ctx.stop_requested && self.grace_deadline.is_none() {
-            // Whoever asked (a client of this loop, a signal, the handle),
-            // every loop stops.
-            self.ctx.shared.request_stop();
-            self.begin_stop(now);
+            self.stop_requested_now(now);
         }
+    }
+
+    #[cold]
+    fn stop_requested_now(&mut self, now: Instant) {
+        // Whoever asked (a client of this loop, a signal, the handle),
+        // every loop stops.
+        self.ctx.shared.request_stop();
+        self.begin_stop(now);
     }
 
     /// Stop gracefully: no new clients (those already in the backlog are
