@@ -641,3 +641,27 @@ fn unusable_tls_files_are_named_at_start() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// The server's own last words travel inside the session: the echo before
+/// `disconnect`, and `error: line too long`, reach the client in plaintext
+/// before the server's `close_notify` (a lingering close, as over TCP).
+#[test]
+fn last_words_reach_the_client_through_the_session() {
+    let Some(certs) = Certs::make() else { return };
+    let (server, addr) = serve(&certs, &["--echo", "--max-line", "16"]);
+    let mut polite = SClient::start(&addr, &certs.ca, &[]);
+    polite.wait_connected();
+    polite.send(b"goodbye\ndisconnect\n");
+    // (Ending s_client's input would make it leave before reading.)
+    wait_until("the echo before disconnect", || {
+        polite.out.text().contains("goodbye\n")
+    });
+    server.wait_for_output("] close: disconnect\n");
+    let mut long = SClient::start(&addr, &certs.ca, &[]);
+    long.wait_connected();
+    long.send(b"this line is longer than sixteen bytes\n");
+    wait_until("the refusal", || {
+        long.out.text().contains("error: line too long")
+    });
+    server.wait_for_output("] close: line-too-long\n");
+}
