@@ -93,6 +93,15 @@ impl Stream {
         matches!(self, Stream::Tcp(_))
     }
 
+    /// Whether this is a TLS session (its goodbye, `close_notify`, is data).
+    pub fn is_tls(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(_) => true,
+            _ => false,
+        }
+    }
+
     /// TLS: whether the handshake has still to complete. Plain sockets
     /// have none.
     pub fn is_handshaking(&self) -> bool {

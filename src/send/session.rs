@@ -233,8 +233,17 @@ impl Session {
                 // handshake, and what waits encrypted, go out before the
                 // goodbye (`close_notify`); until then, wait.
                 if self.stream.is_handshaking() || self.stream.wants_write() {
-                    if let Err(source) = self.stream.flush() {
-                        return Err(self.failed("send to", source));
+                    match self.stream.flush() {
+                        Ok(()) => {}
+                        // The server closed first (our data made it stop,
+                        // say): what is left to send is only the session's
+                        // own bookkeeping. What it sent us decides the end.
+                        Err(error) if server_gone(&error) && !self.stream.is_handshaking() => {
+                            log::debug!("{} closed before our TLS goodbye: {error}", self.name);
+                            self.write_done = true;
+                            break;
+                        }
+                        Err(source) => return Err(self.failed("send to", source)),
                     }
                     if self.stream.is_handshaking() || self.stream.wants_write() {
                         break;
@@ -248,6 +257,11 @@ impl Session {
                         // The peer reset the connection first, so there is no
                         // write side left to shut; the socket's pending error
                         // (`SO_ERROR`) says why, which is what the user needs.
+                        // TLS: `close_notify` is data; a server that already
+                        // closed refuses it. What it sent us decides the end.
+                        Err(error) if server_gone(&error) && self.stream.is_tls() => {
+                            log::debug!("{} closed before our TLS goodbye: {error}", self.name);
+                        }
                         Err(error) if error.kind() == io::ErrorKind::NotConnected => {
                             let cause = self.stream.take_error().ok().flatten();
                             return Err(self.failed("send to", cause.unwrap_or(error)));
@@ -314,6 +328,14 @@ impl Session {
             source,
         }
     }
+}
+
+/// A write (or `shutdown`) found the peer closed (`EPIPE`) or reset.
+fn server_gone(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+    )
 }
 
 pub(super) const WRITE_STDOUT: &str = "write standard output";
