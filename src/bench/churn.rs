@@ -129,6 +129,8 @@ fn fail(conn: &mut Conn, io: &mut ChurnIo<'_>, kind: ErrorKind) -> (Count, bool)
 
 fn close(conn: &mut Conn, registry: &Registry) {
     if let Some(mut stream) = conn.stream.take() {
+        // TLS: a clean goodbye, as a real client says it.
+        stream.close_notify();
         let _ = registry.deregister(&mut stream);
     }
     conn.state = State::Waiting;

@@ -61,13 +61,40 @@ pub enum Target {
     Tcp(SocketAddr),
     /// A Unix stream socket.
     Unix(PathBuf),
+    /// TLS over TCP: the first address, and how to verify the server.
+    #[cfg(feature = "tls")]
+    Tls(SocketAddr, TlsClient),
 }
+
+/// How bench's connections speak TLS: one client configuration for all,
+/// without session resumption, so that every churn visit is a full
+/// handshake.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone)]
+pub struct TlsClient {
+    /// The rustls client configuration.
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    /// The name sent as SNI and checked against the certificate.
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
+#[cfg(feature = "tls")]
+impl PartialEq for TlsClient {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.config, &other.config) && self.name == other.name
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Eq for TlsClient {}
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Tcp(addr) => write!(f, "tcp://{addr}"),
             Target::Unix(path) => write!(f, "unix:{}", path.display()),
+            #[cfg(feature = "tls")]
+            Target::Tls(addr, _) => write!(f, "tls://{addr}"),
         }
     }
 }
@@ -144,6 +171,8 @@ impl BenchConfig {
         }
         check_latency_files(args)?;
         let target = resolve(&args.addr)?;
+        #[cfg(feature = "tls")]
+        let target = tls_target(target, args)?;
         let conns = args.conns as usize;
         let pipeline = if args.mode == Mode::Churn {
             1
@@ -273,11 +302,40 @@ fn memory_available() -> u64 {
         .unwrap_or(1 << 30)
 }
 
+/// A `tls://` address's target: its TCP address, and a client
+/// configuration from the TLS flags (no resumption: churn measures full
+/// handshakes).
+#[cfg(feature = "tls")]
+fn tls_target(target: Target, args: &BenchArgs) -> Result<Target, BenchError> {
+    let (Target::Tcp(addr), Address::Tls { host, .. }) = (&target, &args.addr) else {
+        return Ok(target);
+    };
+    let files = crate::net::tls::ClientFiles {
+        ca: args.tls_ca.clone(),
+        identity: None,
+        insecure: args.tls_insecure,
+    };
+    let config = crate::net::tls::client_config(&files)
+        .map_err(|err| BenchError::flag("--tls-ca", "FILE", err.to_string()))?;
+    let mut config = std::sync::Arc::unwrap_or_clone(config);
+    config.resumption = rustls::client::Resumption::disabled();
+    let wanted = args.tls_server_name.as_deref().unwrap_or(host);
+    let name = crate::net::tls::server_name(wanted)
+        .map_err(|err| BenchError::flag("--tls-server-name", wanted, err))?;
+    Ok(Target::Tls(
+        *addr,
+        TlsClient {
+            config: std::sync::Arc::new(config),
+            name,
+        },
+    ))
+}
+
 /// A TCP address to its first resolved socket address; a Unix path as is.
 fn resolve(addr: &Address) -> Result<Target, BenchError> {
     match addr {
         Address::Unix(path) => Ok(Target::Unix(path.clone())),
-        Address::Tcp { .. } | Address::Udp { .. } => {
+        Address::Tcp { .. } | Address::Udp { .. } | Address::Tls { .. } => {
             let first = addr.resolve().and_then(|found| {
                 found.into_iter().next().ok_or_else(|| {
                     io::Error::new(io::ErrorKind::NotFound, "name resolves to no address")

@@ -91,6 +91,18 @@ fn connect(target: &Target, source: Option<IpAddr>) -> io::Result<Stream> {
     match target {
         Target::Tcp(server) => connect_tcp(*server, source).map(Stream::Tcp),
         Target::Unix(path) => connect_unix(path).map(Stream::Unix),
+        // The handshake starts as the connect completes: the first write
+        // or read sends the ClientHello, and reads drive the rest.
+        #[cfg(feature = "tls")]
+        Target::Tls(server, tls) => {
+            let socket = connect_tcp(*server, source)?;
+            let session = crate::net::tls::TlsStream::client(
+                socket,
+                std::sync::Arc::clone(&tls.config),
+                tls.name.clone(),
+            )?;
+            Ok(Stream::Tls(Box::new(session)))
+        }
     }
 }
 
@@ -156,6 +168,8 @@ pub(crate) fn finish_connect(stream: &Stream) -> io::Result<bool> {
     let peer = match stream {
         Stream::Tcp(s) => s.peer_addr().map(drop),
         Stream::Unix(s) => s.peer_addr().map(drop),
+        #[cfg(feature = "tls")]
+        Stream::Tls(s) => s.socket().peer_addr().map(drop),
     };
     match peer {
         Ok(()) => Ok(true),
@@ -288,6 +302,15 @@ impl Echo {
 
     /// Writes what is queued until done or `WouldBlock`.
     pub(crate) fn flush(&mut self, stream: &mut Stream, conn: usize) -> Result<(), BenchError> {
+        // TLS: ciphertext the session holds goes first (nothing for plain
+        // sockets), or it would wait for a write that may never come.
+        if stream.wants_write() {
+            stream.flush().map_err(|source| BenchError::Io {
+                conn,
+                op: "write",
+                source,
+            })?;
+        }
         if self.written < self.buf.len() {
             self.written += write_some(stream, &self.buf[self.written..], conn)?;
         }

@@ -412,6 +412,7 @@ impl<'a> Reactor<'a> {
     fn close(&mut self, slot: usize) {
         if let Some(conn) = self.conns.get_mut(slot) {
             if let Some(mut stream) = conn.stream.take() {
+                stream.close_notify();
                 let _ = self.poll.registry().deregister(&mut stream);
             }
             conn.state = State::Closed;

@@ -28,12 +28,12 @@ pub const MAX_RATE: f64 = 1e9;
 /// [`BenchConfig::from_args`](crate::bench::BenchConfig::from_args).
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Server to load: `HOST:PORT`, `tcp://HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
+    /// Server to load: `HOST:PORT`, `tcp://HOST:PORT`, `[V6]:PORT`, `tls://HOST:PORT` or `unix:PATH`.
     // Help text spelled out: in the doc comment, rustdoc reads `[V6]` as a link.
     #[arg(
         value_name = "ADDR",
         value_parser = parse_address,
-        help = "Server to load: HOST:PORT, tcp://HOST:PORT, [V6]:PORT or unix:PATH"
+        help = "Server to load: HOST:PORT, tcp://HOST:PORT, [V6]:PORT, tls://HOST:PORT or unix:PATH"
     )]
     pub addr: Address,
     /// Concurrent connections (churn: connections open at once)
@@ -82,11 +82,23 @@ pub struct BenchArgs {
     /// labelled NAME (repeatable), e.g. --plot-with tokio=tokio.hgrm
     #[arg(long, value_name = "NAME=FILE", value_parser = parse_curve, requires = "plot")]
     pub plot_with: Vec<(String, PathBuf)>,
+    /// tls://: trust the CAs in FILE (PEM) instead of the system's
+    #[cfg(feature = "tls")]
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// tls://: the name to send (SNI) and check the certificate against; default: the address's host
+    #[cfg(feature = "tls")]
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// tls://: do not verify the server's certificate
+    #[cfg(feature = "tls")]
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {
     match values::stream_address(text) {
-        Ok(Address::Tcp { port: 0, .. }) => Err(format!(
+        Ok(Address::Tcp { port: 0, .. } | Address::Tls { port: 0, .. }) => Err(format!(
             "invalid address '{text}': port 0 cannot be connected to"
         )),
         Ok(address) => Ok(address),

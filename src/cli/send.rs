@@ -21,18 +21,19 @@ Exit codes:
   3  the host name does not resolve
   4  connection refused
   5  timed out (--timeout)
-  6  reset by the server, or another socket error";
+  6  reset by the server, or another socket error
+  7  TLS failed (the server's certificate is not trusted, an alert)";
 
 /// `selectd send` flags. Values may start with `-` (`--data -x`), as for
 /// [`ServeArgs`](super::ServeArgs).
 #[derive(Debug, Clone, Args)]
 #[command(allow_hyphen_values = true)]
 pub struct SendArgs {
-    /// Where to connect: `HOST:PORT`, `tcp://HOST:PORT`, `[V6]:PORT` or `unix:PATH`.
+    /// Where to connect: `HOST:PORT`, `tcp://HOST:PORT`, `[V6]:PORT`, `tls://HOST:PORT` or `unix:PATH`.
     // Help text spelled out: in the doc comment, rustdoc reads `[V6]` as a link.
     #[arg(
         value_name = "ADDR",
-        help = "Where to connect: HOST:PORT, tcp://HOST:PORT, [V6]:PORT or unix:PATH",
+        help = "Where to connect: HOST:PORT, tcp://HOST:PORT, [V6]:PORT, tls://HOST:PORT or unix:PATH",
         value_parser = values::stream_address
     )]
     pub addr: Address,
@@ -57,6 +58,54 @@ pub struct SendArgs {
     /// Keep the write side open after the input ends (no shutdown(SHUT_WR))
     #[arg(long)]
     pub no_shutdown: bool,
+
+    /// The flags of a tls:// address.
+    #[cfg(feature = "tls")]
+    #[command(flatten)]
+    pub tls: SendTlsArgs,
+}
+
+/// How `send` speaks TLS (for a `tls://` address only).
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct SendTlsArgs {
+    /// tls://: trust the CAs in FILE (PEM) instead of the system's
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// tls://: the name to send (SNI) and check the certificate against; default: the address's host
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+
+    /// tls://: a client certificate (PEM), for servers that require one
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// tls://: the client certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// tls://: do not verify the server's certificate at all (a warning is printed)
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
+}
+
+#[cfg(feature = "tls")]
+impl SendTlsArgs {
+    /// The TLS settings, or `None` when no TLS flag was given.
+    fn into_tls(self) -> Option<crate::send::SendTls> {
+        if self == SendTlsArgs::default() {
+            return None;
+        }
+        Some(crate::send::SendTls {
+            files: crate::net::tls::ClientFiles {
+                ca: self.tls_ca,
+                identity: self.tls_cert.zip(self.tls_key),
+                insecure: self.tls_insecure,
+            },
+            server_name: self.tls_server_name,
+        })
+    }
 }
 
 impl SendArgs {
@@ -73,6 +122,7 @@ impl SendArgs {
     ///     http: Some("/".into()),
     ///     timeout: Duration::from_millis(500),
     ///     no_shutdown: false,
+    ///     tls: Default::default(),
     /// };
     /// let config = args.into_config()?;
     /// assert_eq!(config.timeout, Duration::from_millis(500));
@@ -88,6 +138,13 @@ impl SendArgs {
             (None, Some(path)) => Payload::Bytes(http_request(&self.addr, &path)?),
             (None, None) => Payload::Stdin,
         };
-        SendConfig::new(self.addr, payload, self.timeout, !self.no_shutdown)
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut config = SendConfig::new(self.addr, payload, self.timeout, !self.no_shutdown)?;
+        #[cfg(feature = "tls")]
+        {
+            config.tls = self.tls.into_tls();
+            config.check()?;
+        }
+        Ok(config)
     }
 }

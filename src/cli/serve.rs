@@ -26,7 +26,9 @@ Line commands (a client sends one of these alone on a line):
 Signals:
   SIGINT, SIGTERM  stop as `stop` does; a second one stops at once, without
                    waiting for replies or output to flush
-  SIGHUP           reopen the --output FILE (log rotation)
+  SIGHUP           reopen the --output FILE (log rotation); read the TLS
+                   certificate, key and client CA again (new connections
+                   use them; a bad file keeps the old ones)
 
 Exit codes:
   0  stopped (by `stop` or a signal), all output written
@@ -43,7 +45,8 @@ Exit codes:
 #[command(allow_hyphen_values = true)]
 pub struct ServeArgs {
     /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
-    /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT. Port 0 picks a free port.
+    /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT, tls://HOST:PORT (with
+    /// --tls-cert and --tls-key). Port 0 picks a free port.
     /// Default: 127.0.0.1:10001, unless a service manager passes sockets
     /// (socket activation), which are served beside any --listen.
     #[arg(long, value_name = "ADDR", value_parser = values::listen_address)]
@@ -156,6 +159,31 @@ pub struct ServeArgs {
     /// TCP address, e.g. 127.0.0.1:9100; port 0 picks a free port.
     #[arg(long, value_name = "HOST:PORT", value_parser = values::listen_address)]
     pub metrics: Option<Address>,
+    /// TLS listeners: the certificate chain (PEM, the server's certificate
+    /// first). Re-read on SIGHUP.
+    #[cfg(feature = "tls")]
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// TLS listeners: the private key (PEM: PKCS#8, RSA or EC). Re-read on
+    /// SIGHUP.
+    #[cfg(feature = "tls")]
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// TLS listeners: require a client certificate signed by a CA in FILE
+    /// (PEM); the peer prints with its common name (ADDR#cn=NAME).
+    #[cfg(feature = "tls")]
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+    /// Close a TLS client that has not finished its handshake this long
+    /// after connecting (close reason tls).
+    #[cfg(feature = "tls")]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "10s",
+        value_parser = values::positive_duration
+    )]
+    pub tls_handshake_timeout: Duration,
 }
 
 impl ServeArgs {
@@ -185,6 +213,19 @@ impl ServeArgs {
             proxy_protocol: self.proxy_protocol.unwrap_or_default(),
             notify: true,
             metrics: self.metrics,
+            #[cfg(feature = "tls")]
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::net::tls::ServerFiles {
+                    cert,
+                    key,
+                    client_ca: self.tls_client_ca,
+                }),
+                _ => None,
+            },
+            #[cfg(feature = "tls")]
+            tls_handshake_timeout: self.tls_handshake_timeout,
+            #[cfg(not(feature = "tls"))]
+            tls_handshake_timeout: Duration::from_secs(10),
         };
         config.validate().map_err(|err| err.to_string())?;
         Ok(config)

@@ -159,9 +159,9 @@ fn bare_port(text: &str) -> Result<(), ValueError> {
 /// A URL is the usual slip (`send http://host:8000/`), so it gets its own
 /// hint: `--http` is how `send` speaks HTTP.
 pub fn stream_address(text: &str) -> Result<Address, ValueError> {
-    const FORMS: &str = "HOST:PORT, tcp://HOST:PORT, [V6]:PORT or unix:PATH";
+    const FORMS: &str = "HOST:PORT, tcp://HOST:PORT, [V6]:PORT, tls://HOST:PORT or unix:PATH";
     if let Some((scheme, _)) = text.split_once("://")
-        && !matches!(scheme, "tcp" | "udp")
+        && !matches!(scheme, "tcp" | "udp" | "tls")
     {
         let hint = if scheme.starts_with("http") {
             " (for an HTTP request: selectd send HOST:PORT --http /PATH)"

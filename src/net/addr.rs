@@ -11,6 +11,7 @@
 //! | `localhost:10001`               | every address the name resolves to |
 //! | `unix:/run/selectd.sock`        | `AF_UNIX`, `SOCK_STREAM`  |
 //! | `udp://127.0.0.1:10001`         | `AF_INET(6)`, `SOCK_DGRAM`|
+//! | `tls://127.0.0.1:10443`         | TLS over `AF_INET(6)` TCP |
 //!
 //! Parsing is pure and checks only the form; names are resolved when the
 //! socket is created (see [`Address::resolve`]), so a parse never blocks.
@@ -39,6 +40,13 @@ pub enum Address {
     Unix(PathBuf),
     /// A UDP datagram socket.
     Udp {
+        /// As for [`Address::Tcp`].
+        host: String,
+        /// As for [`Address::Tcp`].
+        port: u16,
+    },
+    /// TLS over a TCP stream socket (`tls://HOST:PORT`).
+    Tls {
         /// As for [`Address::Tcp`].
         host: String,
         /// As for [`Address::Tcp`].
@@ -97,7 +105,7 @@ impl FromStr for Address {
         }
         // `tcp:127.0.0.1:0` reads as host `tcp:127.0.0.1`: say what was
         // meant. (`tcp:80`, a host named `tcp`, is left alone.)
-        for scheme in ["tcp", "udp"] {
+        for scheme in ["tcp", "udp", "tls"] {
             if let Some(rest) = input.strip_prefix(scheme).and_then(|r| r.strip_prefix(':'))
                 && !rest.starts_with("//")
                 && rest.contains(':')
@@ -112,11 +120,15 @@ impl FromStr for Address {
             let (host, port) = split_host_port(input, rest)?;
             return Ok(Address::Udp { host, port });
         }
+        if let Some(rest) = input.strip_prefix("tls://") {
+            let (host, port) = split_host_port(input, rest)?;
+            return Ok(Address::Tls { host, port });
+        }
         let rest = input.strip_prefix("tcp://").unwrap_or(input);
         if rest.contains("://") {
             return Err(AddressError::new(
                 input,
-                "unknown scheme (use tcp://, udp:// or unix:)",
+                "unknown scheme (use tcp://, tls://, udp:// or unix:)",
             ));
         }
         let (host, port) = split_host_port(input, rest)?;
@@ -192,7 +204,9 @@ impl Address {
     /// This may block on DNS: call it before the reactor runs.
     pub fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
         let (host, port) = match self {
-            Address::Tcp { host, port } | Address::Udp { host, port } => (host, *port),
+            Address::Tcp { host, port }
+            | Address::Udp { host, port }
+            | Address::Tls { host, port } => (host, *port),
             Address::Unix(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -221,7 +235,9 @@ impl Address {
     /// The host part, for messages and the HTTP `Host:` header (`None` for Unix).
     pub fn host(&self) -> Option<&str> {
         match self {
-            Address::Tcp { host, .. } | Address::Udp { host, .. } => Some(host),
+            Address::Tcp { host, .. } | Address::Udp { host, .. } | Address::Tls { host, .. } => {
+                Some(host)
+            }
             Address::Unix(_) => None,
         }
     }
@@ -263,6 +279,7 @@ impl fmt::Display for Address {
         match self {
             Address::Tcp { host, port } => write_host(f, "tcp", host, *port),
             Address::Udp { host, port } => write_host(f, "udp", host, *port),
+            Address::Tls { host, port } => write_host(f, "tls", host, *port),
             Address::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
@@ -297,6 +314,21 @@ mod tests {
                 port: 9
             })
         );
+    }
+
+    #[test]
+    fn tls_addresses_parse_and_print() {
+        let tls = Address::Tls {
+            host: "::1".into(),
+            port: 443,
+        };
+        assert_eq!("tls://[::1]:443".parse(), Ok(tls.clone()));
+        assert_eq!(tls.to_string(), "tls://[::1]:443");
+        let err = "tls:127.0.0.1:1"
+            .parse::<Address>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("write tls://127.0.0.1:1"), "{err}");
     }
 
     #[test]

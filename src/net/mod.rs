@@ -13,6 +13,8 @@ pub mod addr;
 pub(crate) mod drain;
 pub mod limits;
 pub(crate) mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod units;
 
 /// The operating system's reason without Rust's ` (os error 98)` suffix:

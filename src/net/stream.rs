@@ -22,25 +22,36 @@ pub enum Stream {
     Tcp(mio::net::TcpStream),
     /// A Unix-domain stream socket.
     Unix(mio::net::UnixStream),
+    /// TLS over TCP: reads and writes carry plaintext, the session in
+    /// between is fed by the socket's readiness (see [`TlsStream`](crate::net::tls::TlsStream)).
+    #[cfg(feature = "tls")]
+    Tls(Box<crate::net::tls::TlsStream>),
 }
 
 impl Stream {
     /// Shuts down the writing half: the peer reads EOF (the notes' `shutdown(SHUT_WR)`).
-    pub fn shutdown_write(&self) -> io::Result<()> {
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            // `close_notify` first, so the peer knows the end is no cut.
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.shutdown_write(),
         }
     }
 
     /// Copies up to `buf.len()` queued bytes without taking them from the
     /// socket (`recv(MSG_PEEK)`): a later read returns them again. Never
-    /// waits; `WouldBlock` if nothing is queued.
+    /// waits; `WouldBlock` if nothing is queued; `Unsupported` for TLS.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
         let fd = match self {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Unix(s) => s.as_raw_fd(),
+            // The socket holds ciphertext: nothing to see without
+            // decrypting, which takes it.
+            #[cfg(feature = "tls")]
+            Stream::Tls(_) => return Err(io::ErrorKind::Unsupported.into()),
         };
         loop {
             // SAFETY: `fd` is this open socket's, and `buf` is valid for
@@ -69,6 +80,55 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.take_error(),
             Stream::Unix(s) => s.take_error(),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.socket().take_error(),
+        }
+    }
+
+    /// Whether a read shorter than asked proves that the kernel's receive
+    /// queue is empty (TCP on Linux). Not for a Unix socket (a read stops
+    /// at a message carrying descriptors), nor for TLS (a read returns at
+    /// most what one record decrypted to, whatever waits behind it).
+    pub fn short_read_means_empty(&self) -> bool {
+        matches!(self, Stream::Tcp(_))
+    }
+
+    /// Whether this is a TLS session (its goodbye, `close_notify`, is data).
+    pub fn is_tls(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(_) => true,
+            _ => false,
+        }
+    }
+
+    /// TLS: whether the handshake has still to complete. Plain sockets
+    /// have none.
+    pub fn is_handshaking(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.is_handshaking(),
+            _ => false,
+        }
+    }
+
+    /// TLS: whether ciphertext waits for the socket (the owner must ask for
+    /// `WRITABLE` even with nothing of its own to send). Plain sockets keep
+    /// nothing back.
+    pub fn wants_write(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.wants_write(),
+            _ => false,
+        }
+    }
+
+    /// TLS: sends `close_notify` (once, best effort) before the socket is
+    /// closed. Nothing to say for plain sockets.
+    pub fn close_notify(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Stream::Tls(s) = self {
+            s.close_notify();
         }
     }
 }
@@ -78,6 +138,8 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -87,6 +149,8 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -94,11 +158,19 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write_vectored(bufs),
         }
     }
 
+    /// Plain sockets keep nothing back; TLS writes the ciphertext that
+    /// waits, as much as the socket takes now.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.flush(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -112,6 +184,8 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(registry, token, interests),
             Stream::Unix(s) => s.register(registry, token, interests),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.register(registry, token, interests),
         }
     }
 
@@ -124,6 +198,8 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.reregister(registry, token, interests),
             Stream::Unix(s) => s.reregister(registry, token, interests),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.reregister(registry, token, interests),
         }
     }
 
@@ -131,6 +207,8 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.deregister(registry),
             Stream::Unix(s) => s.deregister(registry),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.deregister(registry),
         }
     }
 }

@@ -50,6 +50,20 @@ pub struct SendConfig {
     pub timeout: Duration,
     /// Shut down the write side after the payload (the notes' `shutdown(1)`).
     pub shutdown: bool,
+    /// How a `tls://` address is verified (the system's roots when `None`).
+    #[cfg(feature = "tls")]
+    pub tls: Option<SendTls>,
+}
+
+/// How `send` speaks TLS to a `tls://` address.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendTls {
+    /// The CA, a client certificate, or no verification at all.
+    pub files: crate::net::tls::ClientFiles,
+    /// The name to ask for (SNI) and check the certificate against; the
+    /// address's host when `None`.
+    pub server_name: Option<String>,
 }
 
 impl SendConfig {
@@ -66,6 +80,8 @@ impl SendConfig {
             payload,
             timeout: timeout.min(MAX_DURATION),
             shutdown,
+            #[cfg(feature = "tls")]
+            tls: None,
         };
         config.check()?;
         Ok(config)
@@ -78,6 +94,19 @@ impl SendConfig {
                 "send speaks stream sockets only; {} is a datagram address (use HOST:PORT or unix:PATH)",
                 self.addr
             )));
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() && !matches!(self.addr, Address::Tls { .. }) {
+            return Err(SendError::Usage(format!(
+                "the --tls-* flags need a tls:// address (got {})",
+                self.addr
+            )));
+        }
+        #[cfg(not(feature = "tls"))]
+        if let Address::Tls { .. } = self.addr {
+            return Err(SendError::Usage(
+                "tls:// addresses need selectd built with the `tls` feature".into(),
+            ));
         }
         if self.timeout.is_zero() {
             return Err(SendError::Usage(

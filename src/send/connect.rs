@@ -34,7 +34,7 @@ pub(super) fn spell(addr: &Address) -> String {
             format!("[{host}]:{port}")
         }
         Address::Tcp { host, port } | Address::Udp { host, port } => format!("{host}:{port}"),
-        Address::Unix(_) => addr.to_string(),
+        Address::Unix(_) | Address::Tls { .. } => addr.to_string(),
     }
 }
 

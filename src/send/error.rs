@@ -50,6 +50,15 @@ pub enum SendError {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// The TLS handshake or session failed: the server's certificate is not
+    /// trusted or names another host, an alert, a corrupt record (exit
+    /// code 7).
+    Tls {
+        /// The address as the user wrote it.
+        addr: String,
+        /// rustls's reason.
+        source: io::Error,
+    },
     /// Reading standard input, writing standard output or polling failed;
     /// not the peer's fault (exit code 1).
     Local {
@@ -72,6 +81,7 @@ impl SendError {
     /// | 4 | connection refused |
     /// | 5 | timed out (`timeout`) |
     /// | 6 | reset by peer or another socket error (`error`) |
+    /// | 7 | TLS failed (an untrusted certificate, an alert) |
     pub fn exit_code(&self) -> i32 {
         match self {
             SendError::Local { .. } => 1,
@@ -80,6 +90,7 @@ impl SendError {
             SendError::Refused { .. } => 4,
             SendError::TimedOut { .. } => 5,
             SendError::Socket { .. } => 6,
+            SendError::Tls { .. } => 7,
         }
     }
 }
@@ -108,6 +119,9 @@ impl fmt::Display for SendError {
                 source,
             } => write!(f, "cannot {doing} {addr}: {}", os_reason(source)),
             SendError::Local { what, source } => write!(f, "cannot {what}: {}", os_reason(source)),
+            SendError::Tls { addr, source } => {
+                write!(f, "TLS with {addr} failed: {}", os_reason(source))
+            }
         }
     }
 }
@@ -117,7 +131,8 @@ impl std::error::Error for SendError {
         match self {
             SendError::Resolve { source, .. }
             | SendError::Socket { source, .. }
-            | SendError::Local { source, .. } => Some(source),
+            | SendError::Local { source, .. }
+            | SendError::Tls { source, .. } => Some(source),
             SendError::Usage(_) | SendError::Refused { .. } | SendError::TimedOut { .. } => None,
         }
     }
@@ -173,8 +188,12 @@ mod tests {
                 doing: "",
                 source: io::ErrorKind::Other.into(),
             },
+            SendError::Tls {
+                addr: String::new(),
+                source: io::ErrorKind::InvalidData.into(),
+            },
         ]
         .map(|e| e.exit_code());
-        assert_eq!(codes, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7]);
     }
 }

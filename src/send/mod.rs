@@ -44,7 +44,11 @@ mod connect;
 mod error;
 mod session;
 mod stdin;
+#[cfg(feature = "tls")]
+mod tls;
 
+#[cfg(feature = "tls")]
+pub use config::SendTls;
 pub use config::{Payload, SendConfig, http_request, unescape};
 pub use error::SendError;
 
@@ -108,5 +112,7 @@ pub fn send(config: &SendConfig, out: &mut dyn Write) -> Result<(), SendError> {
         source,
     })?;
     log::info!("connected to {name}");
+    #[cfg(feature = "tls")]
+    let stream = tls::start(stream, config, &name)?;
     Session::new(stream, name, timeout, config)?.run(out)
 }

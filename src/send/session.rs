@@ -189,6 +189,16 @@ impl Session {
                 return Ok(None);
             }
             Ok(Drained::Stopped(err)) => return Err(stdout_failed(err)),
+            // TLS: the server closed without `close_notify`. Many do; what
+            // arrived is printed, but it may be cut short: say so.
+            Err(source) if source.kind() == io::ErrorKind::UnexpectedEof => {
+                log::warn!(
+                    "{} closed the connection without TLS close_notify: the reply may be cut short",
+                    self.name
+                );
+                out.flush().map_err(stdout_failed)?;
+                return Ok(None);
+            }
             Err(source) => {
                 // What arrived before the failure is worth printing.
                 out.flush().map_err(stdout_failed)?;
@@ -219,7 +229,27 @@ impl Session {
                 break;
             }
             if self.sent == self.pending.len() {
-                // The input has ended and all of it is written.
+                // The input has ended and all of it is written. TLS: the
+                // handshake, and what waits encrypted, go out before the
+                // goodbye (`close_notify`); until then, wait.
+                if self.stream.is_handshaking() || self.stream.wants_write() {
+                    match self.stream.flush() {
+                        Ok(()) => {}
+                        // The server closed first (our data made it stop,
+                        // say): what is left to send is only the session's
+                        // own bookkeeping. What it sent us decides the end.
+                        Err(error) if server_gone(&error) && !self.stream.is_handshaking() => {
+                            log::debug!("{} closed before our TLS goodbye: {error}", self.name);
+                            self.write_done = true;
+                            break;
+                        }
+                        Err(source) => return Err(self.failed("send to", source)),
+                    }
+                    if self.stream.is_handshaking() || self.stream.wants_write() {
+                        break;
+                    }
+                }
+                // Nothing more to send.
                 self.write_done = true;
                 if self.shutdown {
                     match self.stream.shutdown_write() {
@@ -227,6 +257,11 @@ impl Session {
                         // The peer reset the connection first, so there is no
                         // write side left to shut; the socket's pending error
                         // (`SO_ERROR`) says why, which is what the user needs.
+                        // TLS: `close_notify` is data; a server that already
+                        // closed refuses it. What it sent us decides the end.
+                        Err(error) if server_gone(&error) && self.stream.is_tls() => {
+                            log::debug!("{} closed before our TLS goodbye: {error}", self.name);
+                        }
                         Err(error) if error.kind() == io::ErrorKind::NotConnected => {
                             let cause = self.stream.take_error().ok().flatten();
                             return Err(self.failed("send to", cause.unwrap_or(error)));
@@ -280,12 +315,27 @@ impl Session {
     }
 
     fn failed(&self, doing: &'static str, source: io::Error) -> SendError {
+        #[cfg(feature = "tls")]
+        if crate::net::tls::is_tls_failure(&source) {
+            return SendError::Tls {
+                addr: self.name.clone(),
+                source,
+            };
+        }
         SendError::Socket {
             addr: self.name.clone(),
             doing,
             source,
         }
     }
+}
+
+/// A write (or `shutdown`) found the peer closed (`EPIPE`) or reset.
+fn server_gone(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+    )
 }
 
 pub(super) const WRITE_STDOUT: &str = "write standard output";

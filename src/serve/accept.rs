@@ -69,6 +69,9 @@ pub(crate) struct Acceptor {
     /// Refusals not yet logged, and when the last log line was written.
     refusals_unlogged: u64,
     last_refusal_log: Option<Instant>,
+    /// TLS: what turns a TLS listener's clients into TLS streams.
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<crate::serve::tls::Terminator>>,
 }
 
 impl Acceptor {
@@ -81,7 +84,27 @@ impl Acceptor {
             backoff: BACKOFF_MIN,
             refusals_unlogged: 0,
             last_refusal_log: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// TLS listeners' clients become TLS streams through `terminator`.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, terminator: std::sync::Arc<crate::serve::tls::Terminator>) -> Self {
+        self.tls = Some(terminator);
+        self
+    }
+
+    /// `SIGHUP`: the TLS certificate, key and client CA are read again;
+    /// `false` if there is no TLS to reload.
+    pub fn reload_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            tls.reload();
+            return true;
+        }
+        false
     }
 
     /// Whether listener `index` is this loop's alone (see `shared`).
@@ -141,14 +164,26 @@ impl Acceptor {
             return Accepted::Done;
         };
         loop {
+            let tls = listener.is_tls();
             return match listener.accept() {
                 Ok((stream, peer)) => {
                     self.backoff = BACKOFF_MIN;
-                    if admit() {
-                        Accepted::Client(stream, peer)
-                    } else {
-                        Accepted::Refused(self.refuse(stream, &peer, now, counters))
+                    if !admit() {
+                        return Accepted::Refused(self.refuse(stream, &peer, tls, now, counters));
                     }
+                    // TLS: a TLS listener's client becomes a TLS stream.
+                    #[cfg(feature = "tls")]
+                    if let Some(terminator) = self.tls.as_ref().filter(|_| tls) {
+                        return match terminator.wrap(stream, &peer) {
+                            Ok(stream) => Accepted::Client(stream, peer),
+                            Err(err) => {
+                                log::warn!("{peer}: cannot start a TLS session: {err}");
+                                counters.errors += 1;
+                                Accepted::Skipped
+                            }
+                        };
+                    }
+                    Accepted::Client(stream, peer)
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => Accepted::Done,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -179,12 +214,17 @@ impl Acceptor {
         &mut self,
         mut stream: Stream,
         peer: &Peer,
+        tls: bool,
         now: Instant,
         counters: &mut Counters,
     ) -> Stream {
         counters.refused_full += 1;
         // A fresh socket's send buffer is empty: this short write fits.
-        let _ = stream.write(SERVER_FULL);
+        // (A TLS client could not read it before a handshake: it is just
+        // closed.)
+        if !tls {
+            let _ = stream.write(SERVER_FULL);
+        }
         self.refusals_unlogged += 1;
         if self
             .last_refusal_log

@@ -39,11 +39,14 @@ pub enum CloseReason {
     /// the server stopped reading from it) and its pending output made no
     /// progress for the idle time-out.
     WriteTimeout,
+    /// TLS failed: a handshake that failed or did not finish in time, an
+    /// alert, a corrupt record, or a stream cut without `close_notify`.
+    Tls,
 }
 
 impl CloseReason {
     /// Every reason, in a fixed order (see [`index`](Self::index)).
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::Eof,
         CloseReason::Disconnect,
         CloseReason::Idle,
@@ -56,6 +59,7 @@ impl CloseReason {
         CloseReason::ProxyHeader,
         CloseReason::Error,
         CloseReason::WriteTimeout,
+        CloseReason::Tls,
     ];
 
     /// This reason's position in [`ALL`](Self::ALL).
@@ -78,10 +82,15 @@ impl CloseReason {
             CloseReason::ProxyHeader => "proxy-header",
             CloseReason::Error => "error",
             CloseReason::WriteTimeout => "write-timeout",
+            CloseReason::Tls => "tls",
         }
     }
 
     pub(crate) fn from_io(err: &io::Error) -> Self {
+        #[cfg(feature = "tls")]
+        if crate::net::tls::is_tls_failure(err) {
+            return CloseReason::Tls;
+        }
         match err.kind() {
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => CloseReason::Reset,
             io::ErrorKind::BrokenPipe => CloseReason::BrokenPipe,

@@ -77,6 +77,13 @@ pub struct Config {
     /// (`GET /healthz`) over HTTP on this TCP address (`--metrics`), from
     /// the first event loop. `None`: no metrics port.
     pub metrics: Option<Address>,
+    /// The certificate, key and client CA of `tls://` listeners
+    /// (`--tls-cert`, `--tls-key`, `--tls-client-ca`); re-read on `SIGHUP`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::net::tls::ServerFiles>,
+    /// A TLS client that has not finished its handshake this long after
+    /// accept is closed (`tls`) (`--tls-handshake-timeout`).
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -108,6 +115,9 @@ impl Default for Config {
             notify: false,
             reactors: 1,
             metrics: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -135,6 +145,7 @@ impl Config {
             ("line time-out", self.line_timeout),
             ("stats interval", self.stats_interval),
             ("grace period", Some(self.grace)),
+            ("TLS handshake time-out", Some(self.tls_handshake_timeout)),
         ];
         for (what, duration) in durations {
             if duration.is_some_and(|d| d > crate::net::units::MAX_DURATION) {
@@ -160,6 +171,18 @@ impl Config {
             && !matches!(address, Address::Tcp { .. })
         {
             return Err(ConfigError::MetricsNotTcp(address.to_string()));
+        }
+        let tls_listener = self
+            .listen
+            .iter()
+            .any(|address| matches!(address, Address::Tls { .. }));
+        #[cfg(feature = "tls")]
+        if tls_listener && self.tls.is_none() {
+            return Err(ConfigError::TlsWithoutCertificate);
+        }
+        #[cfg(not(feature = "tls"))]
+        if tls_listener {
+            return Err(ConfigError::TlsNotBuilt);
         }
         if self.low_watermark > self.high_watermark {
             return Err(ConfigError::Watermarks {

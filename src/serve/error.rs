@@ -64,6 +64,9 @@ pub enum Error {
         /// How many bytes were left.
         bytes: usize,
     },
+    /// A TLS certificate, key or CA file cannot be used.
+    #[cfg(feature = "tls")]
+    Tls(crate::net::tls::TlsError),
 }
 
 /// Why a listening socket could not be made.
@@ -128,6 +131,10 @@ pub enum ConfigError {
     },
     /// `--metrics` names a Unix or UDP address: HTTP is served over TCP.
     MetricsNotTcp(String),
+    /// A `tls://` listener without `--tls-cert` and `--tls-key`.
+    TlsWithoutCertificate,
+    /// A `tls://` listener in a library built without the `tls` feature.
+    TlsNotBuilt,
     /// The low watermark above the high one.
     Watermarks {
         /// `--low-watermark`.
@@ -152,6 +159,12 @@ impl fmt::Display for ConfigError {
                 f,
                 "--metrics takes a TCP address, HOST:PORT (got '{address}')"
             ),
+            ConfigError::TlsWithoutCertificate => {
+                f.write_str("a tls:// listener needs --tls-cert FILE and --tls-key FILE")
+            }
+            ConfigError::TlsNotBuilt => {
+                f.write_str("tls:// listeners need selectd built with the `tls` feature")
+            }
             ConfigError::Watermarks { low, high } => write!(
                 f,
                 "low watermark ({low}) is above the high watermark ({high})"
@@ -182,6 +195,8 @@ impl fmt::Display for Error {
             Error::OutputUnwritten { bytes } => {
                 write!(f, "stopped with {bytes} bytes of output unwritten")
             }
+            #[cfg(feature = "tls")]
+            Error::Tls(err) => err.fmt(f),
         }
     }
 }
@@ -200,6 +215,8 @@ impl std::error::Error for Error {
             } => Some(source),
             Error::Config(source) => Some(source),
             Error::Listen { .. } => None,
+            #[cfg(feature = "tls")]
+            Error::Tls(source) => Some(source),
         }
     }
 }

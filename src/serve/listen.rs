@@ -42,6 +42,8 @@ pub enum BoundAddr {
     Unix(PathBuf),
     /// A UDP socket.
     Udp(SocketAddr),
+    /// A TCP listener whose clients speak TLS.
+    Tls(SocketAddr),
 }
 
 impl fmt::Display for BoundAddr {
@@ -51,6 +53,7 @@ impl fmt::Display for BoundAddr {
             BoundAddr::Tcp(addr) => write!(f, "tcp://{addr}"),
             BoundAddr::Unix(path) => write!(f, "unix:{}", path.display()),
             BoundAddr::Udp(addr) => write!(f, "udp://{addr}"),
+            BoundAddr::Tls(addr) => write!(f, "tls://{addr}"),
         }
     }
 }
@@ -74,6 +77,8 @@ pub(crate) enum Listener {
     Tcp(mio::net::TcpListener),
     /// A Unix stream socket, which removes its file when dropped.
     Unix(UnixListener),
+    /// TCP whose clients speak TLS: accepted as TCP, wrapped by the acceptor.
+    Tls(mio::net::TcpListener),
 }
 
 /// Every socket the server was asked to bind, in the order the addresses
@@ -97,11 +102,16 @@ impl Bound {
     /// several addresses, and each gets its own socket).
     pub fn bind(&mut self, address: &Address, options: ListenOptions) -> Result<(), Error> {
         match address {
-            Address::Tcp { .. } => {
+            Address::Tcp { .. } | Address::Tls { .. } => {
+                let tls = matches!(address, Address::Tls { .. });
                 for addr in resolve(address)? {
                     let listener = bind_tcp(addr, options)?;
                     let local = listener.local_addr().unwrap_or(addr);
-                    self.add_listener(Listener::Tcp(listener));
+                    self.add_listener(if tls {
+                        Listener::Tls(listener)
+                    } else {
+                        Listener::Tcp(listener)
+                    });
                     self.listener_ports.pop();
                     self.listener_ports
                         .push(options.reuse_port.then_some(local));
@@ -130,8 +140,13 @@ impl Bound {
     /// to this loop, which hands their clients round.
     pub fn replicate(&self, options: ListenOptions) -> Result<Bound, Error> {
         let mut copy = Bound::default();
-        for addr in self.listener_ports.iter().flatten() {
-            copy.add_listener(Listener::Tcp(bind_tcp(*addr, options)?));
+        for (listener, addr) in self.listeners.iter().zip(&self.listener_ports) {
+            let Some(addr) = addr else { continue };
+            let socket = bind_tcp(*addr, options)?;
+            copy.add_listener(match listener {
+                Listener::Tls(_) => Listener::Tls(socket),
+                _ => Listener::Tcp(socket),
+            });
             copy.listener_ports.pop();
             copy.listener_ports.push(Some(*addr));
         }
@@ -148,8 +163,9 @@ impl Bound {
     }
 
     /// Takes a socket handed over by socket activation, as it is.
-    pub fn adopt(&mut self, socket: Adopted) {
+    pub fn adopt(&mut self, socket: Adopted, tls: bool) {
         match socket {
+            Adopted::Stream(listener) if tls => self.add_listener(listener.into_tls()),
             Adopted::Stream(listener) => self.add_listener(listener),
             Adopted::Datagram(socket) => {
                 let local = socket
@@ -160,6 +176,31 @@ impl Bound {
                 self.datagram_ports.push(None);
             }
         }
+    }
+
+    /// A `tls://` address that names an inherited TCP socket: that socket
+    /// is served as TLS instead of binding another; `false` if none matches.
+    pub fn serve_inherited_as_tls(&mut self, address: &Address) -> bool {
+        let Ok(wanted) = address.resolve() else {
+            return false;
+        };
+        let mut found = false;
+        for index in 0..self.listeners.len() {
+            let matches = matches!(&self.listeners[index], Listener::Tcp(listener)
+                if listener.local_addr().is_ok_and(|local| wanted.contains(&local)));
+            if matches {
+                let listener = self.listeners.remove(index);
+                self.listeners.insert(index, listener.into_tls());
+                self.addrs[index] = self.listeners[index].bound_addr();
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// Whether any listener's clients speak TLS.
+    pub fn has_tls(&self) -> bool {
+        self.listeners.iter().any(Listener::is_tls)
     }
 
     fn add_listener(&mut self, listener: Listener) {
@@ -179,6 +220,25 @@ impl Listener {
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
             ),
             Listener::Unix(listener) => BoundAddr::Unix(listener.path.to_path_buf()),
+            Listener::Tls(listener) => BoundAddr::Tls(
+                listener
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            ),
+        }
+    }
+
+    /// Whether its clients speak TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Listener::Tls(_))
+    }
+
+    /// The same socket, its clients speaking TLS (an inherited socket named
+    /// `tls`, or bound where a `tls://` address says).
+    pub fn into_tls(self) -> Listener {
+        match self {
+            Listener::Tcp(listener) => Listener::Tls(listener),
+            other => other,
         }
     }
 
@@ -187,7 +247,7 @@ impl Listener {
     /// by Nagle's algorithm waiting for an ACK, and urgent data kept inline.
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
-            Listener::Tcp(listener) => {
+            Listener::Tcp(listener) | Listener::Tls(listener) => {
                 let (stream, addr) = listener.accept()?;
                 if let Err(err) = stream.set_nodelay(true) {
                     log::debug!("cannot set TCP_NODELAY for {addr}: {err}");
@@ -222,7 +282,7 @@ impl Listener {
     /// The mio source to register with the reactor.
     pub fn source(&mut self) -> &mut dyn mio::event::Source {
         match self {
-            Listener::Tcp(listener) => listener,
+            Listener::Tcp(listener) | Listener::Tls(listener) => listener,
             Listener::Unix(listener) => &mut listener.socket,
         }
     }

@@ -48,6 +48,8 @@ mod send_queue;
 mod shared;
 mod slots;
 mod stats;
+#[cfg(feature = "tls")]
+mod tls;
 mod trace;
 
 use std::io::Write;
@@ -148,12 +150,23 @@ impl Server {
         let mut bound = Bound::default();
         let mut names = Vec::new();
         for socket in activated {
+            // An inherited socket named `tls` (`FileDescriptorName=tls`)
+            // is served as TLS.
+            let tls = socket.name() == Some("tls");
             names.push(socket.name().map(str::to_string));
-            bound.adopt(socket.socket);
+            bound.adopt(socket.socket, tls);
         }
         for address in &config.listen {
+            // A `tls://` address an inherited socket is bound to: that
+            // socket, served as TLS.
+            if matches!(address, crate::net::addr::Address::Tls { .. })
+                && bound.serve_inherited_as_tls(address)
+            {
+                continue;
+            }
             bound.bind(address, options)?;
         }
+        let terminator = tls_terminator(&config, &bound)?;
         names.resize(bound.addrs.len(), None);
         let addrs = bound.addrs.clone();
         let mut metrics = config
@@ -223,7 +236,13 @@ impl Server {
             // The first loop serves the metrics port too.
             let metrics = if id == 0 { metrics.take() } else { None };
             event_loops.push(EventLoop::new(loop_parts(
-                poll, ctx, bound, signals, waker, metrics,
+                poll,
+                ctx,
+                bound,
+                signals,
+                waker,
+                metrics,
+                terminator.clone(),
             )?));
         }
         drop(output);
@@ -353,6 +372,7 @@ fn loop_parts(
     signals: bool,
     waker: Arc<Waker>,
     mut metrics: Option<metrics::MetricsServer>,
+    terminator: Terminator,
 ) -> Result<Parts, Error> {
     let registry = poll.registry();
     if let Some(metrics) = &mut metrics {
@@ -379,10 +399,18 @@ fn loop_parts(
     };
     let unshared = bound.unshared_listeners();
     let max_conns = ctx.shared.max_conns;
+    let accept = accept::Acceptor::new(bound.listeners, unshared, max_conns);
+    #[cfg(feature = "tls")]
+    let accept = match terminator {
+        Some(terminator) => accept.with_tls(terminator),
+        None => accept,
+    };
+    #[cfg(not(feature = "tls"))]
+    let NoTls = terminator;
     Ok(Parts {
         poll,
         ctx,
-        accept: accept::Acceptor::new(bound.listeners, unshared, max_conns),
+        accept,
         datagrams: bound.datagrams,
         signals,
         waker,
@@ -390,7 +418,40 @@ fn loop_parts(
     })
 }
 
-/// SIGINT and SIGTERM (stop), and SIGHUP (reopen the output file),
+/// What turns TLS listeners' clients into TLS streams, shared by every loop.
+#[cfg(feature = "tls")]
+type Terminator = Option<Arc<tls::Terminator>>;
+#[cfg(not(feature = "tls"))]
+type Terminator = NoTls;
+
+/// Without the `tls` feature there is nothing to terminate TLS with.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+struct NoTls;
+
+/// Reads the TLS files when some listener speaks TLS; an error names the
+/// file (or the missing flag).
+#[cfg(feature = "tls")]
+fn tls_terminator(config: &Config, bound: &Bound) -> Result<Terminator, Error> {
+    if !bound.has_tls() {
+        return Ok(None);
+    }
+    let Some(files) = &config.tls else {
+        return Err(Error::Config(error::ConfigError::TlsWithoutCertificate));
+    };
+    let terminator = tls::Terminator::load(files, &config.proxy_protocol).map_err(Error::Tls)?;
+    Ok(Some(Arc::new(terminator)))
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_terminator(_config: &Config, bound: &Bound) -> Result<Terminator, Error> {
+    if bound.has_tls() {
+        return Err(Error::Config(error::ConfigError::TlsNotBuilt));
+    }
+    Ok(NoTls)
+}
+
+/// SIGINT and SIGTERM (stop), and SIGHUP (reopen the output file, reload TLS),
 /// delivered through the loop's `Poll`.
 fn register_signals(registry: &mio::Registry) -> Result<Signals, Error> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};

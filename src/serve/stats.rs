@@ -52,6 +52,10 @@ pub struct Counters {
     /// Loops not reading from clients right now because the output is full
     /// (0 or 1 for one loop; summed, how many loops).
     pub reading_paused: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed or did not finish in time.
+    pub tls_handshake_failures: u64,
 }
 
 impl Counters {
@@ -92,6 +96,8 @@ impl Counters {
             wakeups,
             turns,
             reading_paused,
+            tls_handshakes,
+            tls_handshake_failures,
         } = *other;
         self.accepted += accepted;
         self.refused_full += refused_full;
@@ -110,6 +116,8 @@ impl Counters {
         self.wakeups += wakeups;
         self.turns.add(&turns);
         self.reading_paused += reading_paused;
+        self.tls_handshakes += tls_handshakes;
+        self.tls_handshake_failures += tls_handshake_failures;
     }
 
     pub(crate) fn count_close(&mut self, reason: CloseReason) {
@@ -140,7 +148,7 @@ impl fmt::Display for Counters {
         write!(
             f,
             " bytes_in={} bytes_out={} lines={} errors={} datagrams={} datagram_replies_dropped={} \
-             lines_dropped={} events_dropped={}",
+             lines_dropped={} events_dropped={} tls_handshakes={} tls_handshake_failures={}",
             self.bytes_in,
             self.bytes_out,
             self.lines,
@@ -148,7 +156,9 @@ impl fmt::Display for Counters {
             self.datagrams,
             self.datagram_replies_dropped,
             self.lines_dropped,
-            self.events_dropped
+            self.events_dropped,
+            self.tls_handshakes,
+            self.tls_handshake_failures
         )
     }
 }
@@ -307,6 +317,13 @@ mod tests {
         assert!(!text.contains('\n'));
         assert!(text.starts_with("accepted=2 open=1 refused_full=0 closed=1 closed_eof=0"));
         assert!(text.contains(" closed_line_too_long=1 "), "{text}");
-        assert!(text.ends_with(" datagram_replies_dropped=0 lines_dropped=0 events_dropped=0"));
+        assert!(
+            text.contains(" datagram_replies_dropped=0 lines_dropped=0 events_dropped=0 "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(" tls_handshakes=0 tls_handshake_failures=0"),
+            "{text}"
+        );
     }
 }

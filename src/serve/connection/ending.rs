@@ -34,6 +34,10 @@ impl Connection {
         if let State::Closing(_) = self.state {
             return self.settle(ctx, false, false);
         }
+        if self.awaits_handshake() {
+            // TLS: it has not said anything yet.
+            return Status::Closed(CloseReason::Stop);
+        }
         if !may_read && (self.state.reads() || self.state == State::Draining) {
             self.set_state(State::Draining, ctx.config.trace_loop);
             return self.settle(ctx, false, false);
@@ -67,7 +71,10 @@ impl Connection {
             match self.state {
                 State::Closing(_) => return self.settle(ctx, true, false),
                 State::HeldBack => break,
-                State::AwaitingProxyHeader | State::Reading | State::Draining => {}
+                State::AwaitingProxyHeader
+                | State::Handshaking
+                | State::Reading
+                | State::Draining => {}
             }
         }
         if !eof {
@@ -129,6 +136,8 @@ impl Connection {
         let reason = CloseReason::from_io(err);
         if reason == CloseReason::Error {
             log::warn!("{}: read failed: {err}", self.label);
+        } else if reason == CloseReason::Tls {
+            log::debug!("{}: TLS: {err}", self.label);
         }
         // The peer is gone: there is nobody to send to. Its unfinished line
         // is printed, not obeyed: it never finished it.

@@ -59,6 +59,7 @@ use crate::serve::send_queue::SendQueue;
 mod act;
 mod ending;
 mod proxied;
+mod tls;
 
 use act::Act;
 pub use act::{STATS_NOT_LOCAL, STOP_NOT_LOCAL};
@@ -123,6 +124,8 @@ pub(crate) enum Status {
 ///
 /// ```text
 ///  awaiting-proxy-header ──header──► reading ◄──replies drained──┐
+///         │                  (TLS)   ▲
+///         └──header──► tls-handshake ┘ (a TLS listener's client starts here)
 ///         (trusted proxy)              │   └──replies over the mark──► held-back
 ///                                      │ stop, output full
 ///                                      ▼
@@ -134,6 +137,9 @@ pub(crate) enum State {
     /// From a trusted proxy: its PROXY header is not complete yet, so
     /// nothing is framed and the client is not known.
     AwaitingProxyHeader,
+    /// TLS: the handshake is not done, so nothing is framed and the client
+    /// is not known yet (see `tls.rs`).
+    Handshaking,
     /// Reading and acting on lines.
     Reading,
     /// Too many replies wait for this client: the server reads nothing
@@ -157,6 +163,7 @@ impl std::fmt::Display for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             State::AwaitingProxyHeader => f.write_str("awaiting-proxy-header"),
+            State::Handshaking => f.write_str("tls-handshake"),
             State::Reading => f.write_str("reading"),
             State::HeldBack => f.write_str("held-back"),
             State::Draining => f.write_str("draining"),
@@ -222,11 +229,13 @@ impl Connection {
             Peer::Ip(addr) if ctx.config.proxy_protocol.trusts(addr.ip()) => Some(Box::default()),
             _ => None,
         };
-        if proxy_header.is_none() {
+        // TLS: `open` waits for the handshake (see `tls.rs`).
+        if proxy_header.is_none() && !stream.is_handshaking() {
             ctx.output.open(&label);
         }
         log::debug!("{label}: open as {token:?}");
-        let drain_fully = !SHORT_READ_SHORTCUT || matches!(stream, Stream::Unix(_));
+        let drain_fully = !SHORT_READ_SHORTCUT || !stream.short_read_means_empty();
+        let handshaking = stream.is_handshaking();
         Ok(Connection {
             token,
             stream,
@@ -236,6 +245,8 @@ impl Connection {
             out: SendQueue::new(),
             state: if proxy_header.is_some() {
                 State::AwaitingProxyHeader
+            } else if handshaking {
+                State::Handshaking
             } else {
                 State::Reading
             },
@@ -256,6 +267,12 @@ impl Connection {
     /// Bytes waiting to be sent to this client.
     pub fn pending_output(&self) -> usize {
         self.out.len()
+    }
+
+    /// Whether anything waits to be sent: queued replies, or (TLS)
+    /// ciphertext the session holds, such as the handshake's.
+    pub(crate) fn wants_write(&self) -> bool {
+        !self.out.is_empty() || self.stream.wants_write()
     }
 
     /// Whether an unfinished line began or ended since the last call: the
@@ -300,6 +317,9 @@ impl Connection {
     pub(crate) fn on_idle_timeout(&mut self, ctx: &mut Context) -> CloseReason {
         if self.awaits_proxy_header() {
             return self.on_proxy_header_late();
+        }
+        if self.awaits_handshake() {
+            return self.on_handshake_late(ctx);
         }
         self.print_unfinished_line(ctx);
         if self.state == State::HeldBack {
@@ -347,6 +367,14 @@ impl Connection {
         drain_fully: bool,
     ) -> Status {
         self.drain_fully |= drain_fully;
+        // TLS: the handshake comes before any line (see `tls.rs`).
+        if self.awaits_handshake() {
+            match self.drive_handshake(ctx, scratch) {
+                Err(reason) => return Status::Closed(reason),
+                Ok(moved) if self.awaits_handshake() => return self.settle(ctx, moved, false),
+                Ok(_) => {}
+            }
+        }
         if !self.state.reads() {
             // Backpressured or closing: the bytes stay in the kernel, which
             // in turn slows the client down (TCP flow control).
@@ -407,7 +435,18 @@ impl Connection {
     /// The socket is writable: send what is waiting, and resume reading if
     /// backpressure eased.
     pub(crate) fn on_writable(&mut self, ctx: &mut Context) -> Status {
-        let active = match self.out.flush(&mut self.stream) {
+        // TLS: a handshake waiting for its flight to go out goes on.
+        if self.awaits_handshake() {
+            return match self.drive_handshake(ctx, &mut []) {
+                Err(reason) => Status::Closed(reason),
+                // Done: the client may have sent lines already; read them.
+                Ok(moved) => self.settle(ctx, moved, !self.awaits_handshake()),
+            };
+        }
+        // TLS: ciphertext the session holds goes before the queue (`flush`
+        // is a no-op for plain sockets).
+        let flushed = io::Write::flush(&mut self.stream);
+        let active = match flushed.and_then(|()| self.out.flush(&mut self.stream)) {
             Ok(moved) => {
                 ctx.counters.bytes_out += moved as u64;
                 moved > 0
@@ -435,9 +474,13 @@ impl Connection {
     /// (`disconnect`, a line too long), so the client must get to read it.
     pub(crate) fn close(mut self, reason: CloseReason, ctx: &mut Context) -> Option<Stream> {
         let (registry, output) = (&ctx.registry, &mut ctx.output);
-        if self.proxy_header.is_some() {
-            // It never named a client: it opens and closes as the proxy.
+        if self.proxy_header.is_some() || self.stream.is_handshaking() {
+            // It never named a client (or finished its TLS handshake): it
+            // opens and closes as it stands.
             output.open(&self.label);
+        } else if !self.peer_gone {
+            // TLS: `close_notify` before the FIN (nothing for plain sockets).
+            self.stream.close_notify();
         }
         if let Err(err) = registry.deregister(&mut self.stream) {
             log::debug!("{}: deregister failed: {err}", self.label);
@@ -551,12 +594,12 @@ impl Connection {
     /// After any event: close if a closing connection has flushed, and ask
     /// for `WRITABLE` exactly while output is waiting.
     fn settle(&mut self, ctx: &mut Context, active: bool, again: bool) -> Status {
-        if self.out.is_empty()
+        if !self.wants_write()
             && let State::Closing(reason) = self.state
         {
             return Status::Closed(reason);
         }
-        let wanted = if self.out.is_empty() {
+        let wanted = if !self.wants_write() {
             READ_INTEREST
         } else {
             READ_INTEREST | Interest::WRITABLE

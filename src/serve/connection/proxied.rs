@@ -46,7 +46,13 @@ impl Connection {
             Ok(Some((carried, used))) => {
                 self.proxy_header = None;
                 if self.state == State::AwaitingProxyHeader {
-                    self.set_state(State::Reading, ctx.config.trace_loop);
+                    // TLS: the handshake follows the header.
+                    let next = if self.awaits_handshake() {
+                        State::Handshaking
+                    } else {
+                        State::Reading
+                    };
+                    self.set_state(next, ctx.config.trace_loop);
                 }
                 if let Carried::Client(client) = carried {
                     log::debug!("{}: PROXY header for {client}", self.label);
@@ -54,7 +60,10 @@ impl Connection {
                     self.local = peer.is_local();
                     self.label = ctx.output.label(&peer);
                 }
-                ctx.output.open(&self.label);
+                // TLS: `open` waits for the handshake that follows.
+                if !self.awaits_handshake() {
+                    ctx.output.open(&self.label);
+                }
                 Ok(chunk.map(|bytes| &bytes[used..]))
             }
             Err(err) => Err(self.proxy_header_failed(&err)),

@@ -118,6 +118,9 @@ impl EventLoop {
                 {
                     self.wake_stale |= headers.touch(key, now);
                 }
+                if connection.awaits_handshake() {
+                    self.wake_stale |= self.handshakes.touch(key, now);
+                }
                 entry.insert(connection);
                 self.ctx.counters.accepted += 1;
                 self.ctx.counters.open += 1;
@@ -157,6 +160,7 @@ impl EventLoop {
         if let Some(headers) = &mut self.proxy_headers {
             headers.remove(key);
         }
+        self.handshakes.remove(key);
         self.ready.forget(Token(key));
         self.ctx.shared.closed();
         self.ctx.counters.count_close(reason);

@@ -16,9 +16,12 @@ use crate::serve::stats;
 impl EventLoop {
     /// Every deadline this loop keeps, nearest or not. While reading is
     /// paused for output, clients' clocks do not run.
-    pub(super) fn deadlines(&self) -> [Option<Instant>; 8] {
+    pub(super) fn deadlines(&self) -> [Option<Instant>; 9] {
         let clients = !self.reading_paused();
         [
+            Some(&self.handshakes)
+                .filter(|_| clients)
+                .and_then(DeadlineList::next_deadline),
             self.proxy_headers
                 .as_ref()
                 .filter(|_| clients)
@@ -76,6 +79,14 @@ impl EventLoop {
                 && connection.awaits_proxy_header()
             {
                 let reason = connection.on_proxy_header_late();
+                self.close(key, reason);
+            }
+        }
+        while let Some(key) = self.handshakes.pop_expired(now) {
+            if let Some(connection) = self.connections.get_mut(key)
+                && connection.awaits_handshake()
+            {
+                let reason = connection.on_handshake_late(&mut self.ctx);
                 self.close(key, reason);
             }
         }

@@ -105,6 +105,8 @@ pub(crate) struct EventLoop {
     /// Deadlines of PROXY headers still due from trusted proxies; `None`
     /// without `--proxy-protocol`.
     proxy_headers: Option<DeadlineList>,
+    /// TLS: deadlines of handshakes not finished (`--tls-handshake-timeout`).
+    handshakes: DeadlineList,
     ready: ReadyQueue,
     /// Sockets closed on purpose, lingering so the client reads why.
     lingering: Lingering,
@@ -177,6 +179,7 @@ impl EventLoop {
             line_deadlines: config.line_timeout.map(DeadlineList::new),
             proxy_headers: (!config.proxy_protocol.is_empty())
                 .then(|| DeadlineList::new(proxy::HEADER_TIMEOUT)),
+            handshakes: DeadlineList::new(config.tls_handshake_timeout),
             // One loop logs the counters of all.
             next_stats: config
                 .stats_interval
@@ -491,7 +494,7 @@ impl EventLoop {
         }
         if let Status::Open { active, again } = status
             && (event.is_writable() || event.is_write_closed() || event.is_error())
-            && connection.pending_output() > 0
+            && connection.wants_write()
         {
             status = match connection.on_writable(&mut self.ctx) {
                 Status::Open {
@@ -579,6 +582,11 @@ impl EventLoop {
             && !connection.awaits_proxy_header()
         {
             headers.remove(key);
+        }
+        if let Some(connection) = self.connections.get(key)
+            && !connection.awaits_handshake()
+        {
+            self.handshakes.remove(key);
         }
         if read {
             self.ready.served(Token(key), again);

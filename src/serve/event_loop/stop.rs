@@ -20,9 +20,11 @@ impl EventLoop {
         };
         for signal in signals.pending() {
             if signal == signal_hook::consts::SIGHUP {
+                // TLS: certificate, key and client CA are read again.
+                let reloaded = self.accept.reload_tls();
                 if self.ctx.output.reopen() {
                     log::info!("SIGHUP: reopening the output file");
-                } else {
+                } else if !reloaded {
                     log::info!("SIGHUP ignored: the output is not a file");
                 }
                 continue;

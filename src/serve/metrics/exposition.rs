@@ -284,6 +284,18 @@ impl Collector for Snapshot {
              header (--proxy-protocol); also in selectd_connections_closed_total{reason=\"proxy-header\"}.",
             total.closed_for(CloseReason::ProxyHeader),
         )?;
+        counter(
+            e,
+            "selectd_tls_handshakes",
+            "TLS handshakes completed on tls:// listeners.",
+            total.tls_handshakes,
+        )?;
+        counter(
+            e,
+            "selectd_tls_handshake_failures",
+            "TLS handshakes that failed or did not finish within --tls-handshake-timeout.",
+            total.tls_handshake_failures,
+        )?;
 
         // Backpressure.
         gauge(
