@@ -44,6 +44,11 @@ const OUTSIDE_NAMES: &[&str] = &[
     // std and mio types, variants, constants
     "Arc",
     "SCHED_BATCH",
+    // TLS messages, OpenSSL and rustls names the TLS docs compare with
+    "ClientHello",
+    "ServerHello",
+    "SSL_read",
+    "PemObject",
     "AtomicBool",
     "AtomicU64",
     "AtomicUsize",
