@@ -231,3 +231,39 @@ impl ServeArgs {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+    use crate::serve::Config;
+
+    /// The flags' defaults are written twice, in clap's attributes (for
+    /// `--help` and the man page) and in `Config::default()` (for library
+    /// users); they must say the same. `selectd serve` with no flag is the
+    /// default configuration, field by field (but those only the binary
+    /// sets: signals, service-manager notification, and the listening
+    /// address, which `main` takes from `Config::default()` itself when no
+    /// socket is inherited).
+    #[test]
+    fn the_flags_defaults_are_the_configs() {
+        let Ok(Cli {
+            command: Command::Serve(args),
+            ..
+        }) = Cli::try_parse_from(["selectd", "serve"])
+        else {
+            panic!("selectd serve parses");
+        };
+        let mut parsed = args.into_config().expect("a valid configuration");
+        let default = Config::default();
+        parsed.handle_signals = default.handle_signals;
+        parsed.notify = default.notify;
+        assert!(
+            parsed.listen.is_empty(),
+            "no flag, no address: main adds the default"
+        );
+        parsed.listen = default.listen.clone();
+        assert_eq!(format!("{parsed:#?}"), format!("{default:#?}"));
+    }
+}

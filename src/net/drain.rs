@@ -9,6 +9,18 @@
 //! written once here: `WouldBlock` and `Interrupted` are control flow, `0`
 //! is the end of the stream, and a spent budget means "come back, no event
 //! will remind you".
+//!
+//! Who uses this loop, and who keeps its own, on purpose:
+//!
+//! - `send` (`send::session`) reads through [`read_until_would_block`].
+//! - `serve` (`Connection::on_readable`) keeps its own loop: it frames and
+//!   replies on the same socket inside each read, may stop at a short TCP
+//!   read (a rule this helper does not know), and must leave the state
+//!   machine between reads (held back, closing).
+//! - `bench` (`bench::conn`) keeps its own too: its reads are interleaved
+//!   with its send schedule and its latency clock.
+//!
+//! Each of those follows the same rules, written above.
 
 use std::io::{self, Read};
 use std::ops::ControlFlow;
