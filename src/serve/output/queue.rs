@@ -95,10 +95,12 @@ const MOVE_AT: usize = BUFFER_CAPACITY / 4;
 /// bound's worth, which is what a reader that keeps falling behind makes
 /// the queue swing by (reading stops when it is full and resumes at half),
 /// so that such a swing reuses buffers instead of freeing and faulting in
-/// megabytes each time. Two exist from the start, so that the common case
-/// (one buffer staged, one queued, one being written) never allocates.
+/// megabytes each time. All of them exist from the start (reserved, not
+/// touched: a buffer costs resident memory only once written), so that a
+/// writer that falls behind by up to half a megabyte (a busy machine
+/// descheduling it) makes the loop allocate nothing.
 const SPARE_BUFFERS: usize = 8;
-const SPARE_AT_START: usize = 2;
+const SPARE_AT_START: usize = SPARE_BUFFERS;
 
 /// Buffers written by one `writev(2)` at most (well under `IOV_MAX`).
 const BUFFERS_PER_WRITE: usize = 64;
