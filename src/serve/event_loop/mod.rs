@@ -68,11 +68,14 @@ use crate::serve::trace;
 
 mod clients;
 mod deadlines;
+mod failure;
 mod lifecycle;
+mod narrate;
 mod pause;
 mod stop;
 
 use deadlines::poll_timeout;
+use failure::panic_message;
 use lifecycle::{Lifecycle, Reading};
 
 /// Events fetched per `poll` call; more simply wait for the next turn.
@@ -336,60 +339,6 @@ impl EventLoop {
         }
     }
 
-    /// This loop failed (`reason`): the server must not serve on without
-    /// it, nor hang waiting for it. So: say which loop failed and why; ask
-    /// every loop to stop (the others drain their clients as at any stop);
-    /// close this loop's listeners, so the kernel sends it no more clients;
-    /// pass on the clients handed to it and not yet taken; close its own
-    /// clients (each with a close event, counted, so the open count and
-    /// `--max-conns` stay true). The error makes the server's exit status 1.
-    fn fail(&mut self, reason: String) -> Error {
-        let reactor = self.ctx.reactor + 1;
-        log::error!("event loop {reactor} failed: {reason}; stopping the server");
-        self.ctx.stop_requested = true;
-        self.ctx.shared.request_stop();
-        let handed = self.ctx.shared.close_inbox(self.ctx.reactor);
-        let loops = self.ctx.shared.loops();
-        for (stream, peer) in handed {
-            let others = (1..loops).map(|step| (self.ctx.reactor + step) % loops);
-            let mut client = Some((stream, peer));
-            for to in others {
-                match client
-                    .take()
-                    .map(|(s, p)| self.ctx.shared.hand_off(to, s, p))
-                {
-                    Some(Err(back)) => client = Some(back),
-                    _ => break,
-                }
-            }
-            if client.is_some() {
-                self.ctx.shared.closed(); // Dropped: no loop is left to serve it.
-            }
-        }
-        self.done_handing();
-        let cleaned = panic::catch_unwind(AssertUnwindSafe(|| self.abandon()));
-        if cleaned.is_err() {
-            // Cleaning up failed too: at least give back their places.
-            for _ in 0..self.connections.len() {
-                self.ctx.shared.closed();
-            }
-        }
-        Error::LoopFailed { reactor, reason }
-    }
-
-    /// A failed loop lets go of everything it holds (see `fail`).
-    fn abandon(&mut self) {
-        for mut listener in self.accept.close_all() {
-            let _ = self.ctx.registry.deregister(listener.source());
-        }
-        for mut socket in self.datagrams.drain(..) {
-            let _ = self.ctx.registry.deregister(&mut socket);
-        }
-        self.close_all(CloseReason::Error);
-        self.ctx.output.flush();
-        self.publish(Instant::now());
-    }
-
     /// Publishes this loop's counters for the others and the handle, when
     /// they changed: at once if the last time was `PUBLISH_EVERY` ago;
     /// otherwise not now, and the loop must not sleep longer than
@@ -622,57 +571,8 @@ impl EventLoop {
         self.ready.served(slots::datagram_token(index), more);
     }
 
-    /// `conn 7 127.0.0.1:50312`: how `--trace-loop` names a connection.
-    fn connection_label(&self, key: usize) -> String {
-        match self.connections.get(key) {
-            Some(connection) => format!("conn {key} {}", connection.label()),
-            None => format!("conn {key}"),
-        }
-    }
-
-    /// `--trace-loop`: one line per turn, in the notes' `select()` terms.
-    fn trace_turn(&self, timeout: Option<Duration>, events: &Events) {
-        let described: Vec<String> = events
-            .iter()
-            .map(|event| {
-                let what = match Slot::of(event.token()) {
-                    Slot::Connection(key) => self.connection_label(key),
-                    Slot::Listener(index) => match self.accept.listener(index) {
-                        Some(listener) => format!("listener {}", listener.bound_addr()),
-                        None => format!("listener {index}"),
-                    },
-                    Slot::Datagram(index) => match self.datagrams.get(index) {
-                        Some(socket) => match socket.local_addr() {
-                            Ok(addr) => format!("listener udp://{addr}"),
-                            Err(_) => format!("udp {index}"),
-                        },
-                        None => format!("udp {index}"),
-                    },
-                    Slot::Waker => "waker".into(),
-                    Slot::Signals => "signal".into(),
-                    Slot::Metrics(MetricsSlot::Listener(index)) => {
-                        format!("metrics listener {index}")
-                    }
-                    Slot::Metrics(MetricsSlot::Client(key)) => format!("metrics client {key}"),
-                    Slot::Lingering(key) => format!("lingering close {key}"),
-                };
-                format!("{what} {}", trace::readiness(event))
-            })
-            .collect();
-        trace::emit(format_args!("{}", trace::turn(timeout, &described)));
-    }
-
     /// How many connections are open (for `Debug`).
     pub fn open_connections(&self) -> usize {
         self.connections.len()
     }
-}
-
-/// What a panic said, when it said it with a string (as `panic!` does).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
