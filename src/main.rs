@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err, &args),
     };
-    match cli.command {
+    let code = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Send(args) => send(args),
         Command::Bench(args) => match bench::run(args) {
@@ -57,7 +57,12 @@ fn main() -> ExitCode {
             manual::write_completions(args.shell, &mut io::stdout().lock());
             ExitCode::SUCCESS
         }
-    }
+    };
+    // Warnings queued for stderr (`send --tls-insecure`'s, say) reach it
+    // before the exit, success or not: its writer thread may not have run
+    // yet on a busy machine.
+    selectd::serve::flush_stderr(STDERR_GRACE);
+    code
 }
 
 /// `--help` and `--version` print as clap prints them (exit 0); a bare
