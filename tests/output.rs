@@ -559,10 +559,13 @@ fn the_drop_policy_counts_lines_and_events_apart_and_exactly() {
             "{lines} lines printed + {dropped_lines} dropped (sent {lines_sent}); \
              {printed_events} events printed + {dropped_events} dropped (of {events})"
         );
-        assert!(dropped_lines > 0 && dropped_events > 0, "{last}");
         lines + dropped_lines == lines_sent && printed_events + dropped_events == events
     });
     assert!(exact, "never exact: {last}");
+    // 3 MiB of lines through a bound and a pipe of 1 MiB each: lines were
+    // dropped. (Whether events were depends on when the short clients came:
+    // on a busy machine the writer may have made room for them.)
+    assert!(stat(&reply, "lines_dropped") > 0, "{last}");
     drop(server);
     drain.join().unwrap();
 }
