@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use selectd::{Config, Error, MemorySink, Server};
+use selectd::{Error, MemorySink};
 
 /// A server with `reactors` loops printing into memory, running on a
 /// thread; `clients` connected and spread so that every loop has some.
@@ -27,19 +27,16 @@ struct Running {
 }
 
 fn start(reactors: usize) -> Running {
-    let mut config = Config::listening_on("127.0.0.1:0".parse().expect("address"));
-    config.reactors = reactors;
-    config.idle_timeout = None;
-    let output = MemorySink::new();
-    let server = Server::bind(config)
-        .expect("bind")
-        .with_output(output.clone());
-    let addr = server.local_addrs()[0]
-        .to_string()
-        .trim_start_matches("tcp://")
-        .to_string();
-    let handle = server.handle();
-    let thread = thread::spawn(move || server.run());
+    let mut server = InProcess::start(|config| {
+        config.reactors = reactors;
+        config.idle_timeout = None;
+    });
+    let thread = server.take_run();
+    let (addr, output, handle) = (
+        server.addr.clone(),
+        server.output.clone(),
+        server.handle.clone(),
+    );
     // Clients until every loop holds at least two (the kernel spreads them).
     let mut clients = Vec::new();
     wait_until("every loop to hold clients", || {

@@ -372,6 +372,13 @@ impl InProcess {
         self.output()
     }
 
+    /// Takes the thread that runs the server, to join it and see what
+    /// `run` returned (a test that expects it to fail); the server is then
+    /// the caller's to stop.
+    pub fn take_run(&mut self) -> thread::JoinHandle<Result<(), selectd::Error>> {
+        self.thread.take().expect("the server's thread, taken once")
+    }
+
     /// Waits for `run` to return (after a `stop` line, say).
     pub fn join(&mut self) {
         if let Some(thread) = self.thread.take() {
