@@ -26,6 +26,12 @@
 //! rounding of `poll` would cost anyway. (nginx gets the same saving with
 //! `timer_resolution`; the Linux timer wheel by coarser slots far out.)
 //!
+//! Even working out that millisecond's deadline (time since the epoch, two
+//! roundings) would cost more than the rest of a touch, so it is worked out
+//! once a millisecond: the list remembers until when the last deadline it
+//! computed holds, and a touch before then only compares two instants and
+//! the entry's deadline with the remembered one.
+//!
 //! `now` is always passed in, never read here, so tests move time without
 //! sleeping.
 
@@ -39,6 +45,13 @@ const UNLINKED: u64 = u64::MAX;
 
 /// Deadlines are rounded up to a multiple of this (see "Lazy touches").
 const RESOLUTION_NANOS: u64 = 1_000_000;
+
+/// `nanos` rounded up to a whole multiple of `RESOLUTION_NANOS`.
+fn round_up(nanos: u64) -> u64 {
+    nanos
+        .div_ceil(RESOLUTION_NANOS)
+        .saturating_mul(RESOLUTION_NANOS)
+}
 
 /// One key's place in the list: 16 bytes, since every connection has one.
 /// Links are `u32` (a slab key never comes near 2^32) and the deadline is
@@ -73,6 +86,10 @@ pub struct DeadlineList {
     len: usize,
     /// Deadlines count from here: the first touch's time.
     epoch: Option<Instant>,
+    /// The deadline every touch up to an instant gives: the end of the
+    /// millisecond of the last computed touch, and that touch's deadline
+    /// (see "Lazy touches"). Computed once a millisecond, not per touch.
+    current: Option<(Instant, u64)>,
 }
 
 impl DeadlineList {
@@ -85,6 +102,7 @@ impl DeadlineList {
             tail: NIL,
             len: 0,
             epoch: None,
+            current: None,
         }
     }
 
@@ -124,17 +142,10 @@ impl DeadlineList {
         if key >= self.nodes.len() {
             self.nodes.resize(key + 1, Node::default());
         }
-        let epoch = *self.epoch.get_or_insert(now);
-        let since = now.saturating_duration_since(epoch);
-        let nanos = since
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(since.subsec_nanos()))
-            .saturating_add(self.timeout_nanos);
-        let deadline = nanos
-            .div_ceil(RESOLUTION_NANOS)
-            .saturating_mul(RESOLUTION_NANOS)
-            .min(UNLINKED - 1);
+        let deadline = match self.current {
+            Some((until, deadline)) if now <= until => deadline,
+            _ => self.deadline_at(now),
+        };
         if self.nodes[key].deadline == deadline {
             return false; // Touched this millisecond already: nothing moves.
         }
@@ -152,6 +163,28 @@ impl DeadlineList {
         self.tail = link;
         self.len += 1;
         self.len == 1
+    }
+
+    /// The deadline of a touch at `now`, and of every touch until the end
+    /// of its millisecond (remembered in `current`): that millisecond's end
+    /// plus the time-out, rounded up. Never early for any of them, and at
+    /// most a millisecond late (with a time-out in whole milliseconds).
+    /// Out of line: once a millisecond, it should not weigh on every touch.
+    #[cold]
+    #[inline(never)]
+    fn deadline_at(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        let since = now.saturating_duration_since(epoch);
+        let since_nanos = since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()));
+        let until_nanos = round_up(since_nanos);
+        let deadline = round_up(until_nanos.saturating_add(self.timeout_nanos)).min(UNLINKED - 1);
+        self.current = epoch
+            .checked_add(Duration::from_nanos(until_nanos))
+            .map(|until| (until, deadline));
+        deadline
     }
 
     /// The instant a node's deadline stands for.

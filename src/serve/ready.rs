@@ -157,7 +157,20 @@ impl ReadyQueue {
         }
     }
 
+    #[inline]
     fn mark(&mut self, token: Token) -> Option<&mut Mark> {
+        // Every read of a known client comes here: keep it short.
+        if let Slot::Connection(key) = Slot::of(token)
+            && key < self.connections.len()
+        {
+            return self.connections.get_mut(key);
+        }
+        self.mark_slowly(token)
+    }
+
+    /// A client seen for the first time, or another source.
+    #[cold]
+    fn mark_slowly(&mut self, token: Token) -> Option<&mut Mark> {
         match Slot::of(token) {
             Slot::Connection(key) => {
                 if key >= self.connections.len() {

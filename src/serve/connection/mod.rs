@@ -213,6 +213,9 @@ pub struct Connection {
     /// so far. Until then nothing is framed, and `open` is not printed yet,
     /// so that every event names the client the header carries.
     proxy_header: Option<Box<PendingHeader>>,
+    /// A PROXY header or a TLS handshake is (or was, until the loop has
+    /// seen it end) on the clock: the loop looks at those clocks only then.
+    setting_up: bool,
 }
 
 impl Connection {
@@ -255,8 +258,20 @@ impl Connection {
             peer_gone: false,
             timed_line: NO_TIMED_LINE,
             sent_stop: false,
+            setting_up: proxy_header.is_some() || handshaking,
             proxy_header,
         })
+    }
+
+    /// Whether a set-up clock (PROXY header, TLS handshake) may still run
+    /// for this client; `false` for good once the loop has seen both end.
+    pub(crate) fn setting_up(&self) -> bool {
+        self.setting_up
+    }
+
+    /// The loop has stopped the set-up clocks: neither is due any more.
+    pub(crate) fn set_up(&mut self) {
+        self.setting_up = false;
     }
 
     /// The peer as printed: `127.0.0.1:50312`, `[::1]:5`, `unix:/path`.

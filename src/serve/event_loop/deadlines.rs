@@ -148,14 +148,44 @@ pub(super) fn poll_timeout(
     ready_queue_empty: bool,
     nearest: Option<Instant>,
     at_most: Option<Duration>,
+    countdown: &mut Countdown,
 ) -> Option<Duration> {
     if !ready_queue_empty {
         return Some(Duration::ZERO);
     }
-    let until_nearest = nearest.map(|deadline| deadline.saturating_duration_since(now));
+    let until_nearest = nearest.map(|deadline| countdown.until(deadline, now));
     match (until_nearest, at_most) {
         (Some(until), Some(most)) => Some(until.min(most)),
         (until, most) => until.or(most),
+    }
+}
+
+/// The time from now to the nearest deadline, worked out at most once a
+/// millisecond for the same deadline: the lazy clock's other half (see
+/// [`DeadlineList`]'s "Lazy touches"). A busy loop sleeps every turn with
+/// the idle deadline seconds away; subtracting two instants each turn would
+/// cost more than the rest of the sleep's bookkeeping. Reusing a time
+/// worked out less than a millisecond ago sleeps at most that much too
+/// long, never too short.
+#[derive(Debug, Default)]
+pub(super) struct Countdown {
+    /// The deadline, until when the time is reused, and the time.
+    last: Option<(Instant, Instant, Duration)>,
+}
+
+impl Countdown {
+    fn until(&mut self, deadline: Instant, now: Instant) -> Duration {
+        if let Some((to, valid_until, left)) = self.last
+            && to == deadline
+            && now <= valid_until
+        {
+            return left;
+        }
+        let left = deadline.saturating_duration_since(now);
+        self.last = now
+            .checked_add(Duration::from_millis(1))
+            .map(|valid_until| (deadline, valid_until, left));
+        left
     }
 }
 
@@ -163,9 +193,47 @@ pub(super) fn poll_timeout(
 mod tests {
     use super::*;
 
+    fn poll_timeout_once(
+        now: Instant,
+        ready_queue_empty: bool,
+        nearest: Option<Instant>,
+        at_most: Option<Duration>,
+    ) -> Option<Duration> {
+        poll_timeout(
+            now,
+            ready_queue_empty,
+            nearest,
+            at_most,
+            &mut Countdown::default(),
+        )
+    }
+
+    #[test]
+    fn a_countdown_is_reused_within_a_millisecond_and_never_short() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(5);
+        let mut countdown = Countdown::default();
+        assert_eq!(countdown.until(deadline, now), Duration::from_secs(5));
+        // Half a millisecond later: the same time, so at most that much late.
+        let later = now + Duration::from_micros(500);
+        assert_eq!(countdown.until(deadline, later), Duration::from_secs(5));
+        // Past the millisecond: worked out again.
+        let much_later = now + Duration::from_millis(2);
+        assert_eq!(
+            countdown.until(deadline, much_later),
+            Duration::from_millis(4998)
+        );
+        // Another deadline: worked out at once.
+        let sooner = much_later + Duration::from_millis(10);
+        assert_eq!(
+            countdown.until(sooner, much_later),
+            Duration::from_millis(10)
+        );
+    }
+
     #[test]
     fn no_deadline_sleeps_forever() {
-        assert_eq!(poll_timeout(Instant::now(), true, None, None), None);
+        assert_eq!(poll_timeout_once(Instant::now(), true, None, None), None);
     }
 
     #[test]
@@ -174,15 +242,15 @@ mod tests {
         let near = now + Duration::from_millis(250);
         let far = now + Duration::from_secs(5);
         assert_eq!(
-            poll_timeout(now, true, Some(near), Some(Duration::from_secs(1))),
+            poll_timeout_once(now, true, Some(near), Some(Duration::from_secs(1))),
             Some(Duration::from_millis(250))
         );
         assert_eq!(
-            poll_timeout(now, true, Some(far), Some(Duration::from_millis(5))),
+            poll_timeout_once(now, true, Some(far), Some(Duration::from_millis(5))),
             Some(Duration::from_millis(5))
         );
         assert_eq!(
-            poll_timeout(now, true, None, Some(Duration::from_millis(5))),
+            poll_timeout_once(now, true, None, Some(Duration::from_millis(5))),
             Some(Duration::from_millis(5))
         );
     }
@@ -192,7 +260,7 @@ mod tests {
         let now = Instant::now();
         let past = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
         assert_eq!(
-            poll_timeout(now, true, Some(past), None),
+            poll_timeout_once(now, true, Some(past), None),
             Some(Duration::ZERO)
         );
     }
@@ -202,9 +270,12 @@ mod tests {
         let now = Instant::now();
         let far = now + Duration::from_secs(5);
         assert_eq!(
-            poll_timeout(now, false, Some(far), None),
+            poll_timeout_once(now, false, Some(far), None),
             Some(Duration::ZERO)
         );
-        assert_eq!(poll_timeout(now, false, None, None), Some(Duration::ZERO));
+        assert_eq!(
+            poll_timeout_once(now, false, None, None),
+            Some(Duration::ZERO)
+        );
     }
 }

@@ -74,7 +74,7 @@ mod narrate;
 mod pause;
 mod stop;
 
-use deadlines::poll_timeout;
+use deadlines::{Countdown, poll_timeout};
 use failure::panic_message;
 use lifecycle::{Lifecycle, Reading};
 
@@ -139,6 +139,8 @@ pub(crate) struct EventLoop {
     /// found out by waking, at most once). Computed again only when
     /// `wake_stale` says a deadline may have come forward.
     next_wake: Option<Instant>,
+    /// The time to `next_wake`, worked out at most once a millisecond.
+    countdown: Countdown,
     /// Some deadline may now be earlier than `next_wake`: a list that was
     /// empty got an entry, the grace period or a pause in accepting began,
     /// reading paused or resumed, or deadlines were just acted on.
@@ -175,6 +177,7 @@ impl EventLoop {
         EventLoop {
             hands_off,
             next_wake: None,
+            countdown: Countdown::default(),
             wake_stale: true,
             published: crate::serve::stats::Counters::default(),
             publish_due: Instant::now() + PUBLISH_EVERY,
@@ -272,11 +275,21 @@ impl EventLoop {
             if let Some(woke) = woke.take() {
                 self.ctx.counters.turns.record(woke.elapsed());
             }
+            // Counters and printed output go out lazily, each at most once
+            // every few milliseconds; what they hold back bounds the sleep.
             let publish_due = self.publish_lazily(now);
-            let timeout = poll_timeout(now, ready_idle, self.next_wake, publish_due);
-            // Printed output goes to the writer now if the loop may sleep;
-            // if it goes straight on, it may wait for a larger batch.
-            self.ctx.output.end_turn(timeout != Some(Duration::ZERO));
+            let output_due = self.ctx.output.end_turn(ready_idle, now);
+            let at_most = match (publish_due, output_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = poll_timeout(
+                now,
+                ready_idle,
+                self.next_wake,
+                at_most,
+                &mut self.countdown,
+            );
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -517,25 +530,32 @@ impl EventLoop {
         if active && let Some(idle) = &mut self.idle {
             self.wake_stale |= idle.touch(key, now);
         }
-        if let (Some(lines), Some(connection)) =
-            (&mut self.line_deadlines, self.connections.get_mut(key))
-        {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if let Some(lines) = &mut self.line_deadlines {
             match connection.line_timer() {
                 LineTimer::Unchanged => {}
                 LineTimer::Start => self.wake_stale |= lines.touch(key, now),
                 LineTimer::Stop => lines.remove(key),
             }
         }
-        if let (Some(headers), Some(connection)) =
-            (&mut self.proxy_headers, self.connections.get(key))
-            && !connection.awaits_proxy_header()
-        {
-            headers.remove(key);
-        }
-        if let Some(connection) = self.connections.get(key)
-            && !connection.awaits_handshake()
-        {
-            self.handshakes.remove(key);
+        // A PROXY header or TLS handshake that is over takes its clock with
+        // it; a client past both (almost every read) skips this.
+        if connection.setting_up() {
+            let header = connection.awaits_proxy_header();
+            let handshake = connection.awaits_handshake();
+            if let Some(headers) = &mut self.proxy_headers
+                && !header
+            {
+                headers.remove(key);
+            }
+            if !handshake {
+                self.handshakes.remove(key);
+            }
+            if !header && !handshake {
+                connection.set_up();
+            }
         }
         if read {
             self.ready.served(Token(key), again);

@@ -35,6 +35,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::proto::escape::is_plain;
 use crate::proto::escape_into;
@@ -48,10 +49,14 @@ use queue::{Closed, OutputQueue, Sink};
 /// capacity; otherwise before the loop sleeps.
 const BATCH: usize = queue::BUFFER_CAPACITY - 4 * 1024;
 
-/// A loop that goes straight on from turn to turn (work left in its ready
-/// queue) hands over what it staged after at most this many turns, however
-/// little it is.
-const BUSY_TURNS: u32 = 16;
+/// What a loop stages is handed to the writer at most this often, unless
+/// it makes a batch (`BATCH`) first: the first line after a quiet moment
+/// goes at once, the lines that follow it within this time go together
+/// (Nagle's rule for a pipe: one hand-off and one `writev` per interval,
+/// however many turns the loop makes in it). A loop that holds staged
+/// output sleeps no longer than this, so nothing waits longer than about
+/// twice this.
+pub(crate) const HAND_OVER_EVERY: Duration = Duration::from_millis(1);
 
 /// If `fd` is a pipe, asks the kernel for a larger one (1 MiB instead of
 /// 64 KiB): the writer and the reader then take turns far less often. A
@@ -196,9 +201,10 @@ pub(crate) struct Output {
     /// Something was pushed without waking the writer: wake it before the
     /// loop sleeps.
     unannounced: bool,
-    /// Turns in a row that ended with something staged and the loop going
-    /// straight on.
-    busy_turns: u32,
+    /// What is staged waits for this instant to be handed over (see
+    /// `HAND_OVER_EVERY`); `None`: nothing was handed over lately, the
+    /// next turn's output goes at once.
+    hold_until: Option<Instant>,
 }
 
 impl fmt::Debug for Output {
@@ -268,7 +274,7 @@ impl Output {
             dropped_unlogged: Dropped::default(),
             pushed_end: 0,
             unannounced: false,
-            busy_turns: 0,
+            hold_until: None,
         }
     }
 
@@ -340,24 +346,36 @@ impl Output {
         self.unannounced = false;
     }
 
-    /// A turn is over. If the loop is about to sleep (`sleeping`), this is
-    /// [`flush`](Output::flush); if it goes straight on (work left for the
-    /// next turn), what is staged stays staged unless it is a good batch
-    /// already, so that the writer gets fewer, larger batches.
-    pub fn end_turn(&mut self, sleeping: bool) {
-        self.busy_turns = if sleeping || self.staged.is_empty() {
-            0
-        } else {
-            self.busy_turns + 1
-        };
-        if sleeping || self.busy_turns >= BUSY_TURNS {
-            // A loop kept busy by work that prints little (a flood of
-            // commands, say) still shows what it printed within a few turns.
-            self.flush();
-            self.busy_turns = 0;
-        } else if self.staged.len() >= BATCH {
-            self.hand_over();
+    /// A turn is over, at `now`. What is staged goes to the writer if it
+    /// makes a batch, or if nothing went for `HAND_OVER_EVERY`; otherwise it
+    /// is held, so that the lines of many turns go in one hand-off and one
+    /// `writev(2)`, and the loop may sleep no longer than the returned
+    /// time (`sleeping`: the loop is about to sleep in `poll`).
+    ///
+    /// Per turn this costs a comparison of instants; the lock and the
+    /// writer's wake-up come at most once per interval.
+    pub fn end_turn(&mut self, sleeping: bool, now: Instant) -> Option<Duration> {
+        if self.staged.is_empty() {
+            if sleeping && self.unannounced {
+                self.flush();
+            }
+            return None;
         }
+        if self.hold_until.is_some_and(|until| now < until) {
+            if self.staged.len() >= BATCH {
+                self.hand_over();
+            }
+            if sleeping && self.unannounced {
+                // A batch went without waking the writer: it may write it
+                // while the rest waits.
+                self.queue.nudge();
+                self.unannounced = false;
+            }
+            return Some(HAND_OVER_EVERY);
+        }
+        self.flush();
+        self.hold_until = Some(now + HAND_OVER_EVERY);
+        None
     }
 
     /// Queues what is staged without waking a sleeping writer (unless
@@ -373,14 +391,14 @@ impl Output {
     /// Hands over what is staged and waits up to `timeout` for everything
     /// to be written; `true` if it was. Not for a running loop: for the end
     /// of one, and for tests.
-    pub fn wait_written(&mut self, timeout: std::time::Duration) -> bool {
+    pub fn wait_written(&mut self, timeout: Duration) -> bool {
         self.flush();
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         while !self.queue.written_up_to(self.pushed_end) && self.queue.closed().is_none() {
-            if std::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return false;
             }
-            std::thread::sleep(std::time::Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(2));
         }
         true
     }
@@ -540,11 +558,7 @@ mod tests {
             Output::to_writer(format, Box::new(sink.clone()), 1 << 20, OutputFull::Block).unwrap();
         run(&mut output);
         output.flush();
-        assert!(
-            output
-                .queue
-                .wait_drained(std::time::Duration::from_secs(10))
-        );
+        assert!(output.queue.wait_drained(Duration::from_secs(10)));
         sink.contents()
     }
 
@@ -554,7 +568,7 @@ mod tests {
         struct Stalled;
         impl Write for Stalled {
             fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
+                std::thread::sleep(Duration::from_secs(3600));
                 Ok(0)
             }
             fn flush(&mut self) -> io::Result<()> {
@@ -589,11 +603,7 @@ mod tests {
         output.staged.extend_from_slice(&[b'x'; 150]);
         assert!(output.is_full());
         output.flush();
-        assert!(
-            output
-                .queue
-                .wait_drained(std::time::Duration::from_secs(10))
-        );
+        assert!(output.queue.wait_drained(Duration::from_secs(10)));
         assert!(!output.is_full());
         assert!(output.has_room());
     }
@@ -652,10 +662,11 @@ mod tests {
         assert_eq!(text, "");
     }
 
-    /// A loop that never sleeps (always work in its ready queue) still
-    /// hands over a single staged line within `BUSY_TURNS` turns.
+    /// The first line after a quiet moment goes to the writer at once; the
+    /// lines that follow within `HAND_OVER_EVERY` are held (the loop is told
+    /// how long it may sleep) and go together once it has passed.
     #[test]
-    fn a_busy_loop_hands_over_a_little_output_within_a_few_turns() {
+    fn staged_lines_go_at_once_then_together_each_interval() {
         let sink = MemorySink::new();
         let mut output = Output::to_writer(
             Format::Tagged,
@@ -665,19 +676,29 @@ mod tests {
         )
         .unwrap();
         let peer = output.label(&"p");
-        output.line(&peer, b"x");
-        for _ in 0..BUSY_TURNS - 1 {
-            output.end_turn(false);
+        let start = Instant::now();
+        output.line(&peer, b"first");
+        assert_eq!(output.end_turn(true, start), None);
+        assert!(output.staged.is_empty(), "the first line went at once");
+        for (turn, sleeping) in [(1, true), (2, false), (3, true)] {
+            output.line(&peer, format!("held {turn}").as_bytes());
+            let now = start + HAND_OVER_EVERY / 4 * turn;
+            let bound = output.end_turn(sleeping, now);
+            assert_eq!(bound, Some(HAND_OVER_EVERY), "turn {turn}");
         }
-        assert!(!output.staged.is_empty(), "kept for a larger batch");
-        output.end_turn(false);
-        assert!(output.staged.is_empty(), "handed over");
-        assert!(
-            output
-                .queue
-                .wait_drained(std::time::Duration::from_secs(10))
+        assert!(!output.staged.is_empty(), "held for one hand-off");
+        assert_eq!(output.end_turn(true, start + HAND_OVER_EVERY), None);
+        assert!(output.staged.is_empty(), "handed over together");
+        assert_eq!(
+            output.end_turn(true, start + HAND_OVER_EVERY * 3),
+            None,
+            "nothing staged, nothing to wait for"
         );
-        assert_eq!(sink.contents(), "[p] x\n");
+        assert!(output.wait_written(Duration::from_secs(10)));
+        assert_eq!(
+            sink.contents(),
+            "[p] first\n[p] held 1\n[p] held 2\n[p] held 3\n"
+        );
     }
 
     /// A peer that needs escaping (a Unix socket path can hold anything) is
@@ -710,7 +731,7 @@ mod tests {
                 if i % 7_000 == 0 {
                     o.flush();
                 } else if i % 3 == 0 {
-                    o.end_turn(false);
+                    o.end_turn(false, Instant::now());
                 }
             }
         });
