@@ -303,6 +303,31 @@ impl LineBuffer {
     }
 }
 
+/// Framing's fast path: the line in `chunk` if `chunk` is exactly one whole
+/// line (its only `\n` is its last byte) of at most `max_line` bytes of
+/// text, as [`LineBuffer::feed`] on an empty buffer would hand it out;
+/// `None` for anything else, which then goes through a `LineBuffer`.
+///
+/// That is the common read of an interactive client, which sends a line and
+/// waits for the answer: it needs no buffer and no loop over newlines.
+///
+/// ```
+/// use selectd::proto::line::sole_line;
+///
+/// assert_eq!(sole_line(b"hello\r\n", 1024).map(|line| line.text), Some(&b"hello"[..]));
+/// assert!(sole_line(b"two\nlines\n", 1024).is_none());
+/// assert!(sole_line(b"unfinished", 1024).is_none());
+/// assert!(sole_line(b"too long\n", 4).is_none()); // `feed` says why
+/// ```
+pub fn sole_line(chunk: &[u8], max_line: usize) -> Option<Line<'_>> {
+    let (&last, body) = chunk.split_last()?;
+    if last != b'\n' || Newlines::new(body).next().is_some() {
+        return None;
+    }
+    let line = Line::new(chunk, Some(0..chunk.len()));
+    (line.text.len() <= max_line).then_some(line)
+}
+
 /// The positions of `\n` in a chunk, in order: `memchr`'s SIMD search.
 ///
 /// `memchr_iter` picks its implementation through a function pointer on
@@ -523,7 +548,50 @@ mod tests {
         assert_eq!(out, [(b"stop\n".to_vec(), true), (b"abc\n".to_vec(), true)]);
     }
 
+    type OwnedLine = (Vec<u8>, Vec<u8>, Option<Range<usize>>, bool, bool);
+
+    fn owned(line: &Line<'_>) -> OwnedLine {
+        let Line {
+            raw,
+            text,
+            span,
+            piece,
+            continues,
+        } = line;
+        (
+            raw.to_vec(),
+            text.to_vec(),
+            span.clone(),
+            *piece,
+            *continues,
+        )
+    }
+
     proptest! {
+        /// The fast path takes a read exactly when a fresh buffer would hand
+        /// out one line covering all of it, and hands out that same line.
+        #[test]
+        fn sole_line_is_feed_on_a_fresh_buffer(
+            chunk in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..40),
+            max_line in prop_oneof![Just(usize::MAX), 0usize..40],
+        ) {
+            let mut buffer = LineBuffer::new(max_line);
+            let mut lines = Vec::new();
+            let fed = buffer.feed(&chunk, |line| {
+                lines.push(owned(&line));
+                ControlFlow::Continue(())
+            });
+            let whole = fed.is_ok()
+                && buffer.is_idle()
+                && lines.len() == 1
+                && lines[0].2 == Some(0..chunk.len());
+            let fast = sole_line(&chunk, max_line);
+            prop_assert_eq!(fast.is_some(), whole);
+            if let Some(line) = fast {
+                prop_assert_eq!(owned(&line), lines[0].clone());
+            }
+        }
+
         /// With no limit, any split of the same bytes joins back to them,
         /// nothing longer than a piece is ever held, and a line short enough
         /// to be held whole comes out whole.

@@ -23,16 +23,19 @@ use mio::Token;
 
 use crate::serve::slots::Slot;
 
-/// What the queue remembers about one token, in 8 bytes (every connection
+/// What the queue remembers about one token, in 4 bytes (every connection
 /// has one): whether it is queued, whether its last serving left more, and
-/// the turn of that serving (62 bits: turns never run out).
+/// the turn of that serving, modulo 2^30. The turn only tells whether a
+/// queued token was served by an event this very turn; a token queued
+/// a billion turns after its last serving is, at worst, served one turn
+/// later.
 #[derive(Debug, Clone, Copy, Default)]
-struct Mark(u64);
+struct Mark(u32);
 
 impl Mark {
-    const QUEUED: u64 = 1 << 63;
-    const MORE: u64 = 1 << 62;
-    const TURN: u64 = Self::MORE - 1;
+    const QUEUED: u32 = 1 << 31;
+    const MORE: u32 = 1 << 30;
+    const TURN: u32 = Self::MORE - 1;
 
     fn queued(self) -> bool {
         self.0 & Self::QUEUED != 0
@@ -42,7 +45,7 @@ impl Mark {
         self.0 & Self::MORE != 0
     }
 
-    fn served_turn(self) -> u64 {
+    fn served_turn(self) -> u32 {
         self.0 & Self::TURN
     }
 
@@ -54,7 +57,7 @@ impl Mark {
         self.0 = (self.0 & !Self::MORE) | if more { Self::MORE } else { 0 };
     }
 
-    fn set_served_turn(&mut self, turn: u64) {
+    fn set_served_turn(&mut self, turn: u32) {
         self.0 = (self.0 & !Self::TURN) | (turn & Self::TURN);
     }
 }
@@ -62,7 +65,8 @@ impl Mark {
 /// Tokens to serve again, in the order they were queued.
 #[derive(Debug, Default)]
 pub(crate) struct ReadyQueue {
-    turn: u64,
+    /// The turn, modulo 2^30 (see `Mark`).
+    turn: u32,
     queue: Vec<Token>,
     /// The batch being served, kept to reuse its allocation.
     spare: Vec<Token>,
@@ -75,7 +79,7 @@ pub(crate) struct ReadyQueue {
 impl ReadyQueue {
     /// A new turn of the loop begins.
     pub fn begin_turn(&mut self) {
-        self.turn += 1;
+        self.turn = self.turn.wrapping_add(1) & Mark::TURN;
     }
 
     /// Nothing waits: `poll` may sleep.

@@ -129,7 +129,9 @@ pub fn lingering_token(key: usize) -> Token {
 
 /// Whether a slab key can be used as a connection token.
 pub fn is_connection_key(key: usize) -> bool {
-    key < RESERVED
+    // A connection keeps its key in 32 bits (see `Connection`): four
+    // billion per loop, far beyond any descriptor limit.
+    key < RESERVED && u32::try_from(key).is_ok()
 }
 
 #[cfg(test)]

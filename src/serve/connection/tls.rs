@@ -97,7 +97,7 @@ impl Connection {
         if ctx.config.trace_loop && (progress.read + progress.written > 0 || progress.done) {
             trace::emit(format_args!(
                 "  conn {} {}: tls handshake: read {} bytes, wrote {} bytes{}",
-                self.token.0,
+                self.key,
                 self.label,
                 progress.read,
                 progress.written,
@@ -120,7 +120,7 @@ impl Connection {
             if ctx.config.trace_loop {
                 trace::emit(format_args!(
                     "  conn {} {}: tls established: {described}",
-                    self.token.0, self.label
+                    self.key, self.label
                 ));
             }
             ctx.output.open(&self.label);
@@ -136,7 +136,7 @@ impl Connection {
         if ctx.config.trace_loop {
             trace::emit(format_args!(
                 "  conn {} {}: tls handshake failed: {err}",
-                self.token.0, self.label
+                self.key, self.label
             ));
         }
         self.peer_gone = true;

@@ -25,24 +25,24 @@ impl Printer for Json {
         true
     }
 
-    fn open(&self, out: &mut Vec<u8>, peer: &str) {
+    fn open(&self, out: &mut Vec<u8>, peer: &[u8]) {
         out.extend_from_slice(b"{\"event\":\"open\",\"peer\":\"");
-        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(peer);
         out.extend_from_slice(b"\"}\n");
     }
 
-    fn line(&self, out: &mut Vec<u8>, peer: &str, text: &[u8]) {
+    fn line(&self, out: &mut Vec<u8>, peer: &[u8], text: &[u8]) {
         out.reserve(peer.len() + text.len() + 40);
         out.extend_from_slice(b"{\"event\":\"line\",\"peer\":\"");
-        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(peer);
         out.extend_from_slice(b"\",\"line\":\"");
         escape_into(out, text, true);
         out.extend_from_slice(b"\"}\n");
     }
 
-    fn close(&self, out: &mut Vec<u8>, peer: &str, reason: CloseReason) {
+    fn close(&self, out: &mut Vec<u8>, peer: &[u8], reason: CloseReason) {
         out.extend_from_slice(b"{\"event\":\"close\",\"peer\":\"");
-        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(peer);
         out.extend_from_slice(b"\",\"reason\":\"");
         out.extend_from_slice(reason.as_str().as_bytes());
         out.extend_from_slice(b"\"}\n");

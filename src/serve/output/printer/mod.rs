@@ -35,13 +35,13 @@ pub(crate) trait Printer: Sync {
     }
 
     /// A client connected.
-    fn open(&self, out: &mut Vec<u8>, peer: &str);
+    fn open(&self, out: &mut Vec<u8>, peer: &[u8]);
 
     /// A client sent a line (`text` is without its terminator).
-    fn line(&self, out: &mut Vec<u8>, peer: &str, text: &[u8]);
+    fn line(&self, out: &mut Vec<u8>, peer: &[u8], text: &[u8]);
 
     /// A client's connection closed, for `reason`.
-    fn close(&self, out: &mut Vec<u8>, peer: &str, reason: CloseReason);
+    fn close(&self, out: &mut Vec<u8>, peer: &[u8], reason: CloseReason);
 }
 
 /// The printer for `format`.

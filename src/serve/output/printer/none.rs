@@ -14,9 +14,9 @@ impl Printer for Nothing {
         }
     }
 
-    fn open(&self, _: &mut Vec<u8>, _: &str) {}
+    fn open(&self, _: &mut Vec<u8>, _: &[u8]) {}
 
-    fn line(&self, _: &mut Vec<u8>, _: &str, _: &[u8]) {}
+    fn line(&self, _: &mut Vec<u8>, _: &[u8], _: &[u8]) {}
 
-    fn close(&self, _: &mut Vec<u8>, _: &str, _: CloseReason) {}
+    fn close(&self, _: &mut Vec<u8>, _: &[u8], _: CloseReason) {}
 }

@@ -18,14 +18,14 @@ impl Printer for Plain {
         }
     }
 
-    fn open(&self, _: &mut Vec<u8>, _: &str) {}
+    fn open(&self, _: &mut Vec<u8>, _: &[u8]) {}
 
-    fn line(&self, out: &mut Vec<u8>, _: &str, text: &[u8]) {
+    fn line(&self, out: &mut Vec<u8>, _: &[u8], text: &[u8]) {
         escape_into(out, crate::proto::command::strip(text), false);
         out.push(b'\n');
     }
 
-    fn close(&self, out: &mut Vec<u8>, _: &str, _: CloseReason) {
+    fn close(&self, out: &mut Vec<u8>, _: &[u8], _: CloseReason) {
         out.extend_from_slice(SEPARATOR.as_bytes());
         out.push(b'\n');
     }

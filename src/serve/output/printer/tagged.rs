@@ -22,24 +22,24 @@ impl Printer for Tagged {
         }
     }
 
-    fn open(&self, out: &mut Vec<u8>, peer: &str) {
+    fn open(&self, out: &mut Vec<u8>, peer: &[u8]) {
         out.extend_from_slice(b"* [");
-        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(peer);
         out.extend_from_slice(b"] open\n");
     }
 
-    fn line(&self, out: &mut Vec<u8>, peer: &str, text: &[u8]) {
+    fn line(&self, out: &mut Vec<u8>, peer: &[u8], text: &[u8]) {
         out.reserve(peer.len() + text.len() + 4);
         out.push(b'[');
-        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(peer);
         out.extend_from_slice(b"] ");
         escape_into(out, text, false);
         out.push(b'\n');
     }
 
-    fn close(&self, out: &mut Vec<u8>, peer: &str, reason: CloseReason) {
+    fn close(&self, out: &mut Vec<u8>, peer: &[u8], reason: CloseReason) {
         out.extend_from_slice(b"* [");
-        out.extend_from_slice(peer.as_bytes());
+        out.extend_from_slice(peer);
         out.extend_from_slice(b"] close: ");
         out.extend_from_slice(reason.as_str().as_bytes());
         out.push(b'\n');
