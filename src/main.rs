@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Send(args) => send(args),
-        Command::Bench(args) => match bench::run(args) {
+        Command::Bench(args) => match args.into_config().and_then(bench::run) {
             Ok(_report) => ExitCode::SUCCESS,
             Err(err) => fail(&err.to_string(), if err.is_usage() { 2 } else { 1 }),
         },

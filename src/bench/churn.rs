@@ -82,11 +82,7 @@ fn start_visit(
     conn.echo.reset();
     conn.visit_intended = intended;
     conn.connect_started = now;
-    match conn.open(
-        &ctx.config.target,
-        io.sources.source_for(visit),
-        io.registry,
-    ) {
+    match conn.open(ctx.target, io.sources.source_for(visit), io.registry) {
         Ok(()) => (Count::default(), false),
         Err(e) => {
             io.measured.errors.add(ErrorKind::of(&e));

@@ -1,11 +1,20 @@
-//! The validated run: what the rest of bench sees instead of flags.
+//! The run as asked for, and what it needs from the machine.
 //!
-//! clap has already checked each flag on its own (see `cli/bench.rs`).
-//! What is left needs the machine: resolving ADDR, and bounding what the
-//! flags multiply into (`--size` × `--pipeline` × `--conns` bytes of
-//! buffers, `--conns` descriptors) by what this process can have, so an
-//! impossible run is refused with one line and exit 2 instead of aborting
-//! on a failed allocation halfway through.
+//! [`BenchConfig`] is plain data, as `serve`'s `Config` and `send`'s
+//! `SendConfig` are: the command line builds one (`cli/bench.rs`, where clap
+//! has already checked each flag on its own), and so may a program using the
+//! library. Nothing here knows the flags' clap types (only [`Mode`] derives
+//! clap's `ValueEnum`, so that `--mode` can list its values): the command
+//! line depends on bench, never the other way round.
+//!
+//! [`BenchConfig::check`] refuses what the flags ask for together (a rate in
+//! a mode that is not paced, a plot of latencies that are not measured).
+//! What is left needs the machine, and [`run`](super::run) does it first,
+//! before any socket is opened: resolving ADDR, and bounding what the flags
+//! multiply into (`--size` × `--pipeline` × `--conns` bytes of buffers,
+//! `--conns` descriptors) by what this process can have, so an impossible
+//! run is refused with one line and exit 2 instead of aborting on a failed
+//! allocation halfway through.
 
 use std::fmt;
 use std::io;
@@ -14,9 +23,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::BenchError;
-use crate::cli::BenchArgs;
 use crate::net::addr::Address;
 use crate::net::limits::{FD_RESERVE, raise_fd_limit};
+use crate::net::units::MAX_DURATION;
 
 /// What the load generator does with each connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,7 +65,7 @@ impl fmt::Display for Mode {
 
 /// The server, resolved: a TCP socket address or a Unix socket path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// The first address the host resolved to.
     Tcp(SocketAddr),
     /// A Unix stream socket.
@@ -71,11 +80,11 @@ pub enum Target {
 /// handshake.
 #[cfg(feature = "tls")]
 #[derive(Debug, Clone)]
-pub struct TlsClient {
+pub(crate) struct TlsClient {
     /// The rustls client configuration.
-    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub(crate) config: std::sync::Arc<rustls::ClientConfig>,
     /// The name sent as SNI and checked against the certificate.
-    pub name: rustls::pki_types::ServerName<'static>,
+    pub(crate) name: rustls::pki_types::ServerName<'static>,
 }
 
 #[cfg(feature = "tls")]
@@ -99,18 +108,37 @@ impl fmt::Display for Target {
     }
 }
 
-/// The validated run.
+/// A `selectd bench` run: where, how hard, what to measure and what to write.
+///
+/// ```
+/// use std::time::Duration;
+/// use selectd::bench::{BenchConfig, Mode};
+///
+/// let mut config = BenchConfig::new("127.0.0.1:7000".parse()?);
+/// config.duration = Duration::from_secs(2);
+/// config.check()?;
+/// config.mode = Mode::Ingest;
+/// config.rate = Some(1000.0);
+/// let refused = config.check().unwrap_err();
+/// assert!(refused.is_usage());
+/// assert_eq!(
+///     refused.to_string(),
+///     "--rate 1000: paces lines or connections: echo and churn only, not ingest"
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// The server.
-    pub target: Target,
+    /// The server: a TCP, TLS or Unix stream address, resolved when the run
+    /// starts.
+    pub addr: Address,
     /// Concurrent connections, at least 1.
     pub conns: usize,
     /// The measured window.
     pub duration: Duration,
     /// Bytes per line including the `\n`, at least 1.
     pub size: usize,
-    /// Lines in flight per connection, at least 1.
+    /// Lines in flight per connection, at least 1 (churn: always 1).
     pub pipeline: usize,
     /// What to measure.
     pub mode: Mode,
@@ -118,7 +146,7 @@ pub struct BenchConfig {
     pub rate: Option<f64>,
     /// Load before the measured window.
     pub warmup: Duration,
-    /// Reactor threads, between 1 and `conns`.
+    /// Reactor threads, at least 1 (no more than `conns` are started).
     pub threads: usize,
     /// One JSON object on stdout instead of the table.
     pub json: bool,
@@ -130,6 +158,22 @@ pub struct BenchConfig {
     pub plot: Option<PathBuf>,
     /// Curves of earlier runs to draw with it: `(legend, .hgrm file)`.
     pub plot_with: Vec<(String, PathBuf)>,
+    /// How a `tls://` server is verified (ignored for other addresses).
+    #[cfg(feature = "tls")]
+    pub tls: BenchTls,
+}
+
+/// How bench verifies a `tls://` server: the `--tls-*` flags.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BenchTls {
+    /// Trust the CAs in this PEM file instead of the system's.
+    pub ca: Option<PathBuf>,
+    /// The name to send (SNI) and check the certificate against; the
+    /// address's host when `None`.
+    pub server_name: Option<String>,
+    /// Do not verify the server's certificate.
+    pub insecure: bool,
 }
 
 /// Bytes a connection costs besides its lines: the struct, its timestamps,
@@ -139,65 +183,138 @@ const PER_CONN_BYTES: u64 = 512;
 const PER_LINE_BYTES: u64 = 32;
 
 impl BenchConfig {
-    /// Resolves ADDR and checks what the flags add up to; the first
-    /// problem is the error.
-    ///
-    /// ```
-    /// use clap::Parser;
-    /// use selectd::bench::{BenchConfig, Mode};
-    /// use selectd::cli::BenchArgs;
-    ///
-    /// #[derive(Parser)]
-    /// struct Cli {
-    ///     #[command(flatten)]
-    ///     bench: BenchArgs,
-    /// }
-    /// let cli = Cli::try_parse_from(["bench", "127.0.0.1:7000", "--duration", "2s"])?;
-    /// let config = BenchConfig::from_args(&cli.bench)?;
-    /// assert_eq!(config.mode, Mode::Echo);
-    /// assert_eq!(config.size, 64);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn from_args(args: &BenchArgs) -> Result<BenchConfig, BenchError> {
-        if let (Some(rate), Mode::Ingest | Mode::Idle) = (args.rate, args.mode) {
+    /// The defaults of `selectd bench ADDR`: one connection echoing 64-byte
+    /// lines for 10 s, one at a time, closed loop, no warm-up, one thread.
+    pub fn new(addr: Address) -> BenchConfig {
+        BenchConfig {
+            addr,
+            conns: 1,
+            duration: Duration::from_secs(10),
+            size: 64,
+            pipeline: 1,
+            mode: Mode::Echo,
+            rate: None,
+            warmup: Duration::ZERO,
+            threads: 1,
+            json: false,
+            progress: false,
+            hgrm: None,
+            plot: None,
+            plot_with: Vec::new(),
+            #[cfg(feature = "tls")]
+            tls: BenchTls::default(),
+        }
+    }
+
+    /// Checks what the settings ask for together; the first problem is the
+    /// error, naming its flag (a usage error, exit code 2). Nothing here
+    /// touches the machine: [`run`](super::run) resolves ADDR and checks
+    /// memory and descriptors when it starts.
+    pub fn check(&self) -> Result<(), BenchError> {
+        self.check_counts()?;
+        if let (Some(rate), Mode::Ingest | Mode::Idle) = (self.rate, self.mode) {
             return Err(BenchError::flag(
                 "--rate",
                 rate,
                 format!(
                     "paces lines or connections: echo and churn only, not {}",
-                    args.mode
+                    self.mode
                 ),
             ));
         }
-        check_latency_files(args)?;
-        let target = resolve(&args.addr)?;
+        self.check_latency_files()
+    }
+
+    /// What clap's ranges already refuse on the command line, for a config
+    /// built field by field: a zero here would divide by zero or start no
+    /// load at all.
+    fn check_counts(&self) -> Result<(), BenchError> {
+        let counts = [
+            ("--conns", self.conns),
+            ("--size", self.size),
+            ("--pipeline", self.pipeline),
+            ("--threads", self.threads),
+        ];
+        for (flag, value) in counts {
+            if value == 0 {
+                return Err(BenchError::flag(flag, value, "must be at least 1".into()));
+            }
+        }
+        if self.duration.is_zero() {
+            return Err(BenchError::flag(
+                "--duration",
+                "0s",
+                "must be greater than zero".into(),
+            ));
+        }
+        if let Some(rate) = self.rate
+            && !(rate > 0.0 && rate.is_finite())
+        {
+            return Err(BenchError::flag(
+                "--rate",
+                rate,
+                "must be above 0 and finite".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves ADDR (and configures its TLS client), settles what the
+    /// settings imply (churn keeps one line in flight; more reactors than
+    /// connections would only idle; phases longer than [`MAX_DURATION`]
+    /// count as that, so no deadline overflows), and refuses buffers this
+    /// machine cannot hold. The first problem is the error.
+    pub(crate) fn into_run(mut self) -> Result<(BenchConfig, Target), BenchError> {
+        let target = resolve(&self.addr)?;
         #[cfg(feature = "tls")]
-        let target = tls_target(target, args)?;
-        let conns = args.conns as usize;
-        let pipeline = if args.mode == Mode::Churn {
-            1
-        } else {
-            args.pipeline as usize
-        };
-        let config = BenchConfig {
-            target,
-            conns,
-            duration: args.duration,
-            size: args.size,
-            pipeline,
-            mode: args.mode,
-            rate: args.rate,
-            warmup: args.warmup,
-            // More reactors than connections would only idle.
-            threads: (args.threads as usize).min(conns),
-            json: args.json,
-            progress: args.progress,
-            hgrm: args.hgrm.clone(),
-            plot: args.plot.clone(),
-            plot_with: args.plot_with.clone(),
-        };
-        config.check_memory(memory_available())?;
-        Ok(config)
+        let target = tls_target(target, &self.addr, &self.tls)?;
+        if self.mode == Mode::Churn {
+            self.pipeline = 1;
+        }
+        self.threads = self.threads.min(self.conns);
+        self.duration = self.duration.min(MAX_DURATION);
+        self.warmup = self.warmup.min(MAX_DURATION);
+        self.check_memory(memory_available())?;
+        Ok((self, target))
+    }
+
+    /// Refuses `--plot` and `--hgrm` where they would hold nothing (ingest and
+    /// idle time no line), and a `--plot` name that promises another format
+    /// than the SVG drawn into it (`out.png`). A name without an extension is
+    /// taken as it is.
+    fn check_latency_files(&self) -> Result<(), BenchError> {
+        let files = [
+            ("--plot", "draw", &self.plot),
+            ("--hgrm", "write", &self.hgrm),
+        ];
+        for (flag, verb, path) in files {
+            if let Some(path) = path
+                && !self.mode.echoes()
+            {
+                return Err(BenchError::flag(
+                    flag,
+                    path.display(),
+                    format!(
+                        "{} mode has no latencies to {verb} (echo and churn have)",
+                        self.mode
+                    ),
+                ));
+            }
+        }
+        if let Some(path) = &self.plot
+            && let Some(extension) = path.extension()
+            && !extension.eq_ignore_ascii_case("svg")
+        {
+            return Err(BenchError::flag(
+                "--plot",
+                path.display(),
+                format!(
+                    "only SVG can be drawn, not .{}: name the file .svg",
+                    extension.to_string_lossy()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses a run whose buffers could not all be allocated.
@@ -246,45 +363,6 @@ impl BenchConfig {
     }
 }
 
-/// Refuses `--plot` and `--hgrm` where they would hold nothing (ingest and
-/// idle time no line), and a `--plot` name that promises another format
-/// than the SVG drawn into it (`out.png`). A name without an extension is
-/// taken as it is.
-fn check_latency_files(args: &BenchArgs) -> Result<(), BenchError> {
-    let files = [
-        ("--plot", "draw", &args.plot),
-        ("--hgrm", "write", &args.hgrm),
-    ];
-    for (flag, verb, path) in files {
-        if let Some(path) = path
-            && !args.mode.echoes()
-        {
-            return Err(BenchError::flag(
-                flag,
-                path.display(),
-                format!(
-                    "{} mode has no latencies to {verb} (echo and churn have)",
-                    args.mode
-                ),
-            ));
-        }
-    }
-    if let Some(path) = &args.plot
-        && let Some(extension) = path.extension()
-        && !extension.eq_ignore_ascii_case("svg")
-    {
-        return Err(BenchError::flag(
-            "--plot",
-            path.display(),
-            format!(
-                "only SVG can be drawn, not .{}: name the file .svg",
-                extension.to_string_lossy()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 fn mebibytes(bytes: u64) -> String {
     format!("{:.1}MiB", bytes as f64 / f64::from(1u32 << 20))
 }
@@ -306,20 +384,20 @@ fn memory_available() -> u64 {
 /// configuration from the TLS flags (no resumption: churn measures full
 /// handshakes).
 #[cfg(feature = "tls")]
-fn tls_target(target: Target, args: &BenchArgs) -> Result<Target, BenchError> {
-    let (Target::Tcp(addr), Address::Tls { host, .. }) = (&target, &args.addr) else {
+fn tls_target(target: Target, addr: &Address, tls: &BenchTls) -> Result<Target, BenchError> {
+    let (Target::Tcp(addr), Address::Tls { host, .. }) = (&target, addr) else {
         return Ok(target);
     };
     let files = crate::net::tls::ClientFiles {
-        ca: args.tls_ca.clone(),
+        ca: tls.ca.clone(),
         identity: None,
-        insecure: args.tls_insecure,
+        insecure: tls.insecure,
     };
     let config = crate::net::tls::client_config(&files)
         .map_err(|err| BenchError::flag("--tls-ca", "FILE", err.to_string()))?;
     let mut config = std::sync::Arc::unwrap_or_clone(config);
     config.resumption = rustls::client::Resumption::disabled();
-    let wanted = args.tls_server_name.as_deref().unwrap_or(host);
+    let wanted = tls.server_name.as_deref().unwrap_or(host);
     let name = crate::net::tls::server_name(wanted)
         .map_err(|err| BenchError::flag("--tls-server-name", wanted, err))?;
     Ok(Target::Tls(
@@ -357,20 +435,11 @@ mod tests {
 
     fn config(conns: usize, pipeline: usize, size: usize) -> BenchConfig {
         BenchConfig {
-            target: Target::Unix(PathBuf::from("/nowhere")),
             conns,
             duration: Duration::from_secs(1),
             size,
             pipeline,
-            mode: Mode::Echo,
-            rate: None,
-            warmup: Duration::ZERO,
-            threads: 1,
-            json: false,
-            progress: false,
-            hgrm: None,
-            plot: None,
-            plot_with: Vec::new(),
+            ..BenchConfig::new(Address::Unix(PathBuf::from("/nowhere")))
         }
     }
 

@@ -36,7 +36,7 @@
 //!
 //! | module | its job |
 //! |---|---|
-//! | `config` | flags (parsed by clap in `cli/bench.rs`) to a validated run |
+//! | `config` | the run as asked for (built from the flags in `cli/bench.rs`), checked, then resolved |
 //! | `plan`, `timer` | phases, the open-loop schedule, source addresses; a precise wake-up |
 //! | `worker` | one thread's reactor: connect, poll, dispatch |
 //! | `conn`, `modes`, `churn` | one connection, and its turn in each mode |
@@ -63,32 +63,38 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-pub use crate::cli::BenchArgs;
-pub use config::{BenchConfig, Mode, Target};
+#[cfg(feature = "tls")]
+pub use config::BenchTls;
+pub use config::{BenchConfig, Mode};
 pub use error::BenchError;
 pub use hgrm::hgrm;
 pub use plot::{Mark, draw_log_log};
 pub use record::ErrorCounts;
 pub use report::Report;
 
+use config::Target;
 use plan::{Plan, SourcePlan};
 use shared::Shared;
 use worker::{Outcome, run_worker};
 
-/// Runs `selectd bench`: validates the flags, loads the server, prints the
-/// table (or the JSON object) on stdout, writes `--hgrm` and `--plot`, and
-/// returns the report. Progress goes to stderr (see `progress`).
+/// Runs `selectd bench` with a config (the command line builds it in
+/// `cli/bench.rs`): checks it, resolves ADDR and checks the run against
+/// the machine, loads the server, prints the table (or the JSON object) on
+/// stdout, writes `--hgrm` and `--plot`, and returns the report. Progress
+/// goes to stderr (see `progress`).
 ///
 /// A run that completed nothing is an error, and its report is not printed
 /// (it would hold no sample), except in churn and idle modes, whose report
 /// says what failed; the error follows it.
-pub fn run(args: BenchArgs) -> Result<Report, BenchError> {
-    let config = BenchConfig::from_args(&args)?;
+pub fn run(config: BenchConfig) -> Result<Report, BenchError> {
+    // Fields are public, so a caller may have built one without the flags.
+    config.check()?;
+    let (config, target) = config.into_run()?;
     // Earlier runs' curves are read now: a missing file is a mistake in
     // the flags, to hear of before the run, not after it.
     let earlier = earlier_curves(&config)?;
     config.check_descriptors()?;
-    let (report, replied) = measure(&config)?;
+    let (report, replied) = measure(&config, target)?;
     let nothing = config.mode != Mode::Idle && report.msgs == 0;
     if nothing && config.mode.echoes() && !replied && report.errors == 0 {
         return Err(BenchError::NoReply {
@@ -187,7 +193,7 @@ fn write_files(
 
 /// Starts the reactors, shows progress until they finish, merges their
 /// results. Also says whether any reply came back at all.
-fn measure(config: &BenchConfig) -> Result<(Report, bool), BenchError> {
+fn measure(config: &BenchConfig, target: Target) -> Result<(Report, bool), BenchError> {
     // Churn has no connecting phase: the clock starts at once.
     let waiting_for = if config.mode == Mode::Churn {
         0
@@ -197,9 +203,10 @@ fn measure(config: &BenchConfig) -> Result<(Report, bool), BenchError> {
     let shared = Arc::new(Shared::new(waiting_for)?);
     let plan = Plan {
         config: config.clone(),
+        target,
         start: Instant::now(),
     };
-    let sources = SourcePlan::for_run(config);
+    let sources = SourcePlan::for_run(&plan);
     let mut handles = Vec::with_capacity(config.threads);
     for thread_index in 0..config.threads {
         // Connection i belongs to thread i % threads: an even split.
@@ -236,5 +243,5 @@ fn measure(config: &BenchConfig) -> Result<(Report, bool), BenchError> {
         return Err(BenchError::Thread);
     }
     let replied = shared.progress.load(std::sync::atomic::Ordering::Relaxed) > 0;
-    Ok((Report::new(config, &shared.measured(), &outcomes), replied))
+    Ok((Report::new(&plan, &shared.measured(), &outcomes), replied))
 }

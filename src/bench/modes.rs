@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use super::BenchError;
-use super::config::BenchConfig;
+use super::config::{BenchConfig, Target};
 use super::conn::{Conn, drain, push_message, write_some};
 use super::plan::{Schedule, Window};
 use super::record::{Measured, Sent};
@@ -28,6 +28,8 @@ pub(crate) enum Pace {
 /// What a turn shares with every connection's turn.
 pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a BenchConfig,
+    /// The server, resolved.
+    pub(crate) target: &'a Target,
     pub(crate) window: Window,
     pub(crate) pace: Pace,
 }

@@ -30,6 +30,8 @@ pub(crate) const STALL_TIME: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub(crate) config: BenchConfig,
+    /// The server, resolved.
+    pub(crate) target: Target,
     /// When the first connect started.
     pub(crate) start: Instant,
 }
@@ -153,8 +155,9 @@ pub(crate) struct SourcePlan {
 const CHURN_SOURCES: u64 = 1 << 16;
 
 impl SourcePlan {
-    pub(crate) fn for_run(config: &BenchConfig) -> SourcePlan {
-        let loopback_v4 = matches!(&config.target, Target::Tcp(addr) if matches!(addr.ip(), IpAddr::V4(ip) if ip.is_loopback()));
+    pub(crate) fn for_run(plan: &Plan) -> SourcePlan {
+        let config = &plan.config;
+        let loopback_v4 = matches!(&plan.target, Target::Tcp(addr) if matches!(addr.ip(), IpAddr::V4(ip) if ip.is_loopback()));
         let ports = ephemeral_ports().saturating_sub(1000).max(1);
         let per_source = if !loopback_v4 {
             None

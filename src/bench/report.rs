@@ -10,7 +10,8 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
-use super::config::{BenchConfig, Mode};
+use super::config::Mode;
+use super::plan::Plan;
 use super::record::{ErrorCounts, Measured};
 use super::worker::Outcome;
 
@@ -95,7 +96,8 @@ fn max(histogram: &Histogram<u64>) -> Option<u64> {
 }
 
 impl Report {
-    pub(crate) fn new(config: &BenchConfig, measured: &Measured, outcomes: &[Outcome]) -> Report {
+    pub(crate) fn new(plan: &Plan, measured: &Measured, outcomes: &[Outcome]) -> Report {
+        let config = &plan.config;
         let msgs: u64 = outcomes.iter().map(|o| o.msgs).sum();
         let duration_s = config.duration.as_secs_f64();
         let achieved_rate = msgs as f64 / duration_s;
@@ -104,7 +106,7 @@ impl Report {
         let errors = measured.errors.total() + outcomes.iter().map(|o| o.errors).sum::<u64>();
         Report {
             mode: config.mode,
-            addr: config.target.to_string(),
+            addr: plan.target.to_string(),
             conns: config.conns,
             size: config.size,
             pipeline: config.pipeline,
@@ -319,26 +321,19 @@ mod tests {
     /// Every latency row of the table names its unit, the uncorrected ones too.
     #[test]
     fn every_latency_row_names_its_unit() {
-        let config = BenchConfig {
+        let plan = Plan {
+            config: super::super::BenchConfig {
+                duration: std::time::Duration::from_secs(1),
+                rate: Some(100.0),
+                ..super::super::BenchConfig::new(crate::net::addr::Address::Unix("/s".into()))
+            },
             target: super::super::config::Target::Unix("/s".into()),
-            conns: 1,
-            duration: std::time::Duration::from_secs(1),
-            size: 64,
-            pipeline: 1,
-            mode: Mode::Echo,
-            rate: Some(100.0),
-            warmup: std::time::Duration::ZERO,
-            threads: 1,
-            json: false,
-            progress: false,
-            hgrm: None,
-            plot: None,
-            plot_with: Vec::new(),
+            start: std::time::Instant::now(),
         };
         let mut measured = Measured::new().unwrap();
         let now = std::time::Instant::now();
         measured.round_trip(super::super::record::Sent::now(now), now);
-        let table = Report::new(&config, &measured, &[]).to_table();
+        let table = Report::new(&plan, &measured, &[]).to_table();
         let latency_rows: Vec<&str> = table
             .lines()
             .filter(|l| ["p50", "p90", "p99", "max"].iter().any(|w| l.contains(w)))

@@ -182,7 +182,7 @@ impl<'a> Reactor<'a> {
         let config = &self.plan.config;
         for conn in &mut self.conns {
             let source = self.sources.source_for(conn.id as u64);
-            match conn.open(&config.target, source, self.poll.registry()) {
+            match conn.open(&self.plan.target, source, self.poll.registry()) {
                 Ok(()) => {}
                 // Idle mode reports how far it got; the others need every connection.
                 Err(error) if config.mode == Mode::Idle => {
@@ -193,7 +193,7 @@ impl<'a> Reactor<'a> {
                 }
                 Err(source) => {
                     return Err(BenchError::Connect {
-                        target: config.target.to_string(),
+                        target: self.plan.target.to_string(),
                         source_ip: source_ip(self.sources, conn),
                         source,
                     });
@@ -232,7 +232,7 @@ impl<'a> Reactor<'a> {
             .collect();
         if self.plan.config.mode != Mode::Idle && !late.is_empty() {
             return Err(BenchError::ConnectTimeout {
-                target: self.plan.config.target.to_string(),
+                target: self.plan.target.to_string(),
                 pending: self.shared.unresolved(),
             });
         }
@@ -319,6 +319,7 @@ impl<'a> Reactor<'a> {
             };
             let ctx = Ctx {
                 config,
+                target: &self.plan.target,
                 window: self.window,
                 pace: self.pace,
             };
@@ -371,7 +372,7 @@ impl<'a> Reactor<'a> {
                 Ok(false)
             }
             Err(source) => Err(BenchError::Connect {
-                target: self.plan.config.target.to_string(),
+                target: self.plan.target.to_string(),
                 source_ip: source_ip(self.sources, conn),
                 source,
             }),

@@ -1,16 +1,23 @@
-//! `selectd bench` flags, typed as clap parses them.
+//! `selectd bench` flags, typed as clap parses them, and the
+//! [`BenchConfig`] they make.
 //!
 //! Every flag that has a range is checked here, by clap, so a bad value is
 //! refused before any socket is opened and the message names the flag
-//! (`invalid value '0' for '--conns <N>'`). What needs more than one flag or
-//! the machine (the target's family, memory, descriptors) is checked when
-//! the flags become a [`BenchConfig`](crate::bench::BenchConfig).
+//! (`invalid value '0' for '--conns <N>'`). What needs more than one flag is
+//! checked when the flags become a [`BenchConfig`] ([`BenchConfig::check`]);
+//! what needs the machine (resolving ADDR, memory, descriptors), when
+//! [`bench::run`](crate::bench::run) starts. As for `serve` and `send`, the
+//! config is built here and the subcommand only ever sees the config: bench
+//! does not know clap's flag types, so the two modules do not depend on each
+//! other in a circle.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::values;
-use crate::bench::Mode;
+#[cfg(feature = "tls")]
+use crate::bench::BenchTls;
+use crate::bench::{BenchConfig, BenchError, Mode};
 use crate::net::addr::Address;
 
 /// Most connections one run may ask for (the descriptor limit usually binds first).
@@ -25,7 +32,7 @@ pub const MAX_SIZE: usize = 16 << 20;
 pub const MAX_RATE: f64 = 1e9;
 
 /// The flags of `selectd bench`, as typed: validated further by
-/// [`BenchConfig::from_args`](crate::bench::BenchConfig::from_args).
+/// [`BenchArgs::into_config`].
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Server to load: `HOST:PORT`, `tcp://HOST:PORT`, `[V6]:PORT`, `tls://HOST:PORT` or `unix:PATH`.
@@ -96,6 +103,61 @@ pub struct BenchArgs {
     pub tls_insecure: bool,
 }
 
+impl BenchArgs {
+    /// The run's settings; an error names the flag that the others (the
+    /// mode, most often) rule out.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// use selectd::bench::Mode;
+    /// use selectd::cli::BenchArgs;
+    ///
+    /// #[derive(Parser)]
+    /// struct Cli {
+    ///     #[command(flatten)]
+    ///     bench: BenchArgs,
+    /// }
+    /// let cli = Cli::try_parse_from(["bench", "127.0.0.1:7000", "--duration", "2s"])?;
+    /// let config = cli.bench.into_config()?;
+    /// assert_eq!(config.mode, Mode::Echo);
+    /// assert_eq!(config.size, 64);
+    ///
+    /// let cli = Cli::try_parse_from(["bench", "127.0.0.1:7000", "--mode", "idle", "--hgrm", "x.hgrm"])?;
+    /// let refused = cli.bench.into_config().unwrap_err();
+    /// assert_eq!(
+    ///     refused.to_string(),
+    ///     "--hgrm x.hgrm: idle mode has no latencies to write (echo and churn have)"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn into_config(self) -> Result<BenchConfig, BenchError> {
+        let config = BenchConfig {
+            addr: self.addr,
+            conns: self.conns as usize,
+            duration: self.duration,
+            size: self.size,
+            pipeline: self.pipeline as usize,
+            mode: self.mode,
+            rate: self.rate,
+            warmup: self.warmup,
+            threads: self.threads as usize,
+            json: self.json,
+            progress: self.progress,
+            hgrm: self.hgrm,
+            plot: self.plot,
+            plot_with: self.plot_with,
+            #[cfg(feature = "tls")]
+            tls: BenchTls {
+                ca: self.tls_ca,
+                server_name: self.tls_server_name,
+                insecure: self.tls_insecure,
+            },
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
 fn parse_address(text: &str) -> Result<Address, String> {
     match values::stream_address(text) {
         Ok(Address::Tcp { port: 0, .. } | Address::Tls { port: 0, .. }) => Err(format!(
@@ -129,5 +191,30 @@ fn parse_curve(text: &str) -> Result<(String, PathBuf), String> {
             Ok((name.to_string(), PathBuf::from(file)))
         }
         _ => Err(format!("invalid curve '{text}' (expected NAME=FILE)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::bench::BenchConfig;
+    use crate::cli::{Cli, Command};
+
+    /// The flags' defaults are written twice, in clap's attributes (for
+    /// `--help` and the man page) and in `BenchConfig::new` (for library
+    /// users); they must say the same.
+    #[test]
+    fn the_flags_defaults_are_the_configs() {
+        let Ok(Cli {
+            command: Command::Bench(args),
+            ..
+        }) = Cli::try_parse_from(["selectd", "bench", "127.0.0.1:7000"])
+        else {
+            panic!("selectd bench ADDR parses");
+        };
+        let parsed = args.into_config().expect("a valid configuration");
+        let default = BenchConfig::new("127.0.0.1:7000".parse().expect("an address"));
+        assert_eq!(format!("{parsed:#?}"), format!("{default:#?}"));
     }
 }
