@@ -10,6 +10,8 @@
 use std::io;
 
 pub mod addr;
+#[cfg(target_os = "linux")]
+pub(crate) mod direct;
 pub(crate) mod drain;
 pub mod limits;
 pub(crate) mod stream;

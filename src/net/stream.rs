@@ -9,6 +9,8 @@
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+#[cfg(target_os = "linux")]
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -136,7 +138,14 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
+            // Past glibc's cancellation point (see `net::direct`).
+            #[cfg(target_os = "linux")]
+            Stream::Tcp(s) => super::direct::recv(s.as_raw_fd(), buf),
+            #[cfg(target_os = "linux")]
+            Stream::Unix(s) => super::direct::recv(s.as_raw_fd(), buf),
+            #[cfg(not(target_os = "linux"))]
             Stream::Tcp(s) => s.read(buf),
+            #[cfg(not(target_os = "linux"))]
             Stream::Unix(s) => s.read(buf),
             #[cfg(feature = "tls")]
             Stream::Tls(s) => s.read(buf),
@@ -147,7 +156,13 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
+            #[cfg(target_os = "linux")]
+            Stream::Tcp(s) => super::direct::send(s.as_raw_fd(), buf),
+            #[cfg(target_os = "linux")]
+            Stream::Unix(s) => super::direct::send(s.as_raw_fd(), buf),
+            #[cfg(not(target_os = "linux"))]
             Stream::Tcp(s) => s.write(buf),
+            #[cfg(not(target_os = "linux"))]
             Stream::Unix(s) => s.write(buf),
             #[cfg(feature = "tls")]
             Stream::Tls(s) => s.write(buf),

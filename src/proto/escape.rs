@@ -44,6 +44,7 @@ pub fn write_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8], json: bool) -> 
 /// selectd::proto::escape_into(&mut out, b"say \"hi\" \x07", true);
 /// assert_eq!(out, br#"[peer] say \"hi\" \\u{7}"#);
 /// ```
+#[inline]
 pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8], json: bool) {
     let copied = if json {
         copy_plain::<true>(out, bytes)
@@ -115,7 +116,9 @@ mod sse2 {
 
     /// Copies `src` to `dst` sixteen bytes at a time while every byte is
     /// printable ASCII (for `JSON`, neither `"` nor `\\` either); returns how
-    /// many bytes were copied (a multiple of 16).
+    /// many bytes were copied: all of them, or a multiple of 16 (then the
+    /// block that follows holds a byte to escape, or the rest is shorter
+    /// than a block, or the last block holds one).
     ///
     /// # Safety
     ///
@@ -133,10 +136,7 @@ mod sse2 {
         let del = _mm_set1_epi8(0x7f);
         let quote = _mm_set1_epi8(b'"' as i8);
         let backslash = _mm_set1_epi8(b'\\' as i8);
-        let mut at = 0;
-        while at + 16 <= len {
-            // SAFETY: `at + 16 <= len`, and the caller vouches for `len`.
-            let block = unsafe { _mm_loadu_si128(src.add(at).cast::<__m128i>()) };
+        let is_plain = |block: __m128i| {
             let mut plain = _mm_and_si128(
                 _mm_cmpgt_epi8(block, above_controls),
                 _mm_cmplt_epi8(block, del),
@@ -148,12 +148,29 @@ mod sse2 {
                 );
                 plain = _mm_andnot_si128(special, plain);
             }
-            if _mm_movemask_epi8(plain) != 0xffff {
-                break;
+            _mm_movemask_epi8(plain) == 0xffff
+        };
+        let mut at = 0;
+        while at + 16 <= len {
+            // SAFETY: `at + 16 <= len`, and the caller vouches for `len`.
+            let block = unsafe { _mm_loadu_si128(src.add(at).cast::<__m128i>()) };
+            if !is_plain(block) {
+                return at;
             }
             // SAFETY: as for the load.
             unsafe { _mm_storeu_si128(dst.add(at).cast::<__m128i>(), block) };
             at += 16;
+        }
+        if at < len && len >= 16 {
+            // The tail, as the last (overlapping) block: every byte before
+            // it is known plain, so a plain tail finishes the line.
+            // SAFETY: `len - 16 .. len` lies within `len`.
+            let block = unsafe { _mm_loadu_si128(src.add(len - 16).cast::<__m128i>()) };
+            if is_plain(block) {
+                // SAFETY: as for the load.
+                unsafe { _mm_storeu_si128(dst.add(len - 16).cast::<__m128i>(), block) };
+                return len;
+            }
         }
         at
     }

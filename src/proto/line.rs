@@ -321,7 +321,7 @@ impl LineBuffer {
 /// ```
 pub fn sole_line(chunk: &[u8], max_line: usize) -> Option<Line<'_>> {
     let (&last, body) = chunk.split_last()?;
-    if last != b'\n' || Newlines::new(body).next().is_some() {
+    if last != b'\n' || memchr::memchr(b'\n', body).is_some() {
         return None;
     }
     let line = Line::new(chunk, Some(0..chunk.len()));
