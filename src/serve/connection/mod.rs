@@ -539,11 +539,15 @@ impl Connection {
         };
         // The line buffer, or a fresh one (no allocation) for a read that
         // starts with a new line; kept afterwards only if a line is held.
+        // The common read, one whole line with nothing held before it,
+        // needs neither.
         let max_line = ctx.config.max_line;
         let mut held = self.lines.take();
-        let nothing_held = held.is_none();
-        let mut fresh = LineBuffer::new(max_line);
-        let lines: &mut LineBuffer = held.as_deref_mut().unwrap_or(&mut fresh);
+        let sole = match (chunk, &held) {
+            (Some(chunk), None) => sole_line(chunk, max_line),
+            _ => None,
+        };
+        let mut fresh = None;
         let token = self.token();
         let Connection {
             stream,
@@ -568,13 +572,17 @@ impl Connection {
             failure: None,
             peer_gone: *peer_gone,
         };
-        let framed = match chunk {
-            // The common read: one whole line and nothing held before it.
-            Some(chunk) if nothing_held && let Some(line) = sole_line(chunk, max_line) => {
-                Ok(act.on_line(line))
+        let framed = if let Some(line) = sole {
+            Ok(act.on_line(line))
+        } else {
+            let lines = match held.as_deref_mut() {
+                Some(lines) => lines,
+                None => fresh.insert(LineBuffer::new(max_line)),
+            };
+            match chunk {
+                Some(chunk) => lines.feed(chunk, |line| act.on_line(line)),
+                None => lines.finish(|line| act.on_line(line)),
             }
-            Some(chunk) => lines.feed(chunk, |line| act.on_line(line)),
-            None => lines.finish(|line| act.on_line(line)),
         };
         act.flush_echo_run();
         if let Err(too_long) = framed {
@@ -585,8 +593,7 @@ impl Connection {
         let (failure, next_state) = (act.failure, act.next_state);
         self.lines = match held {
             Some(lines) if !lines.is_idle() => Some(lines),
-            _ if !fresh.is_idle() => Some(Box::new(fresh)),
-            _ => None,
+            _ => fresh.filter(|fresh| !fresh.is_idle()).map(Box::new),
         };
         if let Some(err) = failure {
             // A reply failed: the peer is gone, but every line of this read

@@ -97,6 +97,7 @@ impl EventLoop {
             trace::emit(format_args!("  loop: {} -> {next}", self.reading));
         }
         self.reading = next;
+        self.ctx.counters.reading_paused = u64::from(self.reading_paused());
         // The clients' clocks stop or start again: deadlines change.
         self.wake_stale = true;
     }

@@ -270,8 +270,6 @@ impl EventLoop {
                 self.next_wake = self.deadlines().into_iter().flatten().min();
             }
             let ready_idle = self.ready.is_empty() || self.reading_paused();
-            self.ctx.output.report_drops();
-            self.ctx.counters.reading_paused = u64::from(self.reading_paused());
             if let Some(woke) = woke.take() {
                 self.ctx.counters.turns.record(woke.elapsed());
             }
@@ -361,7 +359,11 @@ impl EventLoop {
     /// is a constant).
     fn publish_lazily(&mut self, now: Instant) -> Option<Duration> {
         self.ctx.output.count_drops(&mut self.ctx.counters);
-        if self.ctx.counters == self.published {
+        // Every turn counts a wake-up, so after any turn but the one that
+        // published, that one field tells the counters changed.
+        if self.ctx.counters.wakeups == self.published.wakeups
+            && self.ctx.counters == self.published
+        {
             return None;
         }
         if now < self.publish_due {

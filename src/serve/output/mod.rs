@@ -400,6 +400,7 @@ impl Output {
     /// Per turn this costs a comparison of instants; the lock and the
     /// writer's wake-up come at most once per interval.
     pub fn end_turn(&mut self, sleeping: bool, now: Instant) -> Option<Duration> {
+        self.report_drops();
         if self.staged.is_empty() {
             if sleeping && self.unannounced {
                 self.flush();
@@ -517,8 +518,9 @@ impl Output {
         counters.events_dropped = self.dropped.events;
     }
 
-    /// Logs how many records were dropped, once output flows again.
-    pub fn report_drops(&mut self) {
+    /// Logs how many records were dropped, once output flows again (at the
+    /// end of a turn).
+    fn report_drops(&mut self) {
         let Dropped { lines, events } = self.dropped_unlogged;
         if lines + events > 0 && self.has_room() {
             log::warn!(
