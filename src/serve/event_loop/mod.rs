@@ -92,6 +92,13 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(5);
 /// Size of the one read buffer shared by every connection.
 const SCRATCH_SIZE: usize = 64 * 1024;
 
+/// Room for this many clients is reserved in the slab at start (up to
+/// `--max-conns`): address space only, since a page costs memory once a
+/// client is written into it. The slab then never moves its clients to a
+/// larger allocation, which would leave the old one's pages behind in the
+/// heap; past this many it grows as usual.
+const SLAB_RESERVED: usize = 1 << 16;
+
 /// SIGINT and SIGTERM, read through the loop's own `Poll`.
 pub(crate) type Signals = signal_hook_mio::v1_0::Signals;
 
@@ -173,6 +180,7 @@ impl EventLoop {
     pub fn new(parts: Parts) -> Self {
         let config = &parts.ctx.config;
         parts.ctx.output.add_waker(Arc::clone(&parts.waker));
+        let reserved = parts.ctx.shared.max_conns.min(SLAB_RESERVED);
         let hands_off = parts.ctx.shared.loops() > 1 && parts.accept.hands_off();
         EventLoop {
             hands_off,
@@ -193,7 +201,7 @@ impl EventLoop {
                 .map(|every| Instant::now() + every),
             poll: parts.poll,
             ctx: parts.ctx,
-            connections: Slab::new(),
+            connections: Slab::with_capacity(reserved),
             ready: ReadyQueue::default(),
             lingering: Lingering::default(),
             accept: parts.accept,
