@@ -127,7 +127,7 @@ pub mod fuzzing;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::serve::deadline::DeadlineList;
+    pub use crate::serve::deadline_list::DeadlineList;
 }
 pub mod net;
 pub mod proto;

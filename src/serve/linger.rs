@@ -22,8 +22,8 @@ use mio::{Interest, Registry};
 use slab::Slab;
 
 use crate::net::stream::Stream;
-use crate::serve::deadline::DeadlineList;
-use crate::serve::slots;
+use crate::serve::deadline_list::DeadlineList;
+use crate::serve::tokens;
 
 /// The longest a socket lingers before it is closed anyway.
 pub(crate) const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -72,9 +72,11 @@ impl Lingering {
         }
         let entry = self.sockets.vacant_entry();
         let key = entry.key();
-        if let Err(err) =
-            registry.register(&mut stream, slots::lingering_token(key), Interest::READABLE)
-        {
+        if let Err(err) = registry.register(
+            &mut stream,
+            tokens::lingering_token(key),
+            Interest::READABLE,
+        ) {
             log::debug!("lingering close: cannot register: {err}");
             return;
         }

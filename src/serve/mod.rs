@@ -33,8 +33,7 @@ mod close;
 mod config;
 mod connection;
 mod context;
-mod datagram;
-pub(crate) mod deadline;
+pub(crate) mod deadline_list;
 mod error;
 mod event_loop;
 mod linger;
@@ -43,13 +42,12 @@ mod metrics;
 mod notify;
 pub(crate) mod output;
 mod proxy;
-mod ready;
 mod send_queue;
 mod shared;
-mod slots;
 mod stats;
 #[cfg(feature = "tls")]
 mod tls;
+mod tokens;
 mod trace;
 
 use std::io::Write;
@@ -191,7 +189,7 @@ impl Server {
         let wakers = polls
             .iter()
             .map(|poll| {
-                Waker::new(poll.registry(), slots::WAKER)
+                Waker::new(poll.registry(), tokens::WAKER)
                     .map(Arc::new)
                     .map_err(|err| Error::Setup("create the waker", err))
             })
@@ -382,14 +380,14 @@ fn loop_parts(
         registry
             .register(
                 listener.source(),
-                slots::listener_token(index),
+                tokens::listener_token(index),
                 Interest::READABLE,
             )
             .map_err(|err| Error::Setup("register a listener", err))?;
     }
     for (index, socket) in bound.datagrams.iter_mut().enumerate() {
         registry
-            .register(socket, slots::datagram_token(index), Interest::READABLE)
+            .register(socket, tokens::datagram_token(index), Interest::READABLE)
             .map_err(|err| Error::Setup("register a UDP socket", err))?;
     }
     let signals = if signals {
@@ -458,7 +456,7 @@ fn register_signals(registry: &mio::Registry) -> Result<Signals, Error> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|err| Error::Setup("handle SIGINT, SIGTERM and SIGHUP", err))?;
     registry
-        .register(&mut signals, slots::SIGNALS, Interest::READABLE)
+        .register(&mut signals, tokens::SIGNALS, Interest::READABLE)
         .map_err(|err| Error::Setup("register the signal handler", err))?;
     Ok(signals)
 }

@@ -209,7 +209,7 @@ impl Source {
             .collect()
     }
 
-    /// The file of module `name` under src/ (`datagram` → `src/serve/datagram.rs`).
+    /// The file of module `name` under src/ (`datagram` → `src/serve/event_loop/datagram.rs`).
     pub fn module_files(&self, name: &str) -> Vec<&PathBuf> {
         let as_file = format!("{name}.rs");
         let as_dir = format!("{name}/mod.rs");

@@ -176,7 +176,7 @@ impl std::fmt::Display for State {
 #[derive(Debug)]
 pub struct Connection {
     /// The connection's key in its loop's slab, and so its `Token`: 32
-    /// bits, like the small fields beside it (see `slots::is_connection_key`),
+    /// bits, like the small fields beside it (see `tokens::is_connection_key`),
     /// so that the struct stays 8 bytes smaller.
     key: u32,
     stream: Stream,

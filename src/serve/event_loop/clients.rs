@@ -15,7 +15,7 @@ use crate::net::stream::{Peer, Stream};
 use crate::serve::accept::{ACCEPTS_PER_TURN, Accepted};
 use crate::serve::close::CloseReason;
 use crate::serve::connection::Connection;
-use crate::serve::slots;
+use crate::serve::tokens;
 use crate::serve::trace;
 
 impl EventLoop {
@@ -51,12 +51,12 @@ impl EventLoop {
                     // Out of descriptors, accepting may have paused: a
                     // deadline to end the pause.
                     self.wake_stale |= self.accept.paused_until().is_some();
-                    self.ready.served(slots::listener_token(index), false);
+                    self.ready.served(tokens::listener_token(index), false);
                     return;
                 }
             }
         }
-        self.ready.served(slots::listener_token(index), true);
+        self.ready.served(tokens::listener_token(index), true);
     }
 
     /// With several loops, a client accepted from a listener that only this
@@ -106,7 +106,7 @@ impl EventLoop {
     pub(super) fn open(&mut self, stream: Stream, peer: Peer, now: Instant) -> Option<usize> {
         let entry = self.connections.vacant_entry();
         let key = entry.key();
-        if !slots::is_connection_key(key) {
+        if !tokens::is_connection_key(key) {
             log::error!("{peer}: no token left for a new connection");
             self.ctx.shared.closed();
             return None;

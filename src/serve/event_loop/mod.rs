@@ -13,7 +13,9 @@
 //!    kept, not searched for every turn): close idle clients (the notes'
 //!    `if not inp: break`) and slow lines, log the counters, end a pause in
 //!    accepting, end the grace period of a stop.
-//! 2. Flush printed output, once per turn, just before sleeping.
+//! 2. Hand printed output to the writer thread: at once after a quiet
+//!    moment, otherwise at most once a millisecond (the loop then sleeps no
+//!    longer than that).
 //! 3. `poll` until an event or the nearest deadline ([`poll_timeout`]).
 //!    With no deadline at all, `poll` waits forever: an idle server makes no
 //!    system calls.
@@ -36,6 +38,17 @@
 //! every call, never treated as a failure. Events may be spurious: a handler
 //! that finds nothing to do does nothing.
 //!
+//! # What is where
+//!
+//! The loop's own parts, used by nothing else: [`clients`] (accept,
+//! hand-off between loops, close), [`clocks`] (every deadline the loop
+//! keeps, and `poll`'s time-out), [`ready`] (the ready queue), [`datagram`]
+//! (UDP), [`wake`] (the waker's handler, and pausing reading while the
+//! output is full), [`lifecycle`] (the loop's two state machines),
+//! [`stop`], [`failure`] and [`narrate`] (`--trace-loop`). What the loop
+//! shares with the metrics port (the token layout, the deadline list,
+//! lingering closes) lives beside it in `serve`.
+//!
 //! # Errors
 //!
 //! One client's error closes that client only. The loop itself fails only if
@@ -55,28 +68,30 @@ use crate::serve::accept::Acceptor;
 use crate::serve::close::CloseReason;
 use crate::serve::connection::{Connection, LineTimer, Status};
 use crate::serve::context::Context;
-use crate::serve::datagram::{self, DatagramState};
-use crate::serve::deadline::DeadlineList;
+use crate::serve::deadline_list::DeadlineList;
 use crate::serve::error::Error;
 use crate::serve::linger::Lingering;
 use crate::serve::metrics::{self, MetricsServer};
 use crate::serve::output::Output;
 use crate::serve::proxy;
-use crate::serve::ready::ReadyQueue;
-use crate::serve::slots::{self, MetricsSlot, Slot};
+use crate::serve::tokens::{self, MetricsSlot, Slot};
 use crate::serve::trace;
 
 mod clients;
-mod deadlines;
+mod clocks;
+mod datagram;
 mod failure;
 mod lifecycle;
 mod narrate;
-mod pause;
+mod ready;
 mod stop;
+mod wake;
 
-use deadlines::{Countdown, poll_timeout};
+use clocks::{Countdown, poll_timeout};
+use datagram::DatagramState;
 use failure::panic_message;
 use lifecycle::{Lifecycle, Reading};
+use ready::ReadyQueue;
 
 /// Events fetched per `poll` call; more simply wait for the next turn.
 const EVENTS_PER_TURN: usize = 1024;
@@ -598,7 +613,7 @@ impl EventLoop {
                 .unwrap_or_default();
             trace::emit(format_args!("  udp://{addr}: {count} datagrams, {work}"));
         }
-        self.ready.served(slots::datagram_token(index), more);
+        self.ready.served(tokens::datagram_token(index), more);
     }
 
     /// How many connections are open (for `Debug`).

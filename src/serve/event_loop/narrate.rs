@@ -6,7 +6,7 @@ use std::time::Duration;
 use mio::Events;
 
 use super::EventLoop;
-use crate::serve::slots::{MetricsSlot, Slot};
+use crate::serve::tokens::{MetricsSlot, Slot};
 use crate::serve::trace;
 
 impl EventLoop {

@@ -45,12 +45,12 @@ use socket2::{Domain, Socket, Type};
 
 use crate::net::addr::Address;
 use crate::net::stream::Stream;
-use crate::serve::deadline::DeadlineList;
+use crate::serve::deadline_list::DeadlineList;
 use crate::serve::error::Error;
 use crate::serve::linger::Lingering;
 use crate::serve::shared::Shared;
-use crate::serve::slots::{self, MetricsSlot};
 use crate::serve::stats::Counters;
+use crate::serve::tokens::{self, MetricsSlot};
 use client::{Answer, HttpClient, Progress};
 use exposition::{Format, Snapshot};
 use http::{Method, Request, Resource, Response, Status};
@@ -121,7 +121,7 @@ impl MetricsServer {
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for addr in resolved {
-            if !slots::is_metrics_listener_index(listeners.len()) {
+            if !tokens::is_metrics_listener_index(listeners.len()) {
                 break;
             }
             let listener = bind_one(addr).map_err(|err| Error::Listen {
@@ -162,7 +162,7 @@ impl MetricsServer {
             registry
                 .register(
                     listener,
-                    slots::metrics_listener_token(index),
+                    tokens::metrics_listener_token(index),
                     Interest::READABLE,
                 )
                 .map_err(|err| Error::Setup("register the metrics listener", err))?;
@@ -231,7 +231,7 @@ impl MetricsServer {
         if let Some(listener) = self.listeners.get_mut(index) {
             let _ = registry.reregister(
                 listener,
-                slots::metrics_listener_token(index),
+                tokens::metrics_listener_token(index),
                 Interest::READABLE,
             );
         }
@@ -256,10 +256,10 @@ impl MetricsServer {
         }
         let entry = self.clients.vacant_entry();
         let key = entry.key();
-        if !slots::is_metrics_client_key(key) {
+        if !tokens::is_metrics_client_key(key) {
             return; // Dropped: closed.
         }
-        match HttpClient::new(stream, peer, slots::metrics_client_token(key), registry) {
+        match HttpClient::new(stream, peer, tokens::metrics_client_token(key), registry) {
             Ok(client) => {
                 entry.insert(client);
                 self.requests.touch(key, now);

@@ -13,7 +13,7 @@ use mio::Token;
 
 use super::EventLoop;
 use super::lifecycle::Reading;
-use crate::serve::slots;
+use crate::serve::tokens;
 
 impl EventLoop {
     /// Another thread woke us: the handle asked to stop, or the output queue
@@ -84,7 +84,7 @@ impl EventLoop {
             }
         }
         for index in 0..self.datagrams.len() {
-            self.ready.wake(slots::datagram_token(index));
+            self.ready.wake(tokens::datagram_token(index));
         }
         if self.lifecycle.is_stopping() {
             // Stopping: the clients not read at the stop are read now.

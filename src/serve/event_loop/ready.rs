@@ -21,7 +21,7 @@
 
 use mio::Token;
 
-use crate::serve::slots::Slot;
+use crate::serve::tokens::Slot;
 
 /// What the queue remembers about one token, in 4 bytes (every connection
 /// has one): whether it is queued, whether its last serving left more, and
@@ -200,7 +200,7 @@ impl ReadyQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::slots;
+    use crate::serve::tokens;
 
     /// Serves one batch, returning the tokens that were claimed.
     fn serve_batch(queue: &mut ReadyQueue) -> Vec<Token> {
@@ -251,8 +251,8 @@ mod tests {
     #[test]
     fn order_is_kept_and_listeners_share_the_rules() {
         let mut queue = ReadyQueue::default();
-        let listener = slots::listener_token(0);
-        let udp = slots::datagram_token(1);
+        let listener = tokens::listener_token(0);
+        let udp = tokens::datagram_token(1);
         queue.begin_turn();
         queue.served(Token(9), true);
         queue.served(listener, true);
@@ -287,8 +287,8 @@ mod tests {
     fn waker_and_signals_are_never_queued() {
         let mut queue = ReadyQueue::default();
         queue.begin_turn();
-        queue.served(slots::WAKER, true);
-        queue.served(slots::SIGNALS, true);
+        queue.served(tokens::WAKER, true);
+        queue.served(tokens::SIGNALS, true);
         assert!(queue.is_empty());
     }
 }

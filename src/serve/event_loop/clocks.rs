@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::EventLoop;
 use crate::serve::close::CloseReason;
-use crate::serve::deadline::DeadlineList;
+use crate::serve::deadline_list::DeadlineList;
 use crate::serve::stats;
 
 impl EventLoop {
