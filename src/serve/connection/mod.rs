@@ -44,7 +44,6 @@
 //! output the socket did not take: in steady state, echoing allocates nothing.
 
 use std::io::{self, Read};
-use std::ops::ControlFlow;
 
 use mio::{Interest, Token};
 
@@ -57,12 +56,17 @@ use crate::serve::proxy::PendingHeader;
 use crate::serve::send_queue::SendQueue;
 
 mod act;
+mod clocks;
 mod ending;
 mod proxied;
+mod state;
 mod tls;
 
 use act::Act;
 pub use act::{STATS_NOT_LOCAL, STOP_NOT_LOCAL};
+pub(crate) use clocks::LineTimer;
+use clocks::NO_TIMED_LINE;
+pub(crate) use state::State;
 
 /// At most this many bytes are read from one connection per reactor turn,
 /// so one flooding client cannot starve the others. A connection with more
@@ -91,21 +95,6 @@ const READ_INTEREST: Interest = Interest::READABLE;
 /// Sent to a client whose line is longer than `--max-line`, before closing.
 pub const LINE_TOO_LONG: &[u8] = b"error: line too long\r\n";
 
-/// `timed_line` when no line-timeout clock runs (a line number, kept
-/// modulo this, never reaches it).
-const NO_TIMED_LINE: u32 = u32::MAX;
-
-/// How the reactor's line-timeout list must change after an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LineTimer {
-    /// Nothing changed.
-    Unchanged,
-    /// A new unfinished line began: its clock starts now.
-    Start,
-    /// No unfinished line any more.
-    Stop,
-}
-
 /// What the reactor must do with a connection after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -116,60 +105,6 @@ pub(crate) enum Status {
     Open { active: bool, again: bool },
     /// Finished: call `Connection::close` with this reason.
     Closed(CloseReason),
-}
-
-/// Where a connection is in its life. Every change goes through
-/// [`Connection::set_state`], which `--trace-loop` narrates
-/// (`client 7: reading -> held-back`).
-///
-/// ```text
-///  awaiting-proxy-header ──header──► reading ◄──replies drained──┐
-///         │                  (TLS)   ▲
-///         └──header──► tls-handshake ┘ (a TLS listener's client starts here)
-///         (trusted proxy)              │   └──replies over the mark──► held-back
-///                                      │ stop, output full
-///                                      ▼
-///                                  draining ──output has room──► closing (stop)
-///   EOF, disconnect, a line too long, stop, ... ──► closing (reason) ──flushed──► closed
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
-    /// From a trusted proxy: its PROXY header is not complete yet, so
-    /// nothing is framed and the client is not known.
-    AwaitingProxyHeader,
-    /// TLS: the handshake is not done, so nothing is framed and the client
-    /// is not known yet (see `tls.rs`).
-    Handshaking,
-    /// Reading and acting on lines.
-    Reading,
-    /// Too many replies wait for this client: the server reads nothing
-    /// more from it until they drain below the low watermark.
-    HeldBack,
-    /// The server is stopping but cannot read now (its output is full):
-    /// what the client sent is read, to the end, once it can.
-    Draining,
-    /// No more reading; close with this reason once replies are flushed.
-    Closing(CloseReason),
-}
-
-impl State {
-    /// Whether what the client sends is read in this state.
-    fn reads(self) -> bool {
-        matches!(self, State::AwaitingProxyHeader | State::Reading)
-    }
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            State::AwaitingProxyHeader => f.write_str("awaiting-proxy-header"),
-            State::Handshaking => f.write_str("tls-handshake"),
-            State::Reading => f.write_str("reading"),
-            State::HeldBack => f.write_str("held-back"),
-            State::Draining => f.write_str("draining"),
-            State::Closing(reason) => write!(f, "closing ({reason})"),
-        }
-    }
 }
 
 /// One client: its socket, who it is, its buffers and its state.
@@ -298,86 +233,6 @@ impl Connection {
     /// ciphertext the session holds, such as the handshake's.
     pub(crate) fn wants_write(&self) -> bool {
         !self.out.is_empty() || self.stream.wants_write()
-    }
-
-    /// Whether an unfinished line began or ended since the last call: the
-    /// reactor starts or stops this connection's line-timeout clock.
-    pub(crate) fn line_timer(&mut self) -> LineTimer {
-        // While the server holds the client back, it is not the client
-        // that is slow: the clock stops, and starts afresh on resuming.
-        let held = self.lines.as_ref().filter(|lines| lines.pending() > 0);
-        let now = if let Some(lines) = held
-            && self.state != State::HeldBack
-        {
-            // Two calls never see counts four billion lines apart, so the
-            // count modulo 2^32 - 1 tells lines apart as well as the count.
-            (lines.completed() % u64::from(NO_TIMED_LINE)) as u32
-        } else {
-            NO_TIMED_LINE
-        };
-        if now == self.timed_line {
-            return LineTimer::Unchanged;
-        }
-        self.timed_line = now;
-        if now != NO_TIMED_LINE {
-            LineTimer::Start
-        } else {
-            LineTimer::Stop
-        }
-    }
-
-    /// The unfinished line took too long (a slowloris trickling bytes):
-    /// what arrived of it is still printed, then the connection closes.
-    pub(crate) fn on_line_timeout(&mut self, ctx: &mut Context) -> CloseReason {
-        log::info!("{}: line not finished in time", self.label);
-        self.print_unfinished_line(ctx);
-        CloseReason::LineTimeout
-    }
-
-    /// Nothing moved for the idle time-out. Usually the client was silent
-    /// (the notes' `if not inp: break`). But while the server holds it back
-    /// (backpressure) the server is the one not reading, so the client may
-    /// be sending all along: what it failed to do is read its replies, and
-    /// the clock (restarted by every byte written to it) timed the output
-    /// that made no progress. What it sent of an unfinished line is still
-    /// printed: nothing already received is lost.
-    pub(crate) fn on_idle_timeout(&mut self, ctx: &mut Context) -> CloseReason {
-        if self.awaits_proxy_header() {
-            return self.on_proxy_header_late();
-        }
-        if self.awaits_handshake() {
-            return self.on_handshake_late(ctx);
-        }
-        self.print_unfinished_line(ctx);
-        if self.state == State::HeldBack {
-            log::info!(
-                "{}: {} bytes of replies unread for the idle time-out",
-                self.label,
-                self.out.len()
-            );
-            CloseReason::WriteTimeout
-        } else {
-            CloseReason::Idle
-        }
-    }
-
-    /// Prints an unfinished line as it stands, when the connection ends
-    /// without a clean EOF (a time-out, a reset, a failed write). It is not
-    /// acted on (no command, no echo): unlike a last line at EOF, the client
-    /// never finished it.
-    fn print_unfinished_line(&mut self, ctx: &mut Context) {
-        let label = &self.label;
-        let Some(lines) = &mut self.lines else {
-            return;
-        };
-        let _ = lines.finish(|line| {
-            ctx.counters.lines += 1;
-            ctx.output.line(label, line.text);
-            ControlFlow::Continue(())
-        });
-        if lines.is_idle() {
-            self.lines = None;
-        }
     }
 
     /// The socket is readable: the notes' `recv`, repeated until the kernel
@@ -615,20 +470,6 @@ impl Connection {
             self.set_state(State::HeldBack, ctx.config.trace_loop);
         }
         Ok(())
-    }
-
-    /// The one place a connection changes state; `--trace-loop` says so.
-    fn set_state(&mut self, next: State, trace: bool) {
-        if next == self.state {
-            return;
-        }
-        if trace {
-            crate::serve::trace::emit(format_args!(
-                "  client {}: {} -> {next}",
-                self.key, self.state
-            ));
-        }
-        self.state = next;
     }
 
     /// After any event: close if a closing connection has flushed, and ask

@@ -15,7 +15,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::queue::{OutputQueue, Sink};
+use super::queue::OutputQueue;
+use super::writer::Sink;
 
 /// At most this much waits for stderr; beyond it records are dropped.
 const LIMIT: usize = 1024 * 1024;

@@ -28,13 +28,16 @@
 //! bounded and non-blocking the same way.
 
 pub(crate) mod diagnostics;
+mod label;
+mod memory;
+mod options;
 mod printer;
 pub(crate) mod queue;
+pub(crate) mod writer;
 
 use std::fmt;
 use std::io::{self, Write};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::proto::escape::is_plain;
@@ -42,7 +45,12 @@ use crate::proto::escape_into;
 use crate::serve::close::CloseReason;
 use crate::serve::stats::Counters;
 use printer::{Printer, Prints};
-use queue::{Closed, OutputQueue, Sink};
+use queue::{Closed, OutputQueue};
+use writer::Sink;
+
+pub(crate) use label::PeerLabel;
+pub use memory::MemorySink;
+pub use options::{Format, OutputFull, OutputTarget, SEPARATOR};
 
 /// Staged output is handed to the queue (the buffer itself, moved) as soon
 /// as it holds this much, before a record could make it outgrow its
@@ -69,152 +77,6 @@ fn grow_pipe(fd: &std::os::fd::OwnedFd) {
     // fails harmlessly (EBADF) on anything but a pipe.
     unsafe {
         libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
-    }
-}
-
-/// Where printed output goes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum OutputTarget {
-    /// Standard output (`--output -`).
-    #[default]
-    Stdout,
-    /// Appended to this file, created with mode 0640 if missing, and reopened
-    /// on `SIGHUP` (`--output FILE`).
-    File(PathBuf),
-}
-
-/// What to do when the output queue is full (`--output-full`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutputFull {
-    /// Stop reading from clients until the queue is down to half: nothing is
-    /// lost, and TCP flow control slows the senders.
-    #[default]
-    Block,
-    /// Keep reading and echoing; drop whole lines that do not fit, and count
-    /// them (`lines_dropped`).
-    Drop,
-}
-
-impl std::str::FromStr for OutputFull {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "block" => Ok(OutputFull::Block),
-            "drop" => Ok(OutputFull::Drop),
-            other => Err(format!("invalid policy '{other}' (expected block or drop)")),
-        }
-    }
-}
-
-/// How lines and connection events are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    /// `[127.0.0.1:50312] hello`, plus `* [peer] open` and `* [peer] close: eof`.
-    #[default]
-    Tagged,
-    /// What the notes' server prints: each line with surrounding whitespace stripped,
-    /// and `----------------` after each client.
-    Plain,
-    /// One JSON object per line: `{"event":"line","peer":"...","line":"..."}`;
-    /// events `open`, `line` and `close` (with a `reason`).
-    Json,
-    /// Nothing at all (for benchmarks).
-    None,
-}
-
-impl std::str::FromStr for Format {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "tagged" => Ok(Format::Tagged),
-            "plain" => Ok(Format::Plain),
-            "json" => Ok(Format::Json),
-            "none" => Ok(Format::None),
-            other => Err(format!(
-                "invalid format '{other}' (expected tagged, plain, json or none)"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Format::Tagged => "tagged",
-            Format::Plain => "plain",
-            Format::Json => "json",
-            Format::None => "none",
-        })
-    }
-}
-
-/// The notes' separator, printed after each client in `plain` format.
-pub const SEPARATOR: &str = "----------------";
-
-/// A peer as printed: its address, rendered (escaped for this output's
-/// format) once, when the connection is made or a PROXY header names
-/// another peer, and then copied as it is into every record. It reads as
-/// the peer in logs too.
-///
-/// Every connection keeps one, for as long as it is open, so it is kept
-/// inside the connection when it fits (every IPv4 peer, `127.0.0.1:50312`,
-/// and short IPv6 ones, `[::1]:50312`): 24 bytes in place, where a boxed
-/// string would take 16 and a heap block of 32 besides. Longer ones (most
-/// IPv6 peers, Unix socket paths) are boxed.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct PeerLabel(Label);
-
-/// The most a label kept in place holds: with its length and the enum's
-/// tag, 24 bytes, as large as the boxed form's 16 rounded to the alignment.
-const INLINE_LABEL: usize = 22;
-
-#[derive(Clone, PartialEq, Eq)]
-enum Label {
-    Inline { len: u8, bytes: [u8; INLINE_LABEL] },
-    Boxed(Box<str>),
-}
-
-impl PeerLabel {
-    fn new(text: String) -> PeerLabel {
-        match u8::try_from(text.len()) {
-            Ok(len) if text.len() <= INLINE_LABEL => {
-                let mut bytes = [0; INLINE_LABEL];
-                bytes[..text.len()].copy_from_slice(text.as_bytes());
-                PeerLabel(Label::Inline { len, bytes })
-            }
-            _ => PeerLabel(Label::Boxed(text.into_boxed_str())),
-        }
-    }
-
-    /// The label's bytes, as the printers copy them.
-    pub fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            Label::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Label::Boxed(text) => text.as_bytes(),
-        }
-    }
-}
-
-impl std::ops::Deref for PeerLabel {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        // Always whole UTF-8: the bytes of a `String`, all of them.
-        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
-    }
-}
-
-impl fmt::Display for PeerLabel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self)
-    }
-}
-
-impl fmt::Debug for PeerLabel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
     }
 }
 
@@ -556,42 +418,6 @@ impl Output {
         if self.staged.len() >= BATCH {
             self.hand_over();
         }
-    }
-}
-
-/// A sink that keeps everything written to it in memory, shareable across
-/// threads: give a clone to [`crate::Server::with_output`] and read it back.
-#[derive(Debug, Clone, Default)]
-pub struct MemorySink(Arc<Mutex<Vec<u8>>>);
-
-impl MemorySink {
-    /// An empty sink.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Everything written so far, as (lossy) UTF-8 text.
-    pub fn contents(&self) -> String {
-        String::from_utf8_lossy(&self.lock()).into_owned()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        // A panic elsewhere while holding the lock leaves bytes that are
-        // still valid bytes; keep them readable.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl Write for MemorySink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
