@@ -107,11 +107,14 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(5);
 /// Size of the one read buffer shared by every connection.
 const SCRATCH_SIZE: usize = 64 * 1024;
 
-/// Room for this many clients is reserved in the slab at start (up to
-/// `--max-conns`): address space only, since a page costs memory once a
-/// client is written into it. The slab then never moves its clients to a
-/// larger allocation, which would leave the old one's pages behind in the
-/// heap; past this many it grows as usual.
+/// Room for this loop's share of `--max-conns` (at most this many) is
+/// reserved in the slab at start: address space only, since a page costs
+/// memory once a client is written into it. The slab then never moves its
+/// clients to a larger allocation, which would leave the old one's pages
+/// behind in the heap; past its share (Unix clients handed to it, a loop
+/// that gets more than its part) it grows as usual. 5 MiB of address space
+/// at most per loop, so that a system that commits memory strictly does
+/// not refuse it.
 const SLAB_RESERVED: usize = 1 << 16;
 
 /// SIGINT and SIGTERM, read through the loop's own `Poll`.
@@ -195,7 +198,11 @@ impl EventLoop {
     pub fn new(parts: Parts) -> Self {
         let config = &parts.ctx.config;
         parts.ctx.output.add_waker(Arc::clone(&parts.waker));
-        let reserved = parts.ctx.shared.max_conns.min(SLAB_RESERVED);
+        let shared = &parts.ctx.shared;
+        let reserved = shared
+            .max_conns
+            .div_ceil(shared.loops().max(1))
+            .min(SLAB_RESERVED);
         let hands_off = parts.ctx.shared.loops() > 1 && parts.accept.hands_off();
         EventLoop {
             hands_off,
