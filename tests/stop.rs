@@ -151,16 +151,38 @@ fn stop_keeps_memory_within_the_watermarks() {
     // out, as nobody reads an echo); the kernel updates `VmHWM` lazily, so
     // the highest reading counts.
     let mut stopping = None;
-    wait_until(
-        "the server to exit after its grace",
-        || match peak_rss_kib(server.pid()) {
-            Some(peak) => {
-                stopping = stopping.max(Some(peak));
-                false
-            }
-            None => true,
-        },
-    );
+    let exited = wait_for(PATIENCE, || match peak_rss_kib(server.pid()) {
+        Some(peak) => {
+            stopping = stopping.max(Some(peak));
+            false
+        }
+        None => true,
+    });
+    if !exited {
+        let pid = server.pid();
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .map(|task| {
+                        let path = task.path();
+                        let read = |name: &str| {
+                            std::fs::read_to_string(path.join(name)).unwrap_or_default()
+                        };
+                        format!("{} {}", read("stat").trim(), read("wchan"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        let stderr = server.stderr();
+        let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+        panic!(
+            "the server did not exit within {PATIENCE:?} of SIGTERM with --grace 3s\n\
+             threads:\n{threads}\nlast stderr lines (newest first):\n{}",
+            tail.join("\n")
+        );
+    }
     let stopping = stopping.expect("a reading during the stop");
     // Reaped, and its stderr read to the end for the checks below.
     server.wait_exit();
