@@ -37,7 +37,34 @@ impl PeerLabel {
         }
     }
 
-    /// The label's bytes, as the printers copy them.
+    /// Appends the label to `out`, as every printed record does. A label
+    /// kept in place is copied whole, all `INLINE_LABEL` bytes at once (a
+    /// few moves, where a copy of its length would call `memcpy`), and the
+    /// buffer then ends after its own length: the bytes past it are spare
+    /// capacity that the next append overwrites.
+    #[inline]
+    pub fn append_to(&self, out: &mut Vec<u8>) {
+        match &self.0 {
+            Label::Inline { len, bytes } => {
+                out.reserve(INLINE_LABEL);
+                let start = out.len();
+                // SAFETY: `INLINE_LABEL` bytes of spare capacity were just
+                // reserved after `start`, and an unaligned write of the
+                // array stays within them; `len <= INLINE_LABEL` (see
+                // `new`), so the new length covers only bytes written.
+                unsafe {
+                    out.as_mut_ptr()
+                        .add(start)
+                        .cast::<[u8; INLINE_LABEL]>()
+                        .write_unaligned(*bytes);
+                    out.set_len(start + usize::from(*len));
+                }
+            }
+            Label::Boxed(text) => out.extend_from_slice(text.as_bytes()),
+        }
+    }
+
+    /// The label's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             Label::Inline { len, bytes } => &bytes[..usize::from(*len)],

@@ -217,7 +217,7 @@ impl Output {
     /// A client connected.
     pub fn open(&mut self, peer: &PeerLabel) {
         if self.prints.opens && self.keeps(false) {
-            self.printer.open(&mut self.staged, peer.as_bytes());
+            self.printer.open(&mut self.staged, peer);
             self.staged_one();
         }
     }
@@ -225,7 +225,7 @@ impl Output {
     /// A client sent a line (`text` is without its terminator).
     pub fn line(&mut self, peer: &PeerLabel, text: &[u8]) {
         if self.prints.lines && self.keeps(true) {
-            self.printer.line(&mut self.staged, peer.as_bytes(), text);
+            self.printer.line(&mut self.staged, peer, text);
             self.staged_one();
         }
     }
@@ -233,8 +233,7 @@ impl Output {
     /// A client's connection closed, for `reason`.
     pub fn close(&mut self, peer: &PeerLabel, reason: CloseReason) {
         if self.prints.closes && self.keeps(false) {
-            self.printer
-                .close(&mut self.staged, peer.as_bytes(), reason);
+            self.printer.close(&mut self.staged, peer, reason);
             self.staged_one();
         }
     }
@@ -259,9 +258,26 @@ impl Output {
     /// `writev(2)`, and the loop may sleep no longer than the returned
     /// time (`sleeping`: the loop is about to sleep in `poll`).
     ///
-    /// Per turn this costs a comparison of instants; the lock and the
-    /// writer's wake-up come at most once per interval.
+    /// Per turn this costs a comparison of instants, inline: nothing
+    /// printed (`--format none`), or lines held for the next hand-off. The
+    /// lock and the writer's wake-up come at most once per interval.
+    #[inline]
     pub fn end_turn(&mut self, sleeping: bool, now: Instant) -> Option<Duration> {
+        if !self.unannounced && self.dropped_unlogged == Dropped::default() {
+            if self.staged.is_empty() {
+                return None;
+            }
+            if self.staged.len() < BATCH && self.hold_until.is_some_and(|until| now < until) {
+                return Some(HAND_OVER_EVERY);
+            }
+        }
+        self.end_turn_slowly(sleeping, now)
+    }
+
+    /// `end_turn`'s other cases: drops to report, a batch to hand over, a
+    /// writer to wake, the interval over.
+    #[cold]
+    fn end_turn_slowly(&mut self, sleeping: bool, now: Instant) -> Option<Duration> {
         self.report_drops();
         if self.staged.is_empty() {
             if sleeping && self.unannounced {

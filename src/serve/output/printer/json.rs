@@ -6,7 +6,7 @@
 //! {"event":"close","peer":"[::1]:5","reason":"eof"}
 //! ```
 
-use super::{Printer, Prints};
+use super::{PeerLabel, Printer, Prints};
 use crate::proto::escape_into;
 use crate::serve::close::CloseReason;
 
@@ -25,24 +25,24 @@ impl Printer for Json {
         true
     }
 
-    fn open(&self, out: &mut Vec<u8>, peer: &[u8]) {
+    fn open(&self, out: &mut Vec<u8>, peer: &PeerLabel) {
         out.extend_from_slice(b"{\"event\":\"open\",\"peer\":\"");
-        out.extend_from_slice(peer);
+        peer.append_to(out);
         out.extend_from_slice(b"\"}\n");
     }
 
-    fn line(&self, out: &mut Vec<u8>, peer: &[u8], text: &[u8]) {
-        out.reserve(peer.len() + text.len() + 40);
+    fn line(&self, out: &mut Vec<u8>, peer: &PeerLabel, text: &[u8]) {
+        out.reserve(peer.as_bytes().len() + text.len() + 40);
         out.extend_from_slice(b"{\"event\":\"line\",\"peer\":\"");
-        out.extend_from_slice(peer);
+        peer.append_to(out);
         out.extend_from_slice(b"\",\"line\":\"");
         escape_into(out, text, true);
         out.extend_from_slice(b"\"}\n");
     }
 
-    fn close(&self, out: &mut Vec<u8>, peer: &[u8], reason: CloseReason) {
+    fn close(&self, out: &mut Vec<u8>, peer: &PeerLabel, reason: CloseReason) {
         out.extend_from_slice(b"{\"event\":\"close\",\"peer\":\"");
-        out.extend_from_slice(peer);
+        peer.append_to(out);
         out.extend_from_slice(b"\",\"reason\":\"");
         out.extend_from_slice(reason.as_str().as_bytes());
         out.extend_from_slice(b"\"}\n");

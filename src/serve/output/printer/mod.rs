@@ -12,7 +12,7 @@ mod none;
 mod plain;
 mod tagged;
 
-use super::Format;
+use super::{Format, PeerLabel};
 use crate::serve::close::CloseReason;
 
 /// Which records a format prints at all; the rest cost nothing, not even a
@@ -35,13 +35,13 @@ pub(crate) trait Printer: Sync {
     }
 
     /// A client connected.
-    fn open(&self, out: &mut Vec<u8>, peer: &[u8]);
+    fn open(&self, out: &mut Vec<u8>, peer: &PeerLabel);
 
     /// A client sent a line (`text` is without its terminator).
-    fn line(&self, out: &mut Vec<u8>, peer: &[u8], text: &[u8]);
+    fn line(&self, out: &mut Vec<u8>, peer: &PeerLabel, text: &[u8]);
 
     /// A client's connection closed, for `reason`.
-    fn close(&self, out: &mut Vec<u8>, peer: &[u8], reason: CloseReason);
+    fn close(&self, out: &mut Vec<u8>, peer: &PeerLabel, reason: CloseReason);
 }
 
 /// The printer for `format`.

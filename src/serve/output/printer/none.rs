@@ -1,6 +1,6 @@
 //! `none`: nothing at all (benchmarks, and servers that only echo).
 
-use super::{Printer, Prints};
+use super::{PeerLabel, Printer, Prints};
 use crate::serve::close::CloseReason;
 
 pub(crate) struct Nothing;
@@ -14,9 +14,9 @@ impl Printer for Nothing {
         }
     }
 
-    fn open(&self, _: &mut Vec<u8>, _: &[u8]) {}
+    fn open(&self, _: &mut Vec<u8>, _: &PeerLabel) {}
 
-    fn line(&self, _: &mut Vec<u8>, _: &[u8], _: &[u8]) {}
+    fn line(&self, _: &mut Vec<u8>, _: &PeerLabel, _: &[u8]) {}
 
-    fn close(&self, _: &mut Vec<u8>, _: &[u8], _: CloseReason) {}
+    fn close(&self, _: &mut Vec<u8>, _: &PeerLabel, _: CloseReason) {}
 }

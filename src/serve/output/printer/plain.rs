@@ -2,7 +2,7 @@
 //! whitespace around it and a separator after each client; no peers, no
 //! `open`.
 
-use super::{Printer, Prints};
+use super::{PeerLabel, Printer, Prints};
 use crate::proto::escape_into;
 use crate::serve::close::CloseReason;
 use crate::serve::output::SEPARATOR;
@@ -18,14 +18,14 @@ impl Printer for Plain {
         }
     }
 
-    fn open(&self, _: &mut Vec<u8>, _: &[u8]) {}
+    fn open(&self, _: &mut Vec<u8>, _: &PeerLabel) {}
 
-    fn line(&self, out: &mut Vec<u8>, _: &[u8], text: &[u8]) {
+    fn line(&self, out: &mut Vec<u8>, _: &PeerLabel, text: &[u8]) {
         escape_into(out, crate::proto::command::strip(text), false);
         out.push(b'\n');
     }
 
-    fn close(&self, out: &mut Vec<u8>, _: &[u8], _: CloseReason) {
+    fn close(&self, out: &mut Vec<u8>, _: &PeerLabel, _: CloseReason) {
         out.extend_from_slice(SEPARATOR.as_bytes());
         out.push(b'\n');
     }

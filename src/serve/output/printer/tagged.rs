@@ -7,7 +7,7 @@
 //! * [127.0.0.1:50312] close: eof
 //! ```
 
-use super::{Printer, Prints};
+use super::{PeerLabel, Printer, Prints};
 use crate::proto::escape_into;
 use crate::serve::close::CloseReason;
 
@@ -22,24 +22,24 @@ impl Printer for Tagged {
         }
     }
 
-    fn open(&self, out: &mut Vec<u8>, peer: &[u8]) {
+    fn open(&self, out: &mut Vec<u8>, peer: &PeerLabel) {
         out.extend_from_slice(b"* [");
-        out.extend_from_slice(peer);
+        peer.append_to(out);
         out.extend_from_slice(b"] open\n");
     }
 
-    fn line(&self, out: &mut Vec<u8>, peer: &[u8], text: &[u8]) {
-        out.reserve(peer.len() + text.len() + 4);
+    fn line(&self, out: &mut Vec<u8>, peer: &PeerLabel, text: &[u8]) {
+        out.reserve(peer.as_bytes().len() + text.len() + 4);
         out.push(b'[');
-        out.extend_from_slice(peer);
+        peer.append_to(out);
         out.extend_from_slice(b"] ");
         escape_into(out, text, false);
         out.push(b'\n');
     }
 
-    fn close(&self, out: &mut Vec<u8>, peer: &[u8], reason: CloseReason) {
+    fn close(&self, out: &mut Vec<u8>, peer: &PeerLabel, reason: CloseReason) {
         out.extend_from_slice(b"* [");
-        out.extend_from_slice(peer);
+        peer.append_to(out);
         out.extend_from_slice(b"] close: ");
         out.extend_from_slice(reason.as_str().as_bytes());
         out.push(b'\n');
