@@ -197,12 +197,37 @@ fn owned(line: &Line<'_>) -> OwnedLine {
     )
 }
 
+/// The fast path's newline search finds a `\n` at every position of every
+/// length around its blocks (16 bytes, the last one overlapping) and its
+/// hand-over to memchr (past 256), and none where there is none.
+#[test]
+fn a_newline_is_found_at_every_position() {
+    for len in 0..300 {
+        let mut bytes = vec![b'\n' ^ 0x80; len];
+        assert!(!has_newline(&bytes), "none in {len}");
+        for at in 0..len {
+            bytes[at] = b'\n';
+            assert!(has_newline(&bytes), "at {at} of {len}");
+            bytes[at] = b'\n' ^ 0x80;
+        }
+    }
+}
+
 proptest! {
+    /// The newline search agrees with memchr's on any bytes.
+    #[test]
+    fn the_newline_search_is_memchr(
+        bytes in proptest::collection::vec(prop_oneof![1 => Just(b'\n'), 200 => any::<u8>()], 0..400),
+    ) {
+        prop_assert_eq!(has_newline(&bytes), memchr::memchr(b'\n', &bytes).is_some());
+    }
+
     /// The fast path takes a read exactly when a fresh buffer would hand
     /// out one line covering all of it, and hands out that same line.
     #[test]
     fn sole_line_is_feed_on_a_fresh_buffer(
-        chunk in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..40),
+        chunk in proptest::collection::vec(
+            prop_oneof![1 => Just(b'\n'), 1 => Just(b'\r'), 40 => any::<u8>()], 0..300),
         max_line in prop_oneof![Just(usize::MAX), 0usize..40],
     ) {
         let mut buffer = LineBuffer::new(max_line);
