@@ -173,9 +173,9 @@ pub(crate) struct EventLoop {
     /// empty got an entry, the grace period or a pause in accepting began,
     /// reading paused or resumed, or deadlines were just acted on.
     wake_stale: bool,
-    /// The counters as last published, and when to publish next (see
-    /// `publish_lazily`).
-    published: crate::serve::stats::Counters,
+    /// The wake-up count when the counters were last published, and when
+    /// to publish next (see `publish_lazily`).
+    published_at_wakeup: u64,
     publish_due: Instant,
     /// This loop hands clients of its own listeners to the others, and has
     /// not yet said it is done (see `Shared::done_handing`).
@@ -212,7 +212,8 @@ impl EventLoop {
             next_wake: None,
             countdown: Countdown::default(),
             wake_stale: true,
-            published: crate::serve::stats::Counters::default(),
+            // Published at the first turn: nothing has been yet.
+            published_at_wakeup: u64::MAX,
             publish_due: Instant::now() + PUBLISH_EVERY,
             idle: config.idle_timeout.map(DeadlineList::new),
             line_deadlines: config.line_timeout.map(DeadlineList::new),
@@ -322,6 +323,8 @@ impl EventLoop {
             );
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
+                    // A wake-up all the same (see `publish_lazily`).
+                    self.ctx.counters.wakeups += 1;
                     continue;
                 }
                 return Err(Error::Reactor(err));
@@ -391,11 +394,11 @@ impl EventLoop {
     /// is a constant).
     fn publish_lazily(&mut self, now: Instant) -> Option<Duration> {
         self.ctx.output.count_drops(&mut self.ctx.counters);
-        // Every turn counts a wake-up, so after any turn but the one that
-        // published, that one field tells the counters changed.
-        if self.ctx.counters.wakeups == self.published.wakeups
-            && self.ctx.counters == self.published
-        {
+        // Every return from `poll` counts a wake-up (an interrupted one
+        // too), and counters change only after one: so one field tells
+        // whether they changed since they were published, with no copy of
+        // them kept to compare.
+        if self.ctx.counters.wakeups == self.published_at_wakeup {
             return None;
         }
         if now < self.publish_due {
@@ -411,7 +414,7 @@ impl EventLoop {
         self.ctx
             .shared
             .publish(self.ctx.reactor, &self.ctx.counters);
-        self.published = self.ctx.counters;
+        self.published_at_wakeup = self.ctx.counters.wakeups;
         self.publish_due = now + PUBLISH_EVERY;
     }
 
