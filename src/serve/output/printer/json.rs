@@ -32,7 +32,6 @@ impl Printer for Json {
     }
 
     fn line(&self, out: &mut Vec<u8>, peer: &PeerLabel, text: &[u8]) {
-        out.reserve(peer.as_bytes().len() + text.len() + 40);
         out.extend_from_slice(b"{\"event\":\"line\",\"peer\":\"");
         peer.append_to(out);
         out.extend_from_slice(b"\",\"line\":\"");

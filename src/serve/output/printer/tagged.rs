@@ -29,7 +29,6 @@ impl Printer for Tagged {
     }
 
     fn line(&self, out: &mut Vec<u8>, peer: &PeerLabel, text: &[u8]) {
-        out.reserve(peer.as_bytes().len() + text.len() + 4);
         out.push(b'[');
         peer.append_to(out);
         out.extend_from_slice(b"] ");
