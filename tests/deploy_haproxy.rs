@@ -6,114 +6,23 @@
 
 mod common;
 mod deploy_support;
+mod haproxy_support;
 
-use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io::Write;
 
-use common::{PATIENCE, ServerProcess, wait_until};
-use deploy_support::{Reaped, connect_from, free_port, program};
+use common::{ServerProcess, wait_until};
+use deploy_support::{connect_from, program};
+use haproxy_support::Haproxy;
 
-/// A running HAProxy and where to reach it.
-struct Haproxy {
-    _child: Reaped,
-    front: SocketAddr,
-    admin: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Haproxy {
-    /// Starts HAProxy in front of `backend` with `send` (`send-proxy` or
-    /// `send-proxy-v2`), retrying if the chosen front port was taken.
-    fn start(binary: &Path, backend: &str, send: &str) -> Haproxy {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let admin = dir.path().join("admin.sock");
-            let config = format!(
-                "global\n\
-                 \x20   nbthread 1\n\
-                 \x20   stats socket {admin} level admin\n\
-                 defaults\n\
-                 \x20   mode tcp\n\
-                 \x20   timeout connect 5s\n\
-                 \x20   timeout client 60s\n\
-                 \x20   timeout server 60s\n\
-                 frontend front\n\
-                 \x20   bind {front}\n\
-                 \x20   default_backend back\n\
-                 backend back\n\
-                 \x20   server selectd {backend} {send} check check-send-proxy inter 200ms rise 1 fall 3\n",
-                admin = admin.display(),
-            );
-            let config_path = dir.path().join("haproxy.cfg");
-            std::fs::write(&config_path, config).unwrap();
-            let mut child = Reaped(
-                Command::new(binary)
-                    .arg("-db")
-                    .arg("-f")
-                    .arg(&config_path)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("start haproxy"),
-            );
-            let stderr = common::collect(child.0.stderr.take().unwrap());
-            let start = Instant::now();
-            while !admin.exists() && start.elapsed() < PATIENCE {
-                if child.0.try_wait().unwrap().is_some() {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            if admin.exists() {
-                return Haproxy {
-                    _child: child,
-                    front,
-                    admin,
-                    _dir: dir,
-                };
-            }
-            let said = stderr.lock().unwrap().clone();
-            assert!(
-                said.contains("in use") || said.contains("cannot bind"),
-                "haproxy did not start: {said}"
-            );
-        }
-        panic!("no free port for haproxy after 5 tries");
-    }
-
-    /// The backend server's status as HAProxy's health checks see it
-    /// (`UP`, `DOWN`, ...), from `show stat` on the admin socket.
-    fn server_status(&self) -> String {
-        let Ok(mut admin) = UnixStream::connect(&self.admin) else {
-            return String::new();
-        };
-        admin.set_read_timeout(Some(PATIENCE)).unwrap();
-        admin.write_all(b"show stat\n").unwrap();
-        let mut csv = String::new();
-        let _ = admin.read_to_string(&mut csv);
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("# ")
-            .split(',')
-            .collect();
-        let Some(column) = header.iter().position(|name| *name == "status") else {
-            return String::new();
-        };
-        lines
-            .map(|line| line.split(',').collect::<Vec<_>>())
-            .find(|fields| fields.first() == Some(&"back") && fields.get(1) == Some(&"selectd"))
-            .and_then(|fields| fields.get(column).map(|s| s.to_string()))
-            .unwrap_or_default()
-    }
+/// HAProxy in front of `backend`, sending `send` (`send-proxy` or
+/// `send-proxy-v2`) and checking the server with a header too.
+fn haproxy(binary: &std::path::Path, backend: &str, send: &str) -> Haproxy {
+    Haproxy::start(
+        binary,
+        &format!(
+            "server selectd {backend} {send} check check-send-proxy inter 200ms rise 1 fall 3"
+        ),
+    )
 }
 
 /// The whole scenario, for one flavour of the header.
@@ -129,9 +38,9 @@ fn clients_through_haproxy_keep_their_addresses(send: &str) {
         "--idle-timeout",
         "60s",
     ]);
-    let haproxy = Haproxy::start(&binary, &server.addr, send);
+    let haproxy = haproxy(&binary, &server.addr, send);
     wait_until("HAProxy's health checks to find selectd up", || {
-        haproxy.server_status().starts_with("UP")
+        haproxy.status().starts_with("UP")
     });
 
     let mut two = connect_from("127.0.0.2", haproxy.front);
@@ -186,7 +95,7 @@ fn without_the_flag_clients_look_like_haproxy() {
         return;
     };
     let server = ServerProcess::start(&["--listen", "127.0.0.1:0", "--idle-timeout", "60s"]);
-    let haproxy = Haproxy::start(&binary, &server.addr, "send-proxy");
+    let haproxy = haproxy(&binary, &server.addr, "send-proxy");
     let mut two = connect_from("127.0.0.2", haproxy.front);
     let two_addr = two.local_addr().unwrap();
     two.write_all(b"hello from two\n").unwrap();

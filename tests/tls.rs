@@ -5,6 +5,7 @@
 
 mod common;
 mod deploy_support;
+mod haproxy_support;
 mod tls_support;
 
 use std::io::{Read, Write};
@@ -365,41 +366,9 @@ fn haproxy_send_proxy_v2_before_the_handshake() {
         &certs,
         &["--proxy-protocol", "127.0.0.1/32", "--idle-timeout", "60s"],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let mut front = None;
-    let mut _child = None;
-    for _ in 0..5 {
-        let port = deploy_support::free_port();
-        let config = format!(
-            "global\n    nbthread 1\ndefaults\n    mode tcp\n    timeout connect 5s\n    \
-             timeout client 60s\n    timeout server 60s\nfrontend front\n    bind 127.0.0.1:{port}\n    \
-             default_backend back\nbackend back\n    server selectd {addr} send-proxy-v2\n"
-        );
-        let path = dir.path().join("haproxy.cfg");
-        std::fs::write(&path, config).unwrap();
-        let child = deploy_support::Reaped(
-            std::process::Command::new(&haproxy)
-                .args(["-db", "-f"])
-                .arg(&path)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("start haproxy"),
-        );
-        let target: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        if common::wait_for(Duration::from_secs(5), || {
-            TcpStream::connect(target).is_ok()
-        }) {
-            front = Some(target);
-            _child = Some(child);
-            break;
-        }
-    }
-    let front = front.expect("haproxy listening");
-    // Probing HAProxy's port opened connections to selectd too: they carry
-    // a header and no handshake, and close as `tls`.
-    let tcp = deploy_support::connect_from("127.0.0.2", front);
+    let haproxy =
+        haproxy_support::Haproxy::start(&haproxy, &format!("server selectd {addr} send-proxy-v2"));
+    let tcp = deploy_support::connect_from("127.0.0.2", haproxy.front);
     let source = tcp.local_addr().unwrap();
     let mut client = rustls_client(tcp, &certs.ca, None);
     client.write_all(b"hello through haproxy\nstop\n").unwrap();
