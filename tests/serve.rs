@@ -449,6 +449,35 @@ fn trace_loop_narrates_each_turn() {
     assert!(!server.stdout().contains("poll("));
 }
 
+/// A server with nothing to do never wakes, from its very first `poll`:
+/// nothing is due (no clients, no deadlines, no counter left unpublished),
+/// so that `poll` sleeps without a bound until the first client arrives.
+#[test]
+fn a_new_idle_server_sleeps_until_its_first_client() {
+    let server = ServerProcess::start(&["--trace-loop"]);
+    // Time for a wrongly bounded first poll to return (a few milliseconds
+    // would do): a slow machine can only hide such a wake-up, never make
+    // one up.
+    thread::sleep(Duration::from_millis(200));
+    let _client = server.connect();
+    wait_until("the client's accept in the trace", || {
+        server.stderr().contains("  accepted conn 0 ")
+    });
+    let trace = server.stderr();
+    let first_poll = trace
+        .lines()
+        .find(|line| line.starts_with("poll("))
+        .unwrap_or_default();
+    assert_eq!(
+        first_poll,
+        format!(
+            "poll(timeout=forever) -> 1 event: [listener {} readable]",
+            server.listening[0]
+        ),
+        "{trace}"
+    );
+}
+
 /// An idle close loses nothing either: the unfinished last line is printed
 /// before the connection closes.
 #[test]

@@ -288,6 +288,10 @@ impl EventLoop {
         // histogram cost about a hundred instructions per turn.
         let time_turns = self.ctx.config.metrics.is_some();
         let mut woke: Option<Instant> = None;
+        // Whatever was counted while the loop was built is published now,
+        // so a loop with nothing to do sleeps in its first `poll` without a
+        // bound (the lazy publication below would otherwise wake it once).
+        self.publish(now);
         loop {
             self.ready.begin_turn();
             if self.next_wake.is_some_and(|wake| wake <= now) {
