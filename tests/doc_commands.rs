@@ -129,7 +129,12 @@ fn bin_dir() -> &'static Path {
         .expect("the selectd binary has a directory")
 }
 
-/// The examples the blocks run (`cargo run ... --example NAME`).
+/// Examples that start other examples: the ladder runs each rung's server.
+const EXAMPLES_RUN_BY: &[(&str, &[&str])] =
+    &[("ladder", &["select_server", "poll_server", "mio_echo"])];
+
+/// The examples the blocks run (`cargo run ... --example NAME`), and those
+/// that these run in turn.
 fn examples_named(all: &BTreeMap<String, Vec<Block>>) -> Vec<String> {
     let mut names: Vec<String> = all
         .values()
@@ -144,6 +149,11 @@ fn examples_named(all: &BTreeMap<String, Vec<Block>>) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect();
+    for (example, runs) in EXAMPLES_RUN_BY {
+        if names.iter().any(|name| name == example) {
+            names.extend(runs.iter().map(|name| name.to_string()));
+        }
+    }
     names.sort();
     names.dedup();
     names
