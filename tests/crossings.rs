@@ -384,3 +384,27 @@ fn stop_behind_a_stalled_output_loses_and_reorders_nothing() {
         assert_eq!(got, expected, "filler lines out of order or missing");
     }
 }
+
+/// The unread bytes of a client are looked through again at each arrival
+/// while the output is stalled, from where the last look left off: a
+/// `stop` that comes in pieces, behind lines that arrived one by one
+/// (each its own event and look), is still found.
+#[test]
+fn a_stop_arriving_in_pieces_behind_many_lines_is_still_seen() {
+    use std::io::Write;
+    let mut server = Stalled::start(&["--output-buffer", "64KiB", "--grace", "1s"]);
+    let _filler = fill_until_unread(&server.addr.clone(), &server);
+    let mut stopper = connect(&server.addr);
+    // Some KiB of lines, each arriving apart, then the stop in two pieces.
+    for at in 0..24 {
+        let line = format!("waiting line {at:02} {}\n", "y".repeat(150));
+        stopper.write_all(line.as_bytes()).expect("line");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stopper.write_all(b"st").expect("st");
+    std::thread::sleep(Duration::from_millis(100));
+    stopper.write_all(b"op\n").expect("op");
+    server.wait_for_stderr("stop sent while the output is full");
+    let status = wait_exit(&mut server.child);
+    assert_eq!(status.code(), Some(1), "{}", server.stderr.text());
+}

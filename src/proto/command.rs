@@ -91,12 +91,63 @@ pub fn strip(text: &[u8]) -> &[u8] {
 /// assert!(!stop_ahead(None, b"stop\n", 1024));
 /// ```
 pub fn stop_ahead(held: Option<&[u8]>, ahead: &[u8], max_line: usize) -> bool {
+    look_for_stop(held, ahead, 0, max_line) == Ahead::Stop
+}
+
+/// What [`look_for_stop`] found in the bytes ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ahead {
+    /// A `stop`, with nothing before it that ends the connection.
+    Stop,
+    /// Something that ends the connection first (`disconnect`, a
+    /// cross-protocol line, a line over `max_line`): no `stop` behind it
+    /// counts, however many more bytes come.
+    Never,
+    /// No `stop` in the whole lines: they end at `clear`, where a later
+    /// look at more of the same bytes may start.
+    Clear {
+        /// Where the last whole line looked at ends.
+        clear: usize,
+    },
+}
+
+/// [`stop_ahead`], starting at `from` and saying how far it got, so that a
+/// server that looks again at the same unread bytes (grown by what arrived
+/// since) judges only the lines it has not judged yet.
+///
+/// `from` is 0 or at most a `clear` that an earlier look at a start of the
+/// same bytes returned (rounded down, say, to keep it small): the look
+/// begins with the first line that starts there or after, since every line
+/// that ends before `clear` was judged. Past 0, `held` was already joined
+/// to the first line and is not looked at again.
+///
+/// ```
+/// use selectd::proto::command::{look_for_stop, Ahead};
+/// assert_eq!(look_for_stop(Some(b""), b"a\nb\nst", 0, 64), Ahead::Clear { clear: 4 });
+/// assert_eq!(look_for_stop(Some(b""), b"a\nb\nstop\n", 4, 64), Ahead::Stop);
+/// assert_eq!(look_for_stop(Some(b""), b"a\nb\nstop\n", 3, 64), Ahead::Stop);
+/// assert_eq!(look_for_stop(Some(b""), b"disconnect\nstop\n", 0, 64), Ahead::Never);
+/// ```
+pub fn look_for_stop(held: Option<&[u8]>, ahead: &[u8], from: usize, max_line: usize) -> Ahead {
     let mut joined = Vec::new();
-    for (at, line) in ahead.split_inclusive(|&byte| byte == b'\n').enumerate() {
-        let Some(text) = line.strip_suffix(b"\n") else {
-            return false; // The unterminated tail: not a line yet.
-        };
-        let text = if at > 0 {
+    // The first line that starts at `from` or after (the line `from` falls
+    // in, if it started before, was judged).
+    let base = match from.min(ahead.len()) {
+        0 => 0,
+        from => match memchr::memchr(b'\n', &ahead[from - 1..]) {
+            Some(at) => from + at,
+            None => return Ahead::Clear { clear: from },
+        },
+    };
+    // Where the next line starts; the unterminated tail after the last
+    // newline is no line yet.
+    let mut start = base;
+    for newline in memchr::memchr_iter(b'\n', &ahead[base..]) {
+        let end = base + newline;
+        let text = &ahead[start..end];
+        let first = start == 0;
+        start = end + 1;
+        let text = if !first {
             text
         } else {
             match held {
@@ -110,16 +161,23 @@ pub fn stop_ahead(held: Option<&[u8]>, ahead: &[u8], max_line: usize) -> bool {
             }
         };
         let counted = text.strip_suffix(b"\r").unwrap_or(text);
-        if counted.len() > max_line || is_cross_protocol(text) {
-            return false;
+        if counted.len() > max_line {
+            return Ahead::Never;
+        }
+        // Most lines are settled by their first byte.
+        if !may_matter(text) {
+            continue;
+        }
+        if is_cross_protocol(text) {
+            return Ahead::Never;
         }
         match Command::parse(text) {
-            Some(Command::Stop) => return true,
-            Some(Command::Disconnect) => return false,
+            Some(Command::Stop) => return Ahead::Stop,
+            Some(Command::Disconnect) => return Ahead::Never,
             Some(Command::Stats) | None => {}
         }
     }
-    false
+    Ahead::Clear { clear: start }
 }
 
 /// Whether a line looks like HTTP sent to a line server: a web page can
@@ -221,6 +279,49 @@ mod tests {
                 .and_then(|_| buffer.feed(&ahead, |line| check(line.text)));
             let read = framed.is_ok() && verdict == Some(true);
             proptest::prop_assert_eq!(stop_ahead(Some(&held), &ahead, limit), read);
+        }
+
+        /// Looking at the unread bytes as they grow, each time from where
+        /// the last look left off, finds what one look at all of them finds.
+        #[test]
+        fn looking_again_from_clear_agrees_with_one_look(
+            held in proptest::collection::vec(
+                proptest::prop_oneof![proptest::strategy::Just(b's'), proptest::strategy::Just(b' ')], 0..3),
+            words in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(&b"stop\n"[..]),
+                proptest::strategy::Just(&b"disconnect\n"[..]),
+                proptest::strategy::Just(&b"POST /\n"[..]),
+                proptest::strategy::Just(&b"a line\n"[..]),
+                proptest::strategy::Just(&b"sto"[..]),
+                proptest::strategy::Just(&b"0123456789abcdef"[..]),
+            ], 0..8),
+            cuts in proptest::collection::vec(0usize..128, 0..4),
+        ) {
+            let ahead = words.concat();
+            let limit = 24;
+            let whole = look_for_stop(Some(&held), &ahead, 0, limit);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|cut| cut.min(ahead.len())).collect();
+            cuts.sort_unstable();
+            cuts.push(ahead.len());
+            let mut from = 0;
+            let mut last = Ahead::Clear { clear: 0 };
+            for cut in cuts {
+                last = look_for_stop(Some(&held), &ahead[..cut], from, limit);
+                let Ahead::Clear { clear } = last else {
+                    break;
+                };
+                proptest::prop_assert!(clear >= from && clear <= cut);
+                // As the server keeps it: rounded down.
+                from = clear - clear % 4;
+            }
+            match (last, whole) {
+                // Rounded down, the looks may end short of the whole look's
+                // `clear`, never past it.
+                (Ahead::Clear { clear }, Ahead::Clear { clear: whole }) => {
+                    proptest::prop_assert!(clear <= whole);
+                }
+                (last, whole) => proptest::prop_assert_eq!(last, whole),
+            }
         }
     }
 

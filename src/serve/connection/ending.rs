@@ -10,8 +10,17 @@
 use std::io::{self, Read};
 
 use super::{Connection, STOP_DRAIN_LIMIT, State, Status};
+use crate::proto::command::{Ahead, look_for_stop};
 use crate::serve::close::CloseReason;
 use crate::serve::context::Context;
+
+/// `Connection::looked_ahead` counts in steps of this many bytes (one byte
+/// of the struct covers a 64 KiB window).
+const LOOK_STEP: usize = 256;
+
+/// `Connection::looked_ahead` once looking again at the unread bytes can
+/// tell nothing new.
+const LOOKED_THROUGH: u8 = u8::MAX;
 
 impl Connection {
     /// The server is stopping: read what this client has already sent (what
@@ -95,9 +104,16 @@ impl Connection {
     /// taken), behind the line already begun. Only a client that may stop
     /// the server is asked. Nothing is consumed: once the output has room,
     /// every line before the `stop` is read and printed in order.
-    pub(crate) fn stop_waiting_unread(&self, ctx: &Context, scratch: &mut [u8]) -> bool {
+    ///
+    /// Every arrival while reading waits raises an event and a look, so a
+    /// look judges only the lines after those the last one judged (it
+    /// still copies the window from its start: a peek cannot begin further
+    /// on), and none is taken once the answer cannot change before a read:
+    /// what the client sent ends the connection before any `stop`, or the
+    /// whole window was looked through.
+    pub(crate) fn stop_waiting_unread(&mut self, ctx: &Context, scratch: &mut [u8]) -> bool {
         let may_stop = self.local || ctx.config.allow_remote_stop;
-        if !may_stop || self.state != State::Reading {
+        if !may_stop || self.state != State::Reading || self.looked_ahead == LOOKED_THROUGH {
             return false;
         }
         let Ok(n) = self.stream.peek(scratch) else {
@@ -107,7 +123,23 @@ impl Connection {
             Some(lines) => lines.held_line(),
             None => Some(&b""[..]),
         };
-        crate::proto::command::stop_ahead(held, &scratch[..n], ctx.config.max_line)
+        let from = usize::from(self.looked_ahead) * LOOK_STEP;
+        match look_for_stop(held, &scratch[..n], from, ctx.config.max_line) {
+            Ahead::Stop => true,
+            Ahead::Never => {
+                self.looked_ahead = LOOKED_THROUGH;
+                false
+            }
+            Ahead::Clear { clear } if n < scratch.len() => {
+                let steps = (clear / LOOK_STEP).min(usize::from(LOOKED_THROUGH - 1));
+                self.looked_ahead = u8::try_from(steps).unwrap_or(0);
+                false
+            }
+            Ahead::Clear { .. } => {
+                self.looked_ahead = LOOKED_THROUGH;
+                false
+            }
+        }
     }
 
     /// End of stream: the client shut down its sending side. An unfinished

@@ -154,6 +154,12 @@ pub struct Connection {
     /// A PROXY header or a TLS handshake is (or was, until the loop has
     /// seen it end) on the clock: the loop looks at those clocks only then.
     setting_up: bool,
+    /// While the loop reads no client (its output is full), how far this
+    /// client's unread bytes were already looked through for a `stop`
+    /// (see `stop_waiting_unread`): the end of the last whole line judged,
+    /// or `LOOKED_THROUGH` when looking again cannot tell more until
+    /// something is read. Every read starts it again at 0.
+    looked_ahead: u8,
 }
 
 impl Connection {
@@ -200,6 +206,7 @@ impl Connection {
             sent_stop: false,
             setting_up: proxy_header.is_some() || handshaking,
             proxy_header,
+            looked_ahead: 0,
         })
     }
 
@@ -384,6 +391,8 @@ impl Connection {
     /// Frames one read's bytes and acts on each complete line; with `None`
     /// (end of input), acts on the unterminated last line, if any.
     fn receive(&mut self, chunk: Option<&[u8]>, ctx: &mut Context) -> Result<(), CloseReason> {
+        // What was unread is now read, and the held line may change.
+        self.looked_ahead = 0;
         let chunk = if self.proxy_header.is_some() {
             match self.take_proxy_header(chunk, ctx)? {
                 Some(rest) => Some(rest),
