@@ -110,15 +110,41 @@ fn copy_plain<const JSON: bool>(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
     use std::arch::x86_64::{
-        __m128i, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8,
-        _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128,
+        __m128i, _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8, _mm_setzero_si128, _mm_storeu_si128,
     };
+
+    /// The bytes of `block` that must be escaped, as 0xff (the others 0).
+    ///
+    /// Printable ASCII is 0x20..=0x7e. Adding 0x60 (wrapping) moves exactly
+    /// that range to 0x80..=0xde, the bottom of the signed bytes (-128 to
+    /// -34), and every other byte above it: one add and one signed compare
+    /// tell them apart. For `JSON`, `"` and `\` are marked too.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn to_escape<const JSON: bool>(block: __m128i) -> __m128i {
+        let shifted = _mm_add_epi8(block, _mm_set1_epi8(0x60));
+        let mut bad = _mm_cmpgt_epi8(shifted, _mm_set1_epi8(-34));
+        if JSON {
+            let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
+            bad = _mm_or_si128(bad, _mm_or_si128(quote, backslash));
+        }
+        bad
+    }
 
     /// Copies `src` to `dst` sixteen bytes at a time while every byte is
     /// printable ASCII (for `JSON`, neither `"` nor `\\` either); returns how
     /// many bytes were copied: all of them, or a multiple of 16 (then the
     /// block that follows holds a byte to escape, or the rest is shorter
     /// than a block, or the last block holds one).
+    ///
+    /// Almost every line is plain, so the blocks are checked together:
+    /// each is stored as it is read, whatever it holds, and the verdicts
+    /// are gathered into one, tested once at the end. Only when that finds
+    /// a byte to escape are the blocks looked at again, for the first bad
+    /// one; what was stored past it lies beyond the length the caller sets,
+    /// in reserved capacity, and is written over.
     ///
     /// # Safety
     ///
@@ -129,48 +155,35 @@ mod sse2 {
         dst: *mut u8,
         len: usize,
     ) -> usize {
-        // SSE2 is part of x86-64: always there. Compared as signed bytes,
-        // 0x80 and above are negative, so "above 0x1f and below 0x7f" is
-        // exactly printable ASCII.
-        let above_controls = _mm_set1_epi8(0x1f);
-        let del = _mm_set1_epi8(0x7f);
-        let quote = _mm_set1_epi8(b'"' as i8);
-        let backslash = _mm_set1_epi8(b'\\' as i8);
-        let is_plain = |block: __m128i| {
-            let mut plain = _mm_and_si128(
-                _mm_cmpgt_epi8(block, above_controls),
-                _mm_cmplt_epi8(block, del),
-            );
-            if JSON {
-                let special = _mm_or_si128(
-                    _mm_cmpeq_epi8(block, quote),
-                    _mm_cmpeq_epi8(block, backslash),
-                );
-                plain = _mm_andnot_si128(special, plain);
-            }
-            _mm_movemask_epi8(plain) == 0xffff
-        };
+        if len < 16 {
+            return 0;
+        }
+        // SAFETY (every load and store below): each block lies within
+        // `0..len` (`at + 16 <= len`, or the last sixteen bytes), and the
+        // caller vouches for `len`.
+        let load = |at: usize| unsafe { _mm_loadu_si128(src.add(at).cast::<__m128i>()) };
+        let mut bad = _mm_setzero_si128();
         let mut at = 0;
         while at + 16 <= len {
-            // SAFETY: `at + 16 <= len`, and the caller vouches for `len`.
-            let block = unsafe { _mm_loadu_si128(src.add(at).cast::<__m128i>()) };
-            if !is_plain(block) {
-                return at;
-            }
-            // SAFETY: as for the load.
+            let block = load(at);
+            bad = _mm_or_si128(bad, to_escape::<JSON>(block));
             unsafe { _mm_storeu_si128(dst.add(at).cast::<__m128i>(), block) };
             at += 16;
         }
-        if at < len && len >= 16 {
-            // The tail, as the last (overlapping) block: every byte before
-            // it is known plain, so a plain tail finishes the line.
-            // SAFETY: `len - 16 .. len` lies within `len`.
-            let block = unsafe { _mm_loadu_si128(src.add(len - 16).cast::<__m128i>()) };
-            if is_plain(block) {
-                // SAFETY: as for the load.
-                unsafe { _mm_storeu_si128(dst.add(len - 16).cast::<__m128i>(), block) };
-                return len;
-            }
+        if at < len {
+            // The tail, as the last (overlapping) block.
+            let block = load(len - 16);
+            bad = _mm_or_si128(bad, to_escape::<JSON>(block));
+            unsafe { _mm_storeu_si128(dst.add(len - 16).cast::<__m128i>(), block) };
+        }
+        if _mm_movemask_epi8(bad) == 0 {
+            return len;
+        }
+        // Some byte needs escaping: the plain blocks before the first that
+        // holds one are what was copied.
+        let mut at = 0;
+        while at + 16 <= len && _mm_movemask_epi8(to_escape::<JSON>(load(at))) == 0 {
+            at += 16;
         }
         at
     }
