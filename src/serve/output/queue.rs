@@ -66,10 +66,10 @@ pub(crate) const BUFFER_CAPACITY: usize = 64 * 1024;
 /// rather than kept for reuse.
 pub(super) const SHRINK_ABOVE: usize = 4 * BUFFER_CAPACITY;
 
-/// A push at least this large is queued by moving the buffer; a smaller one
-/// is copied (onto the last queued buffer when it has room), so that no
-/// queued buffer but the last holds less than this, and the buffers'
-/// capacity stays within a small multiple of `--output-buffer`.
+/// A push smaller than this is copied onto the last queued buffer when that
+/// has room; any other push is queued by moving the buffer. So no queued
+/// buffer but the last holds less than this, and the buffers' capacity
+/// stays within a small multiple of `--output-buffer`.
 const MOVE_AT: usize = BUFFER_CAPACITY / 4;
 
 /// Empty buffers kept for reuse: at least this many, and up to half the
@@ -278,8 +278,10 @@ impl OutputQueue {
 
     /// Hands `staged` to the writer: the buffer itself is queued (moved, not
     /// copied) and `staged` becomes an empty one the writer finished with;
-    /// only a small push (under `MOVE_AT`) is copied, onto the last queued
-    /// buffer when it has room, so that no queued buffer is mostly empty. A
+    /// only a small push (under `MOVE_AT`) onto a last queued buffer with
+    /// room for it is copied there, so that no queued buffer is mostly
+    /// empty. (When the writer keeps up, the queue is empty at each push,
+    /// and every push is a move.) A
     /// sleeping writer is woken if `urgent` (the loop is about to sleep) or
     /// if enough waits. Returns the offset just past these bytes in
     /// everything ever queued, or `None` if nothing was queued.
@@ -299,24 +301,23 @@ impl OutputQueue {
         // A reopen mark sits between buffers: nothing is appended across it.
         let marked = state.reopen_at == Some(state.queued_total);
         let room = |last: &Vec<u8>| last.capacity() - last.len() >= n;
-        if n >= MOVE_AT {
-            // The normal case under load: the buffer itself is queued.
-            let empty = state
-                .spare
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(BUFFER_CAPACITY));
-            state.queued.push_back(std::mem::replace(staged, empty));
-        } else if let Some(last) = state.queued.back_mut().filter(|last| !marked && room(last)) {
-            last.extend_from_slice(staged);
-            staged.clear();
-        } else {
-            let mut buffer = state
-                .spare
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(BUFFER_CAPACITY));
-            buffer.extend_from_slice(staged);
-            staged.clear();
-            state.queued.push_back(buffer);
+        let small = n < MOVE_AT;
+        match state.queued.back_mut() {
+            // A small push joins the last buffer when it has room.
+            Some(last) if small && !marked && room(last) => {
+                last.extend_from_slice(staged);
+                staged.clear();
+            }
+            // Otherwise the buffer itself is queued: a large one (the normal
+            // case under load), or one that becomes the last (the normal
+            // case when the writer keeps up and the queue is empty).
+            _ => {
+                let empty = state
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(BUFFER_CAPACITY));
+                state.queued.push_back(std::mem::replace(staged, empty));
+            }
         }
         state.queued_total += n as u64;
         let pending = self.shared.pending.fetch_add(n, Ordering::AcqRel) + n;
