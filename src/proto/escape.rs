@@ -44,7 +44,7 @@ pub fn write_escaped<W: Write + ?Sized>(w: &mut W, bytes: &[u8], json: bool) -> 
 /// selectd::proto::escape_into(&mut out, b"say \"hi\" \x07", true);
 /// assert_eq!(out, br#"[peer] say \"hi\" \\u{7}"#);
 /// ```
-#[inline]
+#[inline(always)]
 pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8], json: bool) {
     let copied = if json {
         copy_plain::<true>(out, bytes)
