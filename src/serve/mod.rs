@@ -44,6 +44,7 @@ pub(crate) mod output;
 mod proxy;
 mod send_queue;
 mod shared;
+mod standby;
 mod stats;
 #[cfg(feature = "tls")]
 mod tls;
@@ -73,6 +74,7 @@ use event_loop::{EventLoop, Parts, Signals};
 use listen::{Bound, ListenOptions};
 use output::Output;
 use shared::{Shared, SharedRef};
+use standby::Standby;
 
 /// A bound server, ready to [`run`](Server::run).
 ///
@@ -319,11 +321,25 @@ impl Server {
         if first.config().notify {
             notify::ready();
         }
+        // Signals reach the first loop only; should it end before the
+        // others, this thread stands by with them (see `standby`).
+        let standby = if first.handles_signals() && loops.len() > 0 {
+            match Standby::new() {
+                Ok(standby) => Some(standby),
+                Err(err) => return Err(Error::Setup("watch for signals", err)),
+            }
+        } else {
+            None
+        };
         let mut threads = Vec::new();
         for (index, event_loop) in loops.enumerate() {
+            let end = standby.as_ref().map(Standby::loop_end);
             let thread = std::thread::Builder::new()
                 .name(format!("selectd-reactor-{}", index + 2))
-                .spawn(move || event_loop.run());
+                .spawn(move || {
+                    let _end = end;
+                    event_loop.run()
+                });
             match thread {
                 Ok(thread) => threads.push(thread),
                 Err(err) => {
@@ -336,10 +352,13 @@ impl Server {
                 }
             }
         }
-        let mut result = first.run();
+        let (mut result, signals, output) = first.run_handing_back();
         if result.is_err() {
             // A loop that failed must not leave the others serving alone.
             self.handle.stop();
+        }
+        if let Some(standby) = standby {
+            standby.wait(threads.len(), signals, Some(output), &self.handle.shared);
         }
         for (index, thread) in threads.into_iter().enumerate() {
             // A loop catches its own panics (see `EventLoop::fail`); this is

@@ -253,6 +253,11 @@ impl EventLoop {
     }
 
     /// The settings this loop runs with.
+    /// Whether signals reach this loop (the first one does).
+    pub fn handles_signals(&self) -> bool {
+        self.signals.is_some()
+    }
+
     pub fn config(&self) -> &crate::serve::Config {
         &self.ctx.config
     }
@@ -263,6 +268,29 @@ impl EventLoop {
     /// If the loop fails (its `poll` fails) or panics, the whole server
     /// stops: see [`fail`](Self::fail).
     pub fn run(mut self) -> Result<(), Error> {
+        self.run_to_end()
+    }
+
+    /// Runs as [`run`](Self::run) does, then hands back what outlives the
+    /// loop: its signals (if it handled them) and its output, for the
+    /// caller's thread to stand by with while other loops finish (see
+    /// [`standby`](crate::serve::standby)).
+    pub fn run_handing_back(mut self) -> (Result<(), Error>, Option<Signals>, Output) {
+        let result = self.run_to_end();
+        let signals = self.signals.take().and_then(|mut signals| {
+            // Out of this loop's poll, to be registered in another.
+            match self.poll.registry().deregister(&mut signals) {
+                Ok(()) => Some(signals),
+                Err(err) => {
+                    log::warn!("cannot hand over the signal handler: {err}");
+                    None
+                }
+            }
+        });
+        (result, signals, self.ctx.output)
+    }
+
+    fn run_to_end(&mut self) -> Result<(), Error> {
         if self.ctx.shared.loops() > 1 {
             trace::set_reactor(self.ctx.reactor);
         }
