@@ -67,8 +67,8 @@ impl EventLoop {
 
     /// The output has room again: every client and UDP socket may have
     /// bytes that arrived meanwhile (and whose edge was spent), so each is
-    /// served again; the clients' clocks restart, since it was the server,
-    /// not they, that was silent.
+    /// served again; the clients' clocks (idle, line, handshake, PROXY
+    /// header) restart, since it was the server, not they, that was silent.
     pub(super) fn resume_reading(&mut self, now: Instant) {
         self.set_reading(Reading::Open);
         log::debug!("output has room again: reading from clients");
@@ -81,6 +81,15 @@ impl EventLoop {
                 && lines.contains(key)
             {
                 lines.touch(key, now);
+            }
+            // A TLS handshake or a PROXY header could not be read either.
+            if self.handshakes.contains(key) {
+                self.handshakes.touch(key, now);
+            }
+            if let Some(headers) = &mut self.proxy_headers
+                && headers.contains(key)
+            {
+                headers.touch(key, now);
             }
         }
         for index in 0..self.datagrams.len() {
