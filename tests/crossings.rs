@@ -3,6 +3,8 @@
 //! stop, and one consistent `stats` reply.
 
 mod common;
+mod deploy_support;
+mod tls_support;
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -10,6 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
+use tls_support::{Certs, rustls_client};
 
 #[allow(unused_imports)]
 use std::io::Write as _;
@@ -407,4 +410,131 @@ fn a_stop_arriving_in_pieces_behind_many_lines_is_still_seen() {
     server.wait_for_stderr("stop sent while the output is full");
     let status = wait_exit(&mut server.child);
     assert_eq!(status.code(), Some(1), "{}", server.stderr.text());
+}
+
+/// Signals reach the first loop. With two loops, the first can end before
+/// the second (its clients are gone while the second still drains one that
+/// does not read its replies, within a long `--grace`): a second signal
+/// must still stop the server at once. (The first loop's signal handler
+/// ended with it, and every later signal was caught and ignored.)
+#[test]
+fn a_second_signal_stops_at_once_after_the_first_loop_has_ended() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.sock");
+    let unix = format!("unix:{}", path.display());
+    let mut server = ServerProcess::start_with(
+        &[
+            "--listen",
+            &unix,
+            "--reactors",
+            "2",
+            "--echo",
+            "--format",
+            "none",
+            "--idle-timeout",
+            "off",
+            "--grace",
+            "60s",
+            "--high-watermark",
+            "8KiB",
+            "--low-watermark",
+            "4KiB",
+        ],
+        |command| {
+            command.env("RUST_LOG", "info,selectd::serve::connection=debug");
+        },
+    );
+    // Unix clients go to the loops in turn: the first stays with the first
+    // loop (and leaves), the second is handed to the second loop.
+    let mut first = UnixStream::connect(&path).expect("connect");
+    first.write_all(b"disconnect\n").expect("send");
+    let mut rest = Vec::new();
+    first.read_to_end(&mut rest).expect("read to the end");
+    // The second echoes into a client that never reads: its replies are
+    // held back, and at a stop it keeps the second loop for `--grace`.
+    let hog = UnixStream::connect(&path).expect("connect");
+    hog.set_nonblocking(true).expect("non-blocking");
+    let chunk = b"x"
+        .repeat(999)
+        .into_iter()
+        .chain(*b"\n")
+        .collect::<Vec<u8>>();
+    wait_until("the hog's replies held back", || {
+        match (&hog).write(&chunk) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(1));
+            }
+            Err(err) => panic!("{err}"),
+        }
+        server.stderr().contains("pausing reads")
+    });
+    server.signal(libc::SIGTERM);
+    // The first loop, with no client left, ends; the second drains.
+    wait_until("the first loop to end", || {
+        server.stderr().contains("stopped:")
+    });
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.child.try_wait().expect("try_wait").is_none(),
+        "exited before the second signal: {}",
+        server.stderr()
+    );
+    server.signal(libc::SIGTERM);
+    server.wait_exit();
+    assert!(
+        server.stderr().contains("again: stopping now"),
+        "{}",
+        server.stderr()
+    );
+    drop(hog);
+}
+
+/// While reading is paused for a stalled output, no client's clock runs,
+/// the TLS handshake's time-out included: a TLS client that connected
+/// during a pause longer than that time-out has it all again once reading
+/// resumes. (Its clock ran on during the pause, and it was closed as soon
+/// as reading resumed.)
+#[test]
+fn a_pause_in_reading_does_not_make_a_tls_handshake_late() {
+    use std::io::Write;
+    let Some(certs) = Certs::make() else { return };
+    let mut args = certs.serve_args();
+    args.extend(
+        ["--tls-handshake-timeout", "2s", "--output-buffer", "64KiB"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Stalled::start(&args);
+    let tls_addr = server
+        .stderr
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("listening on tls://").map(str::to_string))
+        .expect("a tls:// listener");
+    let _filler = fill_until_unread(&server.addr.clone(), &server);
+    // Accepted while reading is paused; the handshake begins later.
+    let tcp = connect(&tls_addr);
+    tcp.set_read_timeout(Some(PATIENCE)).expect("read time-out");
+    // More than twice the handshake's time-out, reading paused throughout.
+    thread::sleep(Duration::from_millis(4500));
+    let (_reading, printed) = server.read_output();
+    server.wait_for_stderr("output has room again");
+    // Time enough for a clock left to run to close the client.
+    thread::sleep(Duration::from_millis(300));
+    let mut tls = rustls_client(tcp, &certs.ca, None);
+    let sent = tls.write_all(b"tls hello\n").and_then(|()| tls.flush());
+    let served = sent.is_ok()
+        && wait_for(PATIENCE, || {
+            printed.lock().expect("text").contains("] tls hello\n")
+        });
+    assert!(
+        served,
+        "the TLS client was not served ({sent:?}); stderr: {}",
+        server.stderr.text()
+    );
 }
