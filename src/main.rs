@@ -49,13 +49,14 @@ fn main() -> ExitCode {
             match manual::write_man_page(args.subcommand.as_deref(), &mut stdout) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) if err.kind() == io::ErrorKind::InvalidInput => fail(&err.to_string(), 2),
-                // A closed stdout (`| head`) is the reader's choice.
-                Err(_) => ExitCode::SUCCESS,
+                Err(err) => stdout_failed(&err),
             }
         }
         Command::Completions(args) => {
-            manual::write_completions(args.shell, &mut io::stdout().lock());
-            ExitCode::SUCCESS
+            match manual::write_completions(args.shell, &mut io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => stdout_failed(&err),
+            }
         }
     };
     // Warnings queued for stderr (`send --tls-insecure`'s, say) reach it
@@ -141,6 +142,15 @@ fn send(args: SendArgs) -> ExitCode {
 /// How long the last words on stderr may hold up the exit (a stalled
 /// stderr must not keep the process alive).
 const STDERR_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writing stdout failed: a closed pipe (`| head`) is the reader's choice;
+/// anything else (a full disk) lost what was asked for.
+fn stdout_failed(err: &io::Error) -> ExitCode {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        return ExitCode::SUCCESS;
+    }
+    fail(&format!("cannot write standard output: {err}"), 1)
+}
 
 fn fail(message: &str, code: u8) -> ExitCode {
     say(&format!("error: {message}"));

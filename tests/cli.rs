@@ -88,6 +88,32 @@ fn a_bad_serve_flag_is_one_line_naming_it() {
     }
 }
 
+/// bench's flags too: a negative number is the flag's bad value, named,
+/// not an unknown argument `-1`.
+#[test]
+fn a_bad_bench_flag_is_one_line_naming_it() {
+    for (args, says) in [
+        (
+            &["bench", "127.0.0.1:9", "--conns", "-1"][..],
+            "error: --conns: invalid value '-1'",
+        ),
+        (
+            &["bench", "127.0.0.1:9", "--duration", "-1s"],
+            "error: --duration: ",
+        ),
+        (
+            &["bench", "127.0.0.1:9", "--rate", "-inf"],
+            "error: --rate: ",
+        ),
+        (&["bench", "127.0.0.1:9", "--size", "-5"], "error: --size: "),
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.starts_with(says), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {}", out.stderr);
+    }
+}
+
 /// `0.1ns` is not zero to a person, but would round to a zero `Duration`,
 /// which means "off": refused. Only `0` and `off` switch a time-out off.
 #[test]
@@ -143,6 +169,15 @@ fn misspelled_addresses_get_a_useful_hint() {
     assert_eq!(url.code, Some(2));
     assert!(url.stderr.contains("--http"), "{}", url.stderr);
     assert!(!url.stderr.contains("udp"), "{}", url.stderr);
+    // bench has no `--http`: it is not offered one.
+    let bench_url = run(&["bench", "http://127.0.0.1:8000/"]);
+    assert_eq!(bench_url.code, Some(2));
+    assert!(
+        bench_url.stderr.contains("bench takes HOST:PORT"),
+        "{}",
+        bench_url.stderr
+    );
+    assert!(!bench_url.stderr.contains("--http"), "{}", bench_url.stderr);
 
     // A port alone: the host is what is missing, for serve and send alike.
     let bare = run(&["serve", "--listen", "10001"]);
@@ -167,7 +202,9 @@ fn misspelled_addresses_get_a_useful_hint() {
         "error: unrecognized subcommand 'serv' (did you mean 'serve'?)\n"
     );
 
-    for out in [port, positional, scheme, url, bare, bare_send, serv] {
+    for out in [
+        port, positional, scheme, url, bench_url, bare, bare_send, serv,
+    ] {
         assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     }
 }
@@ -377,6 +414,41 @@ fn completion_scripts_are_generated() {
     let bad = run(&["completions", "tcsh"]);
     assert_eq!(bad.code, Some(2));
     assert_eq!(bad.stderr.lines().count(), 1, "{}", bad.stderr);
+}
+
+/// A man page or a completion script that cannot be written (stdout on a
+/// full disk) is an error, exit 1, never a panic or a silent success; a
+/// reader that stops early (`| head`) is not.
+#[test]
+fn man_and_completions_report_a_failed_stdout() {
+    for args in [&["completions", "bash"][..], &["man"], &["man", "send"]] {
+        let full = std::fs::File::create("/dev/full").expect("/dev/full");
+        let out = selectd(args)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .output()
+            .expect("run selectd");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr, "error: cannot write standard output: No space left on device (os error 28)\n",
+            "{args:?}"
+        );
+
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let closed = selectd(args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .output()
+            .expect("run selectd");
+        assert_eq!(
+            closed.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&closed.stderr)
+        );
+    }
 }
 
 // ---- stderr a closed pipe ------------------------------------------------------

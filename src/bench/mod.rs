@@ -111,7 +111,10 @@ pub fn run(config: BenchConfig) -> Result<Report, BenchError> {
         });
     }
     if report.saturated {
-        eprintln!(
+        // A warning lost to a full or closed stderr is no reason to fail
+        // the run (as `eprintln!` would, by panicking).
+        let _ = writeln!(
+            io::stderr(),
             "warning: saturated: achieved {:.0}/s of the {:.0}/s asked (below 95%); the latencies include the backlog",
             report.achieved_rate,
             report.rate.unwrap_or_default()

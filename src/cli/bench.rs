@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::values;
+use super::values::{self, HTTP_HINT};
 #[cfg(feature = "tls")]
 use crate::bench::BenchTls;
 use crate::bench::{BenchConfig, BenchError, Mode};
@@ -34,6 +34,8 @@ pub const MAX_RATE: f64 = 1e9;
 /// The flags of `selectd bench`, as typed: validated further by
 /// [`BenchArgs::into_config`].
 #[derive(clap::Args, Debug, Clone)]
+// `--conns -1` is the flag's bad value, named as such, not an unknown `-1`.
+#[command(allow_hyphen_values = true)]
 pub struct BenchArgs {
     /// Server to load: `HOST:PORT`, `tcp://HOST:PORT`, `[V6]:PORT`, `tls://HOST:PORT` or `unix:PATH`.
     // Help text spelled out: in the doc comment, rustdoc reads `[V6]` as a link.
@@ -164,7 +166,12 @@ fn parse_address(text: &str) -> Result<Address, String> {
             "invalid address '{text}': port 0 cannot be connected to"
         )),
         Ok(address) => Ok(address),
-        Err(err) => Err(err.to_string().replace("send ", "bench ")),
+        // `send`'s message, with `send`'s own hint (`--http`) left out:
+        // bench has no such flag.
+        Err(err) => Err(err
+            .to_string()
+            .replace(HTTP_HINT, "")
+            .replace("send ", "bench ")),
     }
 }
 

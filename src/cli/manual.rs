@@ -122,8 +122,14 @@ pub fn write_man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Writes the completion script for `shell`.
-pub fn write_completions(shell: Shell, out: &mut dyn Write) {
-    clap_complete::generate(shell, &mut Cli::command(), "selectd", out);
+///
+/// Written whole from memory: `clap_complete` panics on a write error
+/// (stdout on a full disk), where this returns it.
+pub fn write_completions(shell: Shell, out: &mut dyn Write) -> io::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "selectd", &mut script);
+    out.write_all(&script)?;
+    out.flush()
 }
 
 /// A page cut at its `.SH` lines: the head (title), then each section.

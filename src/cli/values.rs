@@ -154,6 +154,9 @@ fn bare_port(text: &str) -> Result<(), ValueError> {
     }
 }
 
+/// What a URL given to `send` is told: `--http` is how `send` speaks HTTP.
+pub const HTTP_HINT: &str = " (for an HTTP request: selectd send HOST:PORT --http /PATH)";
+
 /// An address `send` can connect to: a stream socket, never UDP.
 ///
 /// A URL is the usual slip (`send http://host:8000/`), so it gets its own
@@ -164,7 +167,7 @@ pub fn stream_address(text: &str) -> Result<Address, ValueError> {
         && !matches!(scheme, "tcp" | "udp" | "tls")
     {
         let hint = if scheme.starts_with("http") {
-            " (for an HTTP request: selectd send HOST:PORT --http /PATH)"
+            HTTP_HINT
         } else {
             ""
         };
