@@ -230,3 +230,39 @@ fn send_and_serve_echo_a_large_input_over_tls() {
     assert_eq!(stop.code, Some(0), "{}", stop.stderr);
     assert!(server.wait_exit().success());
 }
+
+/// A server that takes the ClientHello and closes without answering: the
+/// handshake never happened, nothing was verified or sent, so TLS failed
+/// (exit 7), not a reply cut short (0, with a warning).
+#[test]
+fn a_server_that_closes_during_the_handshake_is_a_tls_failure() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let closer = std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().expect("accept");
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("time-out");
+        let mut hello = [0u8; 4096];
+        let _ = client.read(&mut hello);
+        let _ = client.shutdown(std::net::Shutdown::Write);
+        // Until the client gives up: then it sees our end, not a reset.
+        while matches!(client.read(&mut hello), Ok(n) if n > 0) {}
+    });
+    let target = format!("tls://{addr}");
+    let outcome = send(
+        &[&target, "--tls-insecure", "--timeout", "20s"],
+        Input::Bytes(b"secret\n".to_vec()),
+    );
+    closer.join().expect("closer");
+    assert_eq!(outcome.code, Some(7), "{}", outcome.stderr);
+    assert!(outcome.stdout.is_empty());
+    assert!(
+        outcome.stderr.contains(&format!(
+            "error: TLS with {target} failed: the server closed the connection before the TLS handshake was done"
+        )),
+        "{}",
+        outcome.stderr
+    );
+}

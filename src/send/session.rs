@@ -190,14 +190,26 @@ impl Session {
             }
             Ok(Drained::Stopped(err)) => return Err(stdout_failed(err)),
             // TLS: the server closed without `close_notify`. Many do; what
-            // arrived is printed, but it may be cut short: say so.
-            Err(source) if source.kind() == io::ErrorKind::UnexpectedEof => {
+            // arrived is printed, but it may be cut short: say so. Not
+            // before the handshake is done, though: then nothing was
+            // verified or sent, and the TLS connection failed.
+            Err(source)
+                if source.kind() == io::ErrorKind::UnexpectedEof
+                    && !self.stream.is_handshaking() =>
+            {
                 log::warn!(
                     "{} closed the connection without TLS close_notify: the reply may be cut short",
                     self.name
                 );
                 out.flush().map_err(stdout_failed)?;
                 return Ok(None);
+            }
+            Err(source) if source.kind() == io::ErrorKind::UnexpectedEof => {
+                let cut = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection before the TLS handshake was done",
+                );
+                return Err(self.failed("receive from", cut));
             }
             Err(source) => {
                 // What arrived before the failure is worth printing.
