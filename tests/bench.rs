@@ -223,7 +223,8 @@ fn bad_flags_name_themselves() {
 /// Latency files that cannot be made are refused before the run (exit 2,
 /// one line naming the file): a `--plot` named for another format than the
 /// SVG drawn, a plot or `.hgrm` of a mode that times nothing, an earlier
-/// run's `--plot-with` file that is missing or is no `.hgrm`. No
+/// run's `--plot-with` file that is missing or is no `.hgrm`, a file in a
+/// directory that does not exist or a directory for a file. No
 /// connection is made and no file written.
 #[test]
 fn latency_files_that_cannot_be_made_are_refused_before_the_run() {
@@ -237,6 +238,8 @@ fn latency_files_that_cannot_be_made_are_refused_before_the_run() {
     let not_hgrm = file("not.hgrm");
     std::fs::write(&not_hgrm, "Value Percentile\n\nnothing here\n").unwrap();
     let not_hgrm = format!("ref={not_hgrm}");
+    let nowhere = file("missing/out.hgrm");
+    let directory = dir.path().to_str().unwrap().to_string();
     for (args, culprit) in [
         (vec!["--plot", &png], png.as_str()),
         (vec!["--plot", &svg, "--mode", "ingest"], svg.as_str()),
@@ -244,6 +247,8 @@ fn latency_files_that_cannot_be_made_are_refused_before_the_run() {
         (vec!["--hgrm", &hgrm, "--mode", "ingest"], hgrm.as_str()),
         (vec!["--plot", &svg, "--plot-with", &missing], &missing),
         (vec!["--plot", &svg, "--plot-with", &not_hgrm], &not_hgrm),
+        (vec!["--hgrm", &nowhere], nowhere.as_str()),
+        (vec!["--plot", &directory], directory.as_str()),
     ] {
         let mut all = vec![addr.as_str(), "--duration", "1s"];
         all.extend(&args);
@@ -478,4 +483,39 @@ fn duration_defaults_to_ten_seconds() {
     let after = help.split("--duration <DUR>").nth(1).unwrap_or_default();
     let line = after.split("\n      --").next().unwrap_or_default();
     assert!(line.contains("[default: 10s]"), "{help}");
+}
+
+/// A report that cannot be written (stdout on a full disk) fails the run,
+/// exit 1 with one line; a reader that stops early (`| head`) does not.
+#[test]
+fn a_report_that_cannot_be_written_fails_the_run() {
+    use std::process::{Command, Stdio};
+    let addr = server(Behaviour::Echo);
+    let run = |stdout: Stdio| {
+        Command::new(env!("CARGO_BIN_EXE_selectd"))
+            .args(["bench", &addr, "--duration", "300ms", "--json"])
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run selectd bench")
+    };
+    let full = run(std::fs::File::create("/dev/full")
+        .expect("/dev/full")
+        .into());
+    let stderr = String::from_utf8_lossy(&full.stderr);
+    assert_eq!(full.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: cannot write standard output: No space left on device"),
+        "{stderr}"
+    );
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let closed = run(writer.into());
+    assert_eq!(
+        closed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
 }

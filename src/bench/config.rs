@@ -288,9 +288,8 @@ impl BenchConfig {
             ("--hgrm", "write", &self.hgrm),
         ];
         for (flag, verb, path) in files {
-            if let Some(path) = path
-                && !self.mode.echoes()
-            {
+            let Some(path) = path else { continue };
+            if !self.mode.echoes() {
                 return Err(BenchError::flag(
                     flag,
                     path.display(),
@@ -299,6 +298,11 @@ impl BenchConfig {
                         self.mode
                     ),
                 ));
+            }
+            // What the file system will refuse at the end, refused now,
+            // before the run rather than after it.
+            if let Some(reason) = unwritable(path) {
+                return Err(BenchError::flag(flag, path.display(), reason.into()));
             }
         }
         if let Some(path) = &self.plot
@@ -426,6 +430,21 @@ fn resolve(addr: &Address) -> Result<Target, BenchError> {
                     source,
                 })
         }
+    }
+}
+
+/// Why a file could not be written at `path`, as far as can be told
+/// without writing it: a directory there, or no directory to put it in.
+fn unwritable(path: &std::path::Path) -> Option<&'static str> {
+    if path.is_dir() {
+        return Some("is a directory");
+    }
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty());
+    match parent {
+        Some(parent) if !parent.is_dir() => Some("its directory does not exist"),
+        _ => None,
     }
 }
 

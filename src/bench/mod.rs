@@ -102,7 +102,7 @@ pub fn run(config: BenchConfig) -> Result<Report, BenchError> {
         });
     }
     if !nothing || config.mode == Mode::Churn {
-        print(&config, &report);
+        print(&config, &report)?;
     }
     if nothing {
         return Err(BenchError::NothingCompleted {
@@ -132,15 +132,21 @@ pub fn run(config: BenchConfig) -> Result<Report, BenchError> {
     Ok(report)
 }
 
-fn print(config: &BenchConfig, report: &Report) {
+fn print(config: &BenchConfig, report: &Report) -> Result<(), BenchError> {
     let mut stdout = io::stdout().lock();
     let printed = if config.json {
         writeln!(stdout, "{}", report.to_json())
     } else {
         write!(stdout, "{}", report.to_table())
     };
-    // A closed stdout (`| head`) is not a benchmark failure.
-    drop(printed.and_then(|()| stdout.flush()));
+    match printed.and_then(|()| stdout.flush()) {
+        // A closed stdout (`| head`) is the reader's choice, not a failure.
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => Err(BenchError::Output {
+            path: "standard output".into(),
+            reason: crate::net::os_reason(&err),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The curves of `--plot-with NAME=FILE`, each file read and checked.
