@@ -210,6 +210,12 @@ fn bad_flags_name_themselves() {
             "--rate",
         ),
         (vec![addr.as_str(), "--threads", "x"], "--threads"),
+        // TLS flags on a plain address would be ignored: refused.
+        (
+            vec![addr.as_str(), "--tls-ca", "/nonexistent/ca.pem"],
+            "--tls-ca /nonexistent/ca.pem: the --tls-* flags need a tls:// address",
+        ),
+        (vec![addr.as_str(), "--tls-insecure"], "--tls-insecure"),
     ] {
         let output = bench(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");

@@ -222,6 +222,21 @@ impl BenchConfig {
                 ),
             ));
         }
+        #[cfg(feature = "tls")]
+        if self.tls != BenchTls::default() && !matches!(self.addr, Address::Tls { .. }) {
+            // As `send` says: the flags would be ignored, and a run over
+            // plain TCP measured where TLS was meant.
+            let (flag, value) = match (&self.tls.ca, &self.tls.server_name) {
+                (Some(ca), _) => ("--tls-ca", ca.display().to_string()),
+                (None, Some(name)) => ("--tls-server-name", name.clone()),
+                (None, None) => ("--tls-insecure", "true".to_string()),
+            };
+            return Err(BenchError::flag(
+                flag,
+                value,
+                format!("the --tls-* flags need a tls:// address, not {}", self.addr),
+            ));
+        }
         self.check_latency_files()
     }
 
