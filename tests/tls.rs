@@ -559,7 +559,8 @@ fn trace_loop_narrates_the_handshake() {
 
 /// A TLS listener without its files is a usage error (exit 2); a file that
 /// cannot be used stops the server at start, exit 1, with one line naming
-/// it; a key that is not the certificate's is named with both files.
+/// it; a key that is not the certificate's is named with both files; files
+/// with no TLS listener to use them stop it too.
 #[test]
 fn unusable_tls_files_are_named_at_start() {
     let Some(certs) = Certs::make() else { return };
@@ -615,6 +616,21 @@ fn unusable_tls_files_are_named_at_start() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
+    // Files and no TLS listener: they would be ignored, and every client
+    // served in the clear.
+    let (code, err) = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        err,
+        "error: --tls-cert, --tls-key and --tls-client-ca need a tls:// listener (--listen tls://HOST:PORT)\n"
+    );
 }
 
 /// The server's own last words travel inside the session: the echo before

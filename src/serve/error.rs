@@ -135,6 +135,9 @@ pub enum ConfigError {
     TlsWithoutCertificate,
     /// A `tls://` listener in a library built without the `tls` feature.
     TlsNotBuilt,
+    /// TLS files given (`--tls-cert`, ...) but no listener speaks TLS:
+    /// they would be ignored, and clients served in the clear.
+    TlsWithoutListener,
     /// The low watermark above the high one.
     Watermarks {
         /// `--low-watermark`.
@@ -165,9 +168,12 @@ impl fmt::Display for ConfigError {
             ConfigError::TlsNotBuilt => {
                 f.write_str("tls:// listeners need selectd built with the `tls` feature")
             }
+            ConfigError::TlsWithoutListener => f.write_str(
+                "--tls-cert, --tls-key and --tls-client-ca need a tls:// listener (--listen tls://HOST:PORT)",
+            ),
             ConfigError::Watermarks { low, high } => write!(
                 f,
-                "low watermark ({low}) is above the high watermark ({high})"
+                "--low-watermark ({low}) is above --high-watermark ({high})"
             ),
         }
     }

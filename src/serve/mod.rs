@@ -451,6 +451,10 @@ struct NoTls;
 #[cfg(feature = "tls")]
 fn tls_terminator(config: &Config, bound: &Bound) -> Result<Terminator, Error> {
     if !bound.has_tls() {
+        // Known only now: an inherited socket may be named for TLS.
+        if config.tls.is_some() {
+            return Err(Error::Config(error::ConfigError::TlsWithoutListener));
+        }
         return Ok(None);
     }
     let Some(files) = &config.tls else {
