@@ -121,10 +121,18 @@ pub fn parse_bytes(input: &str) -> Result<usize, UnitError> {
     value.checked_mul(multiplier).ok_or_else(error)
 }
 
-/// Formats a duration the way [`parse_duration`] reads it: `500ms`, `5s`, `1.5s`.
+/// Formats a duration the way [`parse_duration`] reads it: `500ms`, `5s`,
+/// `1.5s`; under a millisecond, `250us` or `10ns` (never a `0ms` that is
+/// not zero).
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis < 1000 {
+    if duration.is_zero() {
+        "0ms".to_string()
+    } else if millis == 0 && duration.subsec_nanos().is_multiple_of(1000) {
+        format!("{}us", duration.as_micros())
+    } else if millis == 0 {
+        format!("{}ns", duration.as_nanos())
+    } else if millis < 1000 {
         format!("{millis}ms")
     } else if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
@@ -194,7 +202,7 @@ mod tests {
 
     #[test]
     fn durations_format_round_trip() {
-        for text in ["250ms", "5s", "1.500s"] {
+        for text in ["250ms", "5s", "1.500s", "250us", "10ns", "0ms"] {
             assert_eq!(format_duration(parse_duration(text).unwrap()), text);
         }
     }
