@@ -205,6 +205,8 @@ fn bad_flags_name_themselves() {
         ),
         (vec![addr.as_str(), "--conns", "0"], "--conns"),
         (vec![addr.as_str(), "--rate", "-5"], "--rate"),
+        // A rate that would print as 0 and outlast any run.
+        (vec![addr.as_str(), "--rate", "1e-300"], "--rate"),
         (
             vec![addr.as_str(), "--rate", "100", "--mode", "ingest"],
             "--rate",

@@ -30,6 +30,9 @@ pub const MAX_THREADS: u32 = 1024;
 pub const MAX_SIZE: usize = 16 << 20;
 /// Highest `--rate`, in lines (or connections) per second.
 pub const MAX_RATE: f64 = 1e9;
+/// Lowest `--rate`: a line every 1,000 s. Below it, a rate would print as
+/// 0 (the report keeps three decimals) and outlast any run.
+pub const MIN_RATE: f64 = 0.001;
 
 /// The flags of `selectd bench`, as typed: validated further by
 /// [`BenchArgs::into_config`].
@@ -185,9 +188,9 @@ fn parse_size(text: &str) -> Result<usize, String> {
 
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(rate) if rate > 0.0 && rate <= MAX_RATE => Ok(rate),
+        Ok(rate) if (MIN_RATE..=MAX_RATE).contains(&rate) => Ok(rate),
         _ => Err(format!(
-            "invalid rate '{text}' (lines per second, above 0 and at most 1e9)"
+            "invalid rate '{text}' (lines per second, from 0.001 to 1e9)"
         )),
     }
 }
