@@ -52,6 +52,16 @@ fn stall_once(since: Duration) -> Duration {
     }
 }
 
+/// Stops reading for good 1 s after the first byte (the connection stays
+/// open): a stall the window ends in.
+fn stall_to_the_end(since: Duration) -> Duration {
+    if since >= Duration::from_secs(1) {
+        Duration::from_secs(60)
+    } else {
+        Duration::ZERO
+    }
+}
+
 /// 20 ms per read: at most about 50 round trips a second per connection.
 fn slow(_: Duration) -> Duration {
     Duration::from_millis(20)
@@ -131,4 +141,19 @@ fn server_slower_than_the_rate_is_saturated() {
     assert!(num(&report, "achieved_rate") < 475.0, "{report}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("saturated"), "{stderr}");
+}
+
+/// A stall the window ends in: the lines it left unanswered, sent or only
+/// due, count at the time they had waited by then. Without them the report
+/// held only the fast first second (a p99 of a few ms), as if the server
+/// had never stalled. A 2 s run, the server stalled for its last second:
+/// about half the lines due waited hundreds of ms or more.
+#[test]
+fn lines_left_unanswered_by_a_stall_at_the_end_count() {
+    let addr = echo_server(stall_to_the_end);
+    let output = bench(&[&addr, "--rate", "500", "--duration", "2s", "--json"]);
+    assert!(output.status.success(), "{output:?}");
+    let report = json(&output);
+    assert!(num(&report, "p90_us") >= 300_000.0, "{report}");
+    assert!(num(&report, "max_us") >= 700_000.0, "{report}");
 }

@@ -123,6 +123,17 @@ impl Schedule {
         self.start + Duration::from_nanos(n.saturating_mul(nanos))
     }
 
+    /// How many of connection `slot`'s lines are due by `now`.
+    pub(crate) fn due_by(&self, slot: usize, now: Instant) -> u64 {
+        let released = self.released(now);
+        let slot = slot as u64;
+        if released > slot {
+            (released - slot - 1) / self.slots + 1
+        } else {
+            0
+        }
+    }
+
     /// How many of this reactor's messages are due by `now`.
     pub(crate) fn released(&self, now: Instant) -> u64 {
         let nanos = (self.interval.as_nanos() as u64).max(1);

@@ -179,6 +179,14 @@ impl Measured {
         self.uncorrected.saturating_record(micros(sent.actual, now));
     }
 
+    /// `count` lines that were due at `intended` (no earlier) and had no
+    /// reply yet at `end`: each waited at least that long. They were never
+    /// sent, so only the corrected latencies count them.
+    pub(crate) fn unanswered(&mut self, intended: Instant, end: Instant, count: u64) {
+        self.corrected
+            .saturating_record_n(micros(intended, end), count);
+    }
+
     /// A connect started at `started` finished at `now`.
     pub(crate) fn connected(&mut self, started: Instant, now: Instant) {
         self.connect.saturating_record(micros(started, now));

@@ -170,11 +170,47 @@ impl<'a> Reactor<'a> {
                 self.shared.progress.fetch_add(turn.all, Ordering::Relaxed);
             }
         }
+        if let (Pace::Open(schedule), Mode::Echo) = (self.pace, self.plan.config.mode) {
+            self.count_unanswered(schedule);
+        }
         self.shared.merge(&mut self.measured);
         if self.plan.config.mode != Mode::Churn {
             self.outcome.held = self.conns.iter().filter(|c| c.state == State::Open).count();
         }
         Ok(self.outcome)
+    }
+
+    /// Open loop, at the end of the window: the lines still unanswered,
+    /// sent or only due (a connection's pipeline full while the server
+    /// stalled), count in the corrected latencies too, each at the time it
+    /// had waited by then. That is a lower bound, but without it a server
+    /// that stalls near the end would look faster for it: its slowest
+    /// lines would be the ones left out.
+    fn count_unanswered(&mut self, schedule: Schedule) {
+        let end = self.window.end;
+        if Instant::now() < end {
+            return; // Stopped early: the run failed, and says why.
+        }
+        for conn in self.conns.iter().filter(|c| c.state == State::Open) {
+            for sent in &conn.echo.in_flight {
+                self.measured.round_trip(*sent, end);
+            }
+            // Lines the schedule made due that never went out, their due
+            // times evenly spaced: recorded in at most `CHUNKS` steps (a
+            // huge backlog would otherwise take as long to count as it
+            // took to build), each at its middle line's wait.
+            const CHUNKS: u64 = 1024;
+            let due = schedule.due_by(conn.slot, end);
+            let unsent = due.saturating_sub(conn.started);
+            let chunk = unsent.div_ceil(CHUNKS).max(1);
+            let mut k = conn.started;
+            while k < due {
+                let count = chunk.min(due - k);
+                let middle = schedule.due(conn.slot, k + count / 2);
+                self.measured.unanswered(middle, end, count);
+                k += count;
+            }
+        }
     }
 
     /// Starts every connection's connect (all modes but churn).
