@@ -30,8 +30,11 @@
 //!
 //! # The bound
 //!
-//! What waits (queued plus being written) is bounded by `--output-buffer`.
-//! Above it the loops stop reading from clients (TCP flow control then slows
+//! What waits (queued plus being written) is bounded by `--output-buffer`,
+//! checked before each read from a client: a read's lines (up to
+//! `READ_BUDGET`, 64 KiB) are printed whole, so each loop may pass the bound
+//! by what one read prints, never more. Above it the loops stop reading
+//! from clients (TCP flow control then slows
 //! the senders) or, with `--output-full drop`, drop whole lines; once the
 //! writer brings it down to half, it wakes the loops through their `Waker`s.
 //!
