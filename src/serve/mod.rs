@@ -24,8 +24,9 @@
 //!
 //! Beside that path: `datagram` serves UDP; `stats` counts; `metrics`
 //! serves the counters over HTTP to Prometheus (`--metrics`); `trace` narrates
-//! each turn for `--trace-loop`; `config` and `error` hold the settings and
-//! the failures that stop the server.
+//! each turn for `--trace-loop`; `standby` keeps answering signals while
+//! the last loops finish; `config` and `error` hold the settings and the
+//! failures that stop the server.
 
 mod accept;
 mod activation;
