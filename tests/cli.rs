@@ -88,6 +88,33 @@ fn a_bad_serve_flag_is_one_line_naming_it() {
     }
 }
 
+/// A flag whose value was forgotten does not take the next flag for it:
+/// `--output --echo` is an error, not output to a file named `--echo`
+/// (numbers and durations take a leading `-`, names and paths do not).
+#[test]
+fn a_forgotten_value_is_not_the_next_flag() {
+    for (args, says) in [
+        (
+            &["serve", "--output", "--echo"][..],
+            "error: --output: a value is required",
+        ),
+        (
+            &["bench", "127.0.0.1:9", "--hgrm", "--json"],
+            "error: --hgrm: a value is required",
+        ),
+        (
+            &["send", "127.0.0.1:9", "--tls-ca", "--no-shutdown"],
+            "error: --tls-ca: a value is required",
+        ),
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.starts_with(says), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {}", out.stderr);
+    }
+    assert!(!std::path::Path::new("--echo").exists());
+}
+
 /// bench's flags too: a negative number is the flag's bad value, named,
 /// not an unknown argument `-1`.
 #[test]

@@ -37,8 +37,6 @@ pub const MIN_RATE: f64 = 0.001;
 /// The flags of `selectd bench`, as typed: validated further by
 /// [`BenchArgs::into_config`].
 #[derive(clap::Args, Debug, Clone)]
-// `--conns -1` is the flag's bad value, named as such, not an unknown `-1`.
-#[command(allow_hyphen_values = true)]
 pub struct BenchArgs {
     /// Server to load: `HOST:PORT`, `tcp://HOST:PORT`, `[V6]:PORT`, `tls://HOST:PORT` or `unix:PATH`.
     // Help text spelled out: in the doc comment, rustdoc reads `[V6]` as a link.
@@ -49,17 +47,17 @@ pub struct BenchArgs {
     )]
     pub addr: Address,
     /// Concurrent connections (churn: connections open at once)
-    #[arg(long, value_name = "N", default_value_t = 1,
+    #[arg(long, value_name = "N", default_value_t = 1, allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNS)))]
     pub conns: u32,
     /// How long to measure, after the warm-up (e.g. 10s, 500ms, 1m)
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = values::positive_duration)]
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = values::positive_duration, allow_hyphen_values = true)]
     pub duration: Duration,
     /// Bytes per line, the trailing newline included (1 to 16MiB)
-    #[arg(long, value_name = "BYTES", default_value = "64", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "64", value_parser = parse_size, allow_hyphen_values = true)]
     pub size: usize,
     /// Lines in flight per connection (echo mode)
-    #[arg(long, value_name = "K", default_value_t = 1,
+    #[arg(long, value_name = "K", default_value_t = 1, allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PIPELINE)))]
     pub pipeline: u32,
     /// What to measure
@@ -67,13 +65,13 @@ pub struct BenchArgs {
     pub mode: Mode,
     /// Open loop: send R lines per second in all (churn: R new connections
     /// per second), on a fixed schedule, whatever the server answers
-    #[arg(long, value_name = "R", value_parser = parse_rate, allow_negative_numbers = true)]
+    #[arg(long, value_name = "R", value_parser = parse_rate, allow_hyphen_values = true)]
     pub rate: Option<f64>,
     /// Load applied before measuring starts, excluded from the results
-    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = values::duration)]
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = values::duration, allow_hyphen_values = true)]
     pub warmup: Duration,
     /// Load generator threads, one mio reactor each
-    #[arg(long, value_name = "T", default_value_t = 1,
+    #[arg(long, value_name = "T", default_value_t = 1, allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_THREADS)))]
     pub threads: u32,
     /// Print exactly one JSON object on stdout instead of the table

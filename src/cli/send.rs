@@ -24,10 +24,10 @@ Exit codes:
   6  reset by the server, or another socket error
   7  TLS failed (the server's certificate is not trusted, an alert)";
 
-/// `selectd send` flags. Values may start with `-` (`--data -x`), as for
-/// [`ServeArgs`](super::ServeArgs).
+/// `selectd send` flags. `--data` and `--timeout` values may start with `-`
+/// (`--data -x`), as numbers and durations do for
+/// [`ServeArgs`](super::ServeArgs); paths and names may not.
 #[derive(Debug, Clone, Args)]
-#[command(allow_hyphen_values = true)]
 pub struct SendArgs {
     /// Where to connect: `HOST:PORT`, `tcp://HOST:PORT`, `[V6]:PORT`, `tls://HOST:PORT` or `unix:PATH`.
     // Help text spelled out: in the doc comment, rustdoc reads `[V6]` as a link.
@@ -39,7 +39,12 @@ pub struct SendArgs {
     pub addr: Address,
 
     /// Send TEXT instead of standard input (\n, \r, \t, \\, \0 and \xHH understood)
-    #[arg(long, value_name = "TEXT", conflicts_with = "http")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "TEXT",
+        conflicts_with = "http"
+    )]
     pub data: Option<String>,
 
     /// Send an HTTP/1.0 GET request for PATH instead of standard input
@@ -49,6 +54,7 @@ pub struct SendArgs {
     /// Bound on resolution plus connect, then on any wait for the socket to make progress
     #[arg(
         long,
+        allow_hyphen_values = true,
         value_name = "DUR",
         default_value = "20s",
         value_parser = values::positive_duration

@@ -38,11 +38,12 @@ Exit codes:
 
 /// `selectd serve` flags.
 ///
-/// Values may start with `-` (`--grace -1s`), so that such a value reaches
-/// its parser and is refused there, naming the flag, rather than being
-/// taken for an unknown flag.
+/// Numbers, sizes and durations may start with `-` (`--grace -1s`), so that
+/// such a value reaches its parser and is refused there, naming the flag,
+/// rather than being taken for an unknown flag. Names and paths may not: a
+/// forgotten value (`--output --echo`) is an error, not a file named
+/// `--echo`.
 #[derive(Debug, Args)]
-#[command(allow_hyphen_values = true)]
 pub struct ServeArgs {
     /// Address to listen on (repeatable): HOST:PORT, tcp://HOST:PORT,
     /// `[V6]:PORT`, unix:PATH, udp://HOST:PORT, tls://HOST:PORT (with
@@ -52,7 +53,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", value_parser = values::listen_address)]
     pub listen: Vec<Address>,
     /// Close a client silent this long: 250ms, 5s, 2m; 0 or off disables.
-    #[arg(long, value_name = "DUR", default_value = "5s")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "DUR",
+        default_value = "5s"
+    )]
     pub idle_timeout: Timeout,
     /// Output format.
     #[arg(long, value_name = "FORMAT", default_value = "tagged")]
@@ -63,7 +69,7 @@ pub struct ServeArgs {
     pub output: OutputTarget,
     /// At most this much printed output waits to be written; then
     /// --output-full says what happens.
-    #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = values::size)]
+    #[arg(long, allow_hyphen_values = true, value_name = "BYTES", default_value = "16MiB", value_parser = values::size)]
     pub output_buffer: usize,
     /// When the output buffer is full: block (stop reading from clients
     /// until half of it is written; nothing is lost) or drop (keep serving,
@@ -75,6 +81,7 @@ pub struct ServeArgs {
     /// client. off: no limit, for raw echo of binary data.
     #[arg(
         long,
+        allow_hyphen_values = true,
         value_name = "BYTES",
         default_value = "64KiB",
         value_parser = values::line_limit
@@ -86,6 +93,7 @@ pub struct ServeArgs {
     /// Stop reading from a client while this much output waits for it.
     #[arg(
         long,
+        allow_hyphen_values = true,
         value_name = "BYTES",
         default_value = "1MiB",
         value_parser = values::size_or_zero
@@ -94,6 +102,7 @@ pub struct ServeArgs {
     /// Resume reading once its waiting output falls to this.
     #[arg(
         long,
+        allow_hyphen_values = true,
         value_name = "BYTES",
         default_value = "256KiB",
         value_parser = values::size_or_zero
@@ -102,6 +111,7 @@ pub struct ServeArgs {
     /// At stop, how long to keep flushing replies before closing anyway.
     #[arg(
         long,
+        allow_hyphen_values = true,
         value_name = "DUR",
         default_value = "5s",
         value_parser = values::duration
@@ -110,6 +120,7 @@ pub struct ServeArgs {
     /// listen() backlog: connections queued by the kernel before accept.
     #[arg(
         long,
+        allow_hyphen_values = true,
         value_name = "N",
         default_value = "1024",
         value_parser = values::backlog
@@ -118,6 +129,7 @@ pub struct ServeArgs {
     /// Permission bits (octal) of Unix socket files.
     #[arg(
         long,
+        allow_hyphen_values = true,
         value_name = "MODE",
         default_value = "600",
         value_parser = values::unix_mode
@@ -130,16 +142,22 @@ pub struct ServeArgs {
     /// Default: the file descriptor limit (raised to the hard limit) minus 32.
     #[arg(
         long,
+        allow_hyphen_values = true,
         value_name = "N",
         value_parser = values::positive_count
     )]
     pub max_conns: Option<usize>,
     /// Close a client whose line is unfinished this long after its first
     /// byte (slowloris); 0 or off disables.
-    #[arg(long, value_name = "DUR", default_value = "30s")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        value_name = "DUR",
+        default_value = "30s"
+    )]
     pub line_timeout: Timeout,
     /// Log the counters (accepted, closed by reason, bytes, ...) every DUR.
-    #[arg(long, value_name = "DUR")]
+    #[arg(long, allow_hyphen_values = true, value_name = "DUR")]
     pub stats: Option<Timeout>,
     /// Print each reactor turn on stderr, in select() terms (for learning).
     #[arg(long)]
@@ -147,7 +165,7 @@ pub struct ServeArgs {
     /// Event loops, each on its own thread with its own connections: a
     /// number, or auto (one per CPU this process may run on). 1 is the
     /// notes' single select() loop.
-    #[arg(long, value_name = "N", default_value = "1", value_parser = values::reactors)]
+    #[arg(long, allow_hyphen_values = true, value_name = "N", default_value = "1", value_parser = values::reactors)]
     pub reactors: usize,
     /// Trusted proxies (e.g. 127.0.0.1/32,10.0.0.0/8): their connections
     /// must open with a PROXY protocol header (v1 or v2) within 5s, and the
@@ -179,6 +197,7 @@ pub struct ServeArgs {
     #[cfg(feature = "tls")]
     #[arg(
         long,
+        allow_hyphen_values = true,
         value_name = "DUR",
         default_value = "10s",
         value_parser = values::positive_duration
