@@ -176,6 +176,12 @@ pub struct BenchTls {
     pub insecure: bool,
 }
 
+/// Highest `--rate`, in lines (or connections) per second.
+pub const MAX_RATE: f64 = 1e9;
+/// Lowest `--rate`: a line every 1,000 s. Below it, a rate would print as
+/// 0 (the report keeps three decimals) and outlast any run.
+pub const MIN_RATE: f64 = 0.001;
+
 /// Bytes a connection costs besides its lines: the struct, its timestamps,
 /// the kernel's side is not ours to count.
 const PER_CONN_BYTES: u64 = 512;
@@ -207,11 +213,20 @@ impl BenchConfig {
     }
 
     /// Checks what the settings ask for together; the first problem is the
-    /// error, naming its flag (a usage error, exit code 2). Nothing here
-    /// touches the machine: [`run`](super::run) resolves ADDR and checks
-    /// memory and descriptors when it starts.
+    /// error, naming its flag (a usage error, exit code 2). Only the paths
+    /// of `--hgrm` and `--plot` are looked at on disk: [`run`](super::run)
+    /// resolves ADDR and checks memory and descriptors when it starts.
     pub fn check(&self) -> Result<(), BenchError> {
         self.check_counts()?;
+        if let Some(rate) = self.rate
+            && !(MIN_RATE..=MAX_RATE).contains(&rate)
+        {
+            return Err(BenchError::flag(
+                "--rate",
+                rate,
+                "lines per second, from 0.001 to 1e9".into(),
+            ));
+        }
         if let (Some(rate), Mode::Ingest | Mode::Idle) = (self.rate, self.mode) {
             return Err(BenchError::flag(
                 "--rate",

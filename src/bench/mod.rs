@@ -65,7 +65,7 @@ use std::time::Instant;
 
 #[cfg(feature = "tls")]
 pub use config::BenchTls;
-pub use config::{BenchConfig, Mode};
+pub use config::{BenchConfig, MAX_RATE, MIN_RATE, Mode};
 pub use error::BenchError;
 pub use hgrm::hgrm;
 pub use plot::{Mark, draw_log_log};

@@ -93,6 +93,8 @@ pub(crate) fn read_echoes(
                 if ctx.window.counts(now) {
                     measured.round_trip(sent, now);
                     completed.in_window += 1;
+                } else if unanswered_at_the_end(ctx, sent, now) {
+                    measured.round_trip(sent, ctx.window.end);
                 }
                 completed.all += 1;
             }
@@ -107,6 +109,14 @@ pub(crate) fn read_echoes(
         });
     }
     Ok(completed)
+}
+
+/// Open loop: a reply read in the last turn, after the window closed (the
+/// loop wakes on whole milliseconds), was still unanswered at its end: it
+/// counts as such, as the lines that never came back do (see the worker's
+/// `count_unanswered`).
+fn unanswered_at_the_end(ctx: &Ctx<'_>, sent: Sent, now: Instant) -> bool {
+    matches!(ctx.pace, Pace::Open(_)) && now >= ctx.window.end && sent.intended < ctx.window.end
 }
 
 /// Queues lines until `--pipeline` are in flight: at once in the closed

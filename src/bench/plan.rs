@@ -104,7 +104,11 @@ impl Schedule {
     /// of `conns` connections.
     pub(crate) fn new(start: Instant, rate: f64, conns: usize, slots: usize) -> Schedule {
         let share = rate * slots as f64 / conns.max(1) as f64;
-        let interval = Duration::from_secs_f64((1.0 / share).min(3600.0));
+        // At the least rate (`MIN_RATE`) spread over the most connections
+        // (`MAX_CONNS`) a slot's line is due every 1e9 s: within the bound,
+        // which only keeps `Duration` and the nanosecond sums below from
+        // overflowing if a caller's rate slipped past the checks.
+        let interval = Duration::from_secs_f64((1.0 / share).min(1e9));
         Schedule {
             start,
             interval,

@@ -192,7 +192,8 @@ impl<'a> Reactor<'a> {
             return; // Stopped early: the run failed, and says why.
         }
         for conn in self.conns.iter().filter(|c| c.state == State::Open) {
-            for sent in &conn.echo.in_flight {
+            // (Lines queued in a turn after the end were due after it.)
+            for sent in conn.echo.in_flight.iter().filter(|s| s.intended < end) {
                 self.measured.round_trip(*sent, end);
             }
             // Lines the schedule made due that never went out, their due

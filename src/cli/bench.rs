@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::values::{self, HTTP_HINT};
 #[cfg(feature = "tls")]
 use crate::bench::BenchTls;
-use crate::bench::{BenchConfig, BenchError, Mode};
+use crate::bench::{BenchConfig, BenchError, MAX_RATE, MIN_RATE, Mode};
 use crate::net::addr::Address;
 
 /// Most connections one run may ask for (the descriptor limit usually binds first).
@@ -28,11 +28,6 @@ pub const MAX_PIPELINE: u32 = 1_000_000;
 pub const MAX_THREADS: u32 = 1024;
 /// Largest `--size`: far beyond any server's line limit.
 pub const MAX_SIZE: usize = 16 << 20;
-/// Highest `--rate`, in lines (or connections) per second.
-pub const MAX_RATE: f64 = 1e9;
-/// Lowest `--rate`: a line every 1,000 s. Below it, a rate would print as
-/// 0 (the report keeps three decimals) and outlast any run.
-pub const MIN_RATE: f64 = 0.001;
 
 /// The flags of `selectd bench`, as typed: validated further by
 /// [`BenchArgs::into_config`].

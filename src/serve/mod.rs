@@ -319,9 +319,6 @@ impl Server {
         let Some(first) = loops.next() else {
             return Ok(());
         };
-        if first.config().notify {
-            notify::ready();
-        }
         // Signals reach the first loop only; should it end before the
         // others, this thread stands by with them (see `standby`).
         let standby = if first.handles_signals() && loops.len() > 0 {
@@ -332,6 +329,9 @@ impl Server {
         } else {
             None
         };
+        if first.config().notify {
+            notify::ready();
+        }
         let mut threads = Vec::new();
         for (index, event_loop) in loops.enumerate() {
             let end = standby.as_ref().map(Standby::loop_end);

@@ -252,12 +252,12 @@ impl EventLoop {
         self.ctx.output = output;
     }
 
-    /// The settings this loop runs with.
     /// Whether signals reach this loop (the first one does).
     pub fn handles_signals(&self) -> bool {
         self.signals.is_some()
     }
 
+    /// The settings this loop runs with.
     pub fn config(&self) -> &crate::serve::Config {
         &self.ctx.config
     }
