@@ -538,3 +538,52 @@ fn a_pause_in_reading_does_not_make_a_tls_handshake_late() {
         server.stderr.text()
     );
 }
+
+/// The output's bound holds for UDP as for streams, per read: with the
+/// output stalled, a socket holding several large datagrams is read one
+/// datagram past the bound at most, not its whole turn's budget (up to 256
+/// datagrams of 64 KiB each).
+#[test]
+fn udp_reads_stop_at_the_output_bound() {
+    use std::net::UdpSocket;
+    let server = Stalled::start(&["--listen", "udp://127.0.0.1:0", "--output-buffer", "64KiB"]);
+    let udp_addr = server
+        .stderr
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("listening on udp://").map(str::to_string))
+        .expect("a udp:// listener");
+    let pid = server.child.id() as i32;
+    // Frozen, the server lets the datagrams queue in its socket: its first
+    // read finds them all there.
+    // SAFETY: kill(2) on the child we spawned.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    thread::sleep(Duration::from_millis(200));
+    let sender = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for n in 0..3 {
+        let datagram = format!("{n}{}\n", "d".repeat(59_998));
+        sender
+            .send_to(datagram.as_bytes(), &udp_addr)
+            .expect("send");
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    server.wait_for_stderr("not reading from clients");
+    let log = server.stderr.text();
+    let waiting: usize = log
+        .lines()
+        .find_map(|l| {
+            l.split("output full (")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no pending count: {log}"));
+    // The bound, and one datagram (the largest a UDP payload can be).
+    assert!(
+        waiting <= 64 * 1024 + 65_536,
+        "{waiting} bytes waiting over a 64 KiB bound: {log}"
+    );
+}

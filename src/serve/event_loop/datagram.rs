@@ -30,8 +30,9 @@ pub struct DatagramState {
     warned_commands: bool,
 }
 
-/// Reads datagrams until `WouldBlock` or the budget; returns `true` if the
-/// budget ran out first (more may be waiting: serve again next turn).
+/// Reads datagrams until `WouldBlock`, the budget, or the output's bound;
+/// returns `true` if the budget or the bound came first (more may be
+/// waiting: serve again next turn).
 pub(crate) fn on_readable(
     socket: &mio::net::UdpSocket,
     scratch: &mut [u8],
@@ -39,6 +40,12 @@ pub(crate) fn on_readable(
     state: &mut DatagramState,
 ) -> bool {
     for _ in 0..DATAGRAM_BUDGET {
+        // The output's bound holds per datagram, as per read for a stream:
+        // once it is over, the rest wait in the socket (served again, by
+        // the loop's `may_read`, which pauses reading until there is room).
+        if ctx.output.is_full() {
+            return true;
+        }
         // The scratch buffer (64 KiB) holds the largest UDP payload
         // (65,507 bytes over IPv4, 65,527 over IPv6): nothing is truncated.
         let (n, from) = match socket.recv_from(scratch) {
