@@ -487,6 +487,13 @@ fn the_metrics_flag_wants_a_free_tcp_address() {
         String::from_utf8_lossy(&unix.stderr),
         "error: --metrics takes a TCP address, HOST:PORT (got 'unix:/tmp/selectd-metrics.sock')\n"
     );
+    // A URL is told what the flag takes, not the forms --listen takes.
+    let url = run(&["--metrics", "http://127.0.0.1:0"]);
+    assert_eq!(url.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&url.stderr),
+        "error: --metrics: invalid address 'http://127.0.0.1:0': --metrics takes a TCP address, HOST:PORT\n"
+    );
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let in_use = run(&["--metrics", &format!("127.0.0.1:{port}")]);

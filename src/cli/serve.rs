@@ -175,7 +175,7 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics (GET /metrics) and a health check (GET
     /// /healthz: 200 while serving, 503 once stopping) over HTTP on this
     /// TCP address, e.g. 127.0.0.1:9100; port 0 picks a free port.
-    #[arg(long, value_name = "HOST:PORT", value_parser = values::listen_address)]
+    #[arg(long, value_name = "HOST:PORT", value_parser = values::metrics_address)]
     pub metrics: Option<Address>,
     /// TLS listeners: the certificate chain (PEM, the server's certificate
     /// first). Re-read on SIGHUP.

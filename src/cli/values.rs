@@ -143,6 +143,20 @@ pub fn listen_address(text: &str) -> Result<Address, ValueError> {
         .map_err(|err| ValueError(err.to_string()))
 }
 
+/// The metrics port's address: TCP only, `HOST:PORT` (or `tcp://HOST:PORT`).
+/// A URL is told that, not the forms `--listen` takes.
+pub fn metrics_address(text: &str) -> Result<Address, ValueError> {
+    match listen_address(text) {
+        // Another scheme (`http://`): the forms `--listen` takes are no
+        // help. (A Unix or UDP address parses, and the configuration's
+        // check says the same of it.)
+        Err(_) if text.contains("://") && !text.starts_with("tcp://") => Err(ValueError(format!(
+            "invalid address '{text}': --metrics takes a TCP address, HOST:PORT"
+        ))),
+        parsed => parsed,
+    }
+}
+
 /// A port alone (`10001`) is the usual slip: the host is what is missing,
 /// and loopback is the safe guess to offer.
 fn bare_port(text: &str) -> Result<(), ValueError> {
