@@ -587,3 +587,41 @@ fn udp_reads_stop_at_the_output_bound() {
         "{waiting} bytes waiting over a 64 KiB bound: {log}"
     );
 }
+
+/// A `stop` behind more unread lines than one peek holds (64 KiB) is still
+/// seen while the output is stalled: the look goes on past the first
+/// window (`SO_PEEK_OFF`), through a line longer than a window too, as far
+/// as the kernel holds the client's bytes. (It stopped at 64 KiB.)
+#[test]
+fn a_stop_behind_more_than_64_kib_of_unread_lines_is_still_seen() {
+    use std::io::Write;
+    let mut server = Stalled::start(&[
+        "--output-buffer",
+        "64KiB",
+        "--grace",
+        "1s",
+        "--max-line",
+        "128KiB",
+    ]);
+    let _filler = fill_until_unread(&server.addr.clone(), &server);
+    let mut stopper = connect(&server.addr);
+    stopper
+        .set_write_timeout(Some(PATIENCE))
+        .expect("write time-out");
+    // About 90 KB: past one window, within what the kernel takes in
+    // (TCP's default receive buffer, about 128 KiB, on Linux), in
+    // pieces that arrive apart, one line of them longer than a window
+    // (within --max-line: a longer one would end the client first).
+    let lines = format!("{}\n", "a".repeat(60)).repeat(200);
+    stopper.write_all(lines.as_bytes()).expect("lines");
+    thread::sleep(Duration::from_millis(50));
+    let long = format!("{}\n", "b".repeat(66_000));
+    stopper.write_all(long.as_bytes()).expect("a long line");
+    thread::sleep(Duration::from_millis(50));
+    stopper.write_all(lines.as_bytes()).expect("lines");
+    thread::sleep(Duration::from_millis(50));
+    stopper.write_all(b"stop\n").expect("stop");
+    server.wait_for_stderr("stop sent while the output is full");
+    let status = wait_exit(&mut server.child);
+    assert_eq!(status.code(), Some(1), "{}", server.stderr.text());
+}

@@ -151,6 +151,7 @@ impl EventLoop {
         let Some(connection) = self.connections.try_remove(key) else {
             return;
         };
+        self.look_further.remove(&key);
         if let Some(idle) = &mut self.idle {
             idle.remove(key);
         }
