@@ -76,36 +76,6 @@ impl Stream {
         }
     }
 
-    /// As [`peek`](Self::peek), from `offset` bytes into what is queued
-    /// (`SO_PEEK_OFF`, Linux): a look that goes on where the last one
-    /// ended, past what one buffer holds, still taking nothing. The offset
-    /// is set for this call only. `Unsupported` where the kernel or the
-    /// socket does not have it (TCP has had it since Linux 6.9), and for
-    /// TLS.
-    pub fn peek_at(&self, offset: u32, buf: &mut [u8]) -> io::Result<usize> {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let fd = match self {
-                Stream::Tcp(s) => s.as_raw_fd(),
-                Stream::Unix(s) => s.as_raw_fd(),
-                #[cfg(feature = "tls")]
-                Stream::Tls(_) => return Err(io::ErrorKind::Unsupported.into()),
-            };
-            let offset = i32::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-            set_peek_offset(fd, offset).map_err(|_| io::Error::from(io::ErrorKind::Unsupported))?;
-            let peeked = self.peek(buf);
-            // Off again, so that a plain peek starts at the first byte.
-            set_peek_offset(fd, -1)?;
-            peeked
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = (offset, buf);
-            Err(io::ErrorKind::Unsupported.into())
-        }
-    }
-
     /// Takes the socket's pending error (`SO_ERROR`): after a failed call
     /// such as `ENOTCONN`, the reason the connection died (`ECONNRESET`).
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
@@ -360,28 +330,6 @@ impl fmt::Display for Peer {
                 cred.uid
             ),
         }
-    }
-}
-
-/// `SO_PEEK_OFF`: where the next `MSG_PEEK` starts (-1: off, each peek
-/// from the first unread byte).
-#[cfg(target_os = "linux")]
-fn set_peek_offset(fd: std::os::fd::RawFd, offset: i32) -> io::Result<()> {
-    // SAFETY: setsockopt(2) on an open socket, with a pointer to an int
-    // and its size, as SO_PEEK_OFF takes.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEEK_OFF,
-            (&raw const offset).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

@@ -22,27 +22,6 @@ const LOOK_STEP: usize = 256;
 /// tell nothing new.
 const LOOKED_THROUGH: u8 = u8::MAX;
 
-/// `Connection::looked_ahead` once the first window was looked through
-/// with no answer: the look goes on past it ([`LookFurther`]).
-const LOOK_FURTHER: u8 = u8::MAX - 1;
-
-/// How far a look at a client's unread bytes got past the first window
-/// (`scratch.len()`, 64 KiB), where a plain peek cannot reach: kept by the
-/// loop, beside the connection, only while the output is stalled and only
-/// for the clients whose first window held no answer (so that an idle
-/// connection stays as small as it is).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct LookFurther {
-    /// Where the next look starts, in the unread bytes; 0 before the
-    /// first window was looked through (a look past it starts later).
-    offset: u32,
-    /// The line that `offset` falls in began before it, this many bytes
-    /// earlier (it is too long to be a `stop`, but it may be too long for
-    /// `--max-line`, which ends the connection before any `stop` behind
-    /// it); 0 when `offset` starts a line.
-    line_so_far: u32,
-}
-
 impl Connection {
     /// The server is stopping: read what this client has already sent (what
     /// the kernel holds for us, up to `STOP_DRAIN_LIMIT` so a client that
@@ -121,35 +100,21 @@ impl Connection {
 
     /// Whether this client has sent a `stop` that the server has not read
     /// yet, because its output is full and it reads no client: looked for
-    /// in what the kernel holds (peeked, not taken), behind the line
-    /// already begun. Only a client that may stop the server is asked.
-    /// Nothing is consumed: once the output has room, every line before
-    /// the `stop` is read and printed in order.
+    /// in what the kernel holds (at most `scratch.len()` bytes, peeked, not
+    /// taken), behind the line already begun. Only a client that may stop
+    /// the server is asked. Nothing is consumed: once the output has room,
+    /// every line before the `stop` is read and printed in order.
     ///
     /// Every arrival while reading waits raises an event and a look, so a
-    /// look judges only the lines after those the last one judged, and none
-    /// is taken once the answer cannot change before a read (what the
-    /// client sent ends the connection before any `stop`). The first
-    /// `scratch.len()` bytes are peeked from their start; past them the
-    /// look goes on from where it ended (`further`, with `SO_PEEK_OFF`),
-    /// as far as the kernel holds. Without `SO_PEEK_OFF`, it ends there.
-    pub(crate) fn stop_waiting_unread(
-        &mut self,
-        ctx: &Context,
-        scratch: &mut [u8],
-        further: &mut LookFurther,
-    ) -> bool {
+    /// look judges only the lines after those the last one judged (it
+    /// still copies the window from its start: a peek cannot begin further
+    /// on), and none is taken once the answer cannot change before a read:
+    /// what the client sent ends the connection before any `stop`, or the
+    /// whole window was looked through.
+    pub(crate) fn stop_waiting_unread(&mut self, ctx: &Context, scratch: &mut [u8]) -> bool {
         let may_stop = self.local || ctx.config.allow_remote_stop;
         if !may_stop || self.state != State::Reading || self.looked_ahead == LOOKED_THROUGH {
             return false;
-        }
-        if self.looked_ahead == LOOK_FURTHER {
-            if further.offset > 0 {
-                return self.look_further(ctx, scratch, further);
-            }
-            // The loop forgot how far it got (reading resumed meanwhile,
-            // and this client was not read yet): from the start again.
-            self.looked_ahead = 0;
         }
         let Ok(n) = self.stream.peek(scratch) else {
             return false;
@@ -158,7 +123,6 @@ impl Connection {
             Some(lines) => lines.held_line(),
             None => Some(&b""[..]),
         };
-        let held_len = held.map_or(0, <[u8]>::len);
         let from = usize::from(self.looked_ahead) * LOOK_STEP;
         match look_for_stop(held, &scratch[..n], from, ctx.config.max_line) {
             Ahead::Stop => true,
@@ -167,116 +131,12 @@ impl Connection {
                 false
             }
             Ahead::Clear { clear } if n < scratch.len() => {
-                let steps = (clear / LOOK_STEP).min(usize::from(LOOK_FURTHER - 1));
+                let steps = (clear / LOOK_STEP).min(usize::from(LOOKED_THROUGH - 1));
                 self.looked_ahead = u8::try_from(steps).unwrap_or(0);
                 false
             }
-            // The whole window held no answer: on past it.
-            Ahead::Clear { clear } => {
-                *further = if clear > 0 {
-                    LookFurther {
-                        offset: u32::try_from(clear).unwrap_or(u32::MAX),
-                        line_so_far: 0,
-                    }
-                } else {
-                    // One line, begun before the window, fills it.
-                    LookFurther {
-                        offset: u32::try_from(n).unwrap_or(u32::MAX),
-                        line_so_far: u32::try_from(held_len + n).unwrap_or(u32::MAX),
-                    }
-                };
-                self.looked_ahead = LOOK_FURTHER;
-                self.look_further(ctx, scratch, further)
-            }
-        }
-    }
-
-    /// The look past the first window: the bytes from `further.offset` on,
-    /// which starts a line unless a long one is still going on there.
-    fn look_further(
-        &mut self,
-        ctx: &Context,
-        scratch: &mut [u8],
-        further: &mut LookFurther,
-    ) -> bool {
-        let max_line = ctx.config.max_line;
-        let n = match self.stream.peek_at(further.offset, scratch) {
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return false,
-            Err(_) => {
-                // No `SO_PEEK_OFF` here: nothing more can be seen unread.
-                self.looked_ahead = LOOKED_THROUGH;
-                return false;
-            }
-        };
-        let window = &scratch[..n];
-        let full = n == scratch.len();
-        let grow =
-            |by: usize, from: u32| u32::try_from(by).ok().and_then(|by| from.checked_add(by));
-        let held = if further.line_so_far > 0 {
-            // The long line goes on: where does it end, and is it too long
-            // (its `\r\n` counted as the server counts it)?
-            let end = memchr::memchr(b'\n', window);
-            let so_far = usize::try_from(further.line_so_far).unwrap_or(usize::MAX);
-            let too_long = match end {
-                Some(at) => {
-                    let cr = at > 0 && window[at - 1] == b'\r';
-                    so_far.saturating_add(at) - usize::from(cr) > max_line
-                }
-                // Past `max_line` by more than a `\r`, whatever ends it.
-                None => so_far.saturating_add(n) > max_line.saturating_add(1),
-            };
-            if too_long {
-                self.looked_ahead = LOOKED_THROUGH;
-                return false;
-            }
-            if end.is_none() {
-                if full {
-                    match (grow(n, further.offset), grow(n, further.line_so_far)) {
-                        (Some(offset), Some(so_far)) => {
-                            further.offset = offset;
-                            further.line_so_far = so_far;
-                        }
-                        _ => self.looked_ahead = LOOKED_THROUGH,
-                    }
-                }
-                return false;
-            }
-            None // Its end is not a line to judge.
-        } else {
-            Some(&b""[..])
-        };
-        match look_for_stop(held, window, 0, max_line) {
-            Ahead::Stop => true,
-            Ahead::Never => {
-                self.looked_ahead = LOOKED_THROUGH;
-                false
-            }
-            Ahead::Clear { clear } if clear > 0 => {
-                match grow(clear, further.offset) {
-                    Some(offset) => {
-                        *further = LookFurther {
-                            offset,
-                            line_so_far: 0,
-                        }
-                    }
-                    None => self.looked_ahead = LOOKED_THROUGH,
-                }
-                false
-            }
-            // No newline in the window, which starts a line: a long one.
             Ahead::Clear { .. } => {
-                if full {
-                    match (grow(n, further.offset), u32::try_from(n).ok()) {
-                        (Some(offset), Some(so_far)) => {
-                            *further = LookFurther {
-                                offset,
-                                line_so_far: so_far,
-                            };
-                        }
-                        _ => self.looked_ahead = LOOKED_THROUGH,
-                    }
-                }
+                self.looked_ahead = LOOKED_THROUGH;
                 false
             }
         }

@@ -66,7 +66,6 @@ use act::Act;
 pub use act::{STATS_NOT_LOCAL, STOP_NOT_LOCAL};
 pub(crate) use clocks::LineTimer;
 use clocks::NO_TIMED_LINE;
-pub(crate) use ending::LookFurther;
 pub(crate) use state::State;
 
 /// At most this many bytes are read from one connection per reactor turn,

@@ -151,7 +151,6 @@ impl EventLoop {
         let Some(connection) = self.connections.try_remove(key) else {
             return;
         };
-        self.look_further.remove(&key);
         if let Some(idle) = &mut self.idle {
             idle.remove(key);
         }

@@ -54,7 +54,6 @@
 //! One client's error closes that client only. The loop itself fails only if
 //! `poll` does, which means the process is in trouble.
 
-use std::collections::HashMap;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -67,7 +66,7 @@ use slab::Slab;
 use crate::net::stream::{Peer, Stream};
 use crate::serve::accept::Acceptor;
 use crate::serve::close::CloseReason;
-use crate::serve::connection::{Connection, LineTimer, LookFurther, Status};
+use crate::serve::connection::{Connection, LineTimer, Status};
 use crate::serve::context::Context;
 use crate::serve::deadline_list::DeadlineList;
 use crate::serve::error::Error;
@@ -140,10 +139,6 @@ pub(crate) struct EventLoop {
     /// TLS: deadlines of handshakes not finished (`--tls-handshake-timeout`).
     handshakes: DeadlineList,
     ready: ReadyQueue,
-    /// While the output is stalled: how far the look for a `stop` got in
-    /// each client's unread bytes past the first 64 KiB (for the few
-    /// clients that sent that much; see `Connection::stop_waiting_unread`).
-    look_further: HashMap<usize, LookFurther>,
     /// Sockets closed on purpose, lingering so the client reads why.
     lingering: Lingering,
     accept: Acceptor,
@@ -234,7 +229,6 @@ impl EventLoop {
             ctx: parts.ctx,
             connections: Slab::with_capacity(reserved),
             ready: ReadyQueue::default(),
-            look_further: HashMap::new(),
             lingering: Lingering::default(),
             accept: parts.accept,
             datagrams: parts.datagrams,
@@ -510,11 +504,7 @@ impl EventLoop {
             // `stop` must not wait for it: look for one, without reading.
             connection.defer_read(event.is_read_closed() || event.is_priority());
             if !self.ctx.stop_requested
-                && connection.stop_waiting_unread(
-                    &self.ctx,
-                    &mut self.scratch,
-                    self.look_further.entry(key).or_default(),
-                )
+                && connection.stop_waiting_unread(&self.ctx, &mut self.scratch)
             {
                 log::info!(
                     "{}: stop sent while the output is full: stopping",

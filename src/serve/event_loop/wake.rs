@@ -72,8 +72,6 @@ impl EventLoop {
     pub(super) fn resume_reading(&mut self, now: Instant) {
         self.set_reading(Reading::Open);
         log::debug!("output has room again: reading from clients");
-        // What was unread will be read: every look starts again.
-        self.look_further.clear();
         for (key, _) in self.connections.iter() {
             self.ready.wake(Token(key));
             if let Some(idle) = &mut self.idle {
