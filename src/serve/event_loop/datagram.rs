@@ -16,9 +16,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
+use super::EventLoop;
 use crate::proto::command::Command;
 use crate::proto::line::LineBuffer;
 use crate::serve::context::Context;
+use crate::serve::{tokens, trace};
 
 /// Datagrams read from one socket per loop turn before the others get a turn.
 const DATAGRAM_BUDGET: usize = 256;
@@ -28,6 +30,35 @@ const DATAGRAM_BUDGET: usize = 256;
 #[derive(Debug, Default)]
 pub struct DatagramState {
     warned_commands: bool,
+}
+
+impl EventLoop {
+    /// A UDP socket is readable: datagrams, each read whole.
+    pub(super) fn on_datagrams(&mut self, index: usize) {
+        if !self.may_read() {
+            return; // Served again when reading resumes.
+        }
+        let Some(socket) = self.datagrams.get(index) else {
+            return;
+        };
+        let before = self.ctx.config.trace_loop.then_some(self.ctx.counters);
+        let more = on_readable(
+            socket,
+            &mut self.scratch,
+            &mut self.ctx,
+            &mut self.datagram_state,
+        );
+        if let Some(before) = before {
+            let work = trace::work(&before, &self.ctx.counters);
+            let count = self.ctx.counters.datagrams - before.datagrams;
+            let addr = socket
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            trace::emit(format_args!("  udp://{addr}: {count} datagrams, {work}"));
+        }
+        self.ready.served(tokens::datagram_token(index), more);
+    }
 }
 
 /// Reads datagrams until `WouldBlock`, the budget, or the output's bound;

@@ -74,7 +74,7 @@ use crate::serve::linger::Lingering;
 use crate::serve::metrics::{self, MetricsServer};
 use crate::serve::output::Output;
 use crate::serve::proxy;
-use crate::serve::tokens::{self, MetricsSlot, Slot};
+use crate::serve::tokens::{MetricsSlot, Slot};
 use crate::serve::trace;
 
 mod clients;
@@ -631,33 +631,6 @@ impl EventLoop {
         } else if again {
             self.ready.wake(Token(key));
         }
-    }
-
-    /// A UDP socket is readable: datagrams, each read whole.
-    fn on_datagrams(&mut self, index: usize) {
-        if !self.may_read() {
-            return; // Served again when reading resumes.
-        }
-        let Some(socket) = self.datagrams.get(index) else {
-            return;
-        };
-        let before = self.ctx.config.trace_loop.then_some(self.ctx.counters);
-        let more = datagram::on_readable(
-            socket,
-            &mut self.scratch,
-            &mut self.ctx,
-            &mut self.datagram_state,
-        );
-        if let Some(before) = before {
-            let work = trace::work(&before, &self.ctx.counters);
-            let count = self.ctx.counters.datagrams - before.datagrams;
-            let addr = socket
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            trace::emit(format_args!("  udp://{addr}: {count} datagrams, {work}"));
-        }
-        self.ready.served(tokens::datagram_token(index), more);
     }
 
     /// How many connections are open (for `Debug`).
