@@ -359,7 +359,7 @@ impl Server {
             self.handle.stop();
         }
         if let Some(standby) = standby {
-            standby.wait(threads.len(), signals, Some(output), &self.handle.shared);
+            standby.wait(threads.len(), signals, output, &self.handle.shared);
         }
         for (index, thread) in threads.into_iter().enumerate() {
             // A loop catches its own panics (see `EventLoop::fail`); this is

@@ -77,7 +77,7 @@ impl Standby {
         mut self,
         loops: usize,
         mut signals: Option<Signals>,
-        mut output: Option<Output>,
+        mut output: Output,
         shared: &SharedRef,
     ) {
         if let Some(signals) = &mut signals
@@ -91,7 +91,7 @@ impl Standby {
         let mut events = Events::with_capacity(4);
         // Signals that came between the first loop's end and now are
         // pending already: looked at once before sleeping.
-        serve_signals(signals.as_mut(), output.as_mut(), shared);
+        serve_signals(signals.as_mut(), &mut output, shared);
         while self.ended.count.load(Ordering::Acquire) < loops {
             if let Err(err) = self.poll.poll(&mut events, None) {
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -102,23 +102,19 @@ impl Standby {
                 break;
             }
             if events.iter().any(|event| event.token() == SIGNALS) {
-                serve_signals(signals.as_mut(), output.as_mut(), shared);
+                serve_signals(signals.as_mut(), &mut output, shared);
             }
         }
     }
 }
 
-fn serve_signals(
-    signals: Option<&mut Signals>,
-    mut output: Option<&mut Output>,
-    shared: &SharedRef,
-) {
+fn serve_signals(signals: Option<&mut Signals>, output: &mut Output, shared: &SharedRef) {
     let Some(signals) = signals else {
         return;
     };
     for signal in signals.pending() {
         if signal == signal_hook::consts::SIGHUP {
-            if output.as_mut().is_some_and(|output| output.reopen()) {
+            if output.reopen() {
                 log::info!("SIGHUP: reopening the output file");
             } else {
                 log::info!("SIGHUP ignored: the output is not a file");
