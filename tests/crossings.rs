@@ -253,6 +253,17 @@ impl Stalled {
         }
     }
 
+    /// The `HOST:PORT` of the listener the server names `SCHEME://` (one
+    /// given in `args`, beside the TCP one it always has).
+    fn listening(&self, scheme: &str) -> String {
+        let prefix = format!("listening on {scheme}://");
+        self.stderr
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+            .unwrap_or_else(|| panic!("no {scheme}:// listener: {}", self.stderr.text()))
+    }
+
     fn wait_for_stderr(&self, needle: &str) {
         let found = wait_for(PATIENCE, || self.stderr.with(|text| text.contains(needle)));
         assert!(found, "no {needle:?} on stderr: {}", self.stderr.text());
@@ -510,12 +521,7 @@ fn a_pause_in_reading_does_not_make_a_tls_handshake_late() {
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = Stalled::start(&args);
-    let tls_addr = server
-        .stderr
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("listening on tls://").map(str::to_string))
-        .expect("a tls:// listener");
+    let tls_addr = server.listening("tls");
     let _filler = fill_until_unread(&server.addr.clone(), &server);
     // Accepted while reading is paused; the handshake begins later.
     let tcp = connect(&tls_addr);
@@ -547,12 +553,7 @@ fn a_pause_in_reading_does_not_make_a_tls_handshake_late() {
 fn udp_reads_stop_at_the_output_bound() {
     use std::net::UdpSocket;
     let server = Stalled::start(&["--listen", "udp://127.0.0.1:0", "--output-buffer", "64KiB"]);
-    let udp_addr = server
-        .stderr
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("listening on udp://").map(str::to_string))
-        .expect("a udp:// listener");
+    let udp_addr = server.listening("udp");
     let pid = server.child.id() as i32;
     // Frozen, the server lets the datagrams queue in its socket: its first
     // read finds them all there.
